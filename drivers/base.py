@@ -1,0 +1,113 @@
+"""The shape every driver has (portable). Copy drivers/skeleton.py to start a new one.
+
+A driver knows one protocol or device family. The agent calls, for each device:
+
+    driver = DriverClass(device_config)    # no I/O here
+    result = await driver.poll(budget_s)    # opens on first use; never raises
+    driver.info()                           # name, version, maturity, transport
+    await driver.close()
+
+A subclass implements `open`, `read` and `close`. `read` returns samples, a list of
+(metric, value, unit) with metric names from agent/core/registry.py, leaving out values the device
+marks unknown (never a made-up zero). It raises DeviceError (or ParseError) with a reason a
+technician can act on. `poll` wraps `read` so that nothing escapes: an error, a timeout or a bug
+becomes a stale result with its reason, and the transport is closed so the next poll starts clean.
+"""
+
+import asyncio
+
+from agent.core.compat import monotonic
+from agent.core.errors import DeviceError
+
+# Maturity, as NUT records it for its drivers.
+EXPERIMENTAL = "experimental"
+BETA = "beta"
+STABLE = "stable"
+
+
+class PollResult:
+    __slots__ = ("samples", "error", "raw", "duration")
+
+    def __init__(self, samples, error=None, raw=None, duration=0.0):
+        self.samples = samples  # [(metric, value, unit)]; may be partial when error is set
+        self.error = error  # None when the poll succeeded, else the reason the device is stale
+        self.raw = raw  # optional {label: raw value} for the console's `poll <device>`
+        self.duration = duration
+
+    @property
+    def ok(self):
+        return self.error is None
+
+    def __repr__(self):
+        if self.error:
+            return "PollResult(stale: %s)" % self.error
+        return "PollResult(%d samples, %.3fs)" % (len(self.samples), self.duration)
+
+
+class Driver:
+    INFO = {
+        "name": "base",
+        "version": "0.0",
+        "maturity": EXPERIMENTAL,
+        "transport": "none",
+        "description": "",
+    }
+
+    def __init__(self, device):
+        self.device = device  # the validated config dict of this device
+        self.id = device.get("id", "?")
+        self.is_open = False
+        self.raw = None  # a subclass may set {label: raw value} during read()
+
+    # --- what a subclass implements -------------------------------------------------------
+    async def open(self):
+        """Acquire the transport. Raise DeviceError if it cannot be had."""
+
+    async def read(self):
+        """Poll the device once; return [(metric, value, unit)]. Raise DeviceError on failure."""
+        raise NotImplementedError
+
+    async def close(self):
+        """Release the transport. Must not raise."""
+
+    # --- what the agent calls -------------------------------------------------------------
+    def info(self):
+        return dict(self.INFO)
+
+    async def poll(self, budget_s):
+        """Open if needed and read once within `budget_s` seconds. Never raises (but lets
+        cancellation of the caller through)."""
+        started = monotonic()
+        self.raw = None
+        try:
+            samples = await asyncio.wait_for(self._open_and_read(), budget_s)
+            return PollResult(samples, None, self.raw, monotonic() - started)
+        except asyncio.TimeoutError:
+            error = "no answer within %gs" % budget_s
+        except DeviceError as e:
+            error = str(e) or e.__class__.__name__
+        except asyncio.CancelledError:
+            await self._safe_close()
+            raise
+        except Exception as e:  # a driver bug must not stop the agent; report it as the reason
+            error = "driver error: %s: %s" % (e.__class__.__name__, e)
+        await self._safe_close()
+        return PollResult([], error, self.raw, monotonic() - started)
+
+    async def _open_and_read(self):
+        if not self.is_open:
+            await self.open()
+            self.is_open = True
+        samples = await self.read()
+        if samples is None:
+            raise DeviceError("driver returned no samples")
+        return samples
+
+    async def _safe_close(self):
+        if not self.is_open:
+            return
+        self.is_open = False
+        try:
+            await self.close()
+        except Exception:
+            pass
