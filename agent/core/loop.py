@@ -1,0 +1,218 @@
+"""The poll loop (portable asyncio): scheduler + drivers + queue.
+
+Each due device is polled in its own task, so a slow or hung device holds only its own slot. A poll
+result becomes readings stamped with the site, device and time; they go to the queue's routine lane
+and to the table of latest values. The queue is committed (group commit) at most once per
+`commit_interval` seconds, or sooner when `commit_records` readings are waiting, and listeners are
+told only after the commit, because only then do those readings count as stored.
+"""
+
+import asyncio
+
+from agent.core import readings as rd
+from agent.core.compat import monotonic, wall_time
+from agent.core.queue import LANE_ROUTINE
+from agent.core.scheduler import Scheduler
+
+STALE_METRIC = "agent.device.stale"
+
+
+class Loop:
+    def __init__(
+        self,
+        site_id,
+        queue,
+        rand,
+        log,
+        mono=monotonic,
+        wall=wall_time,
+        commit_interval=5.0,
+        commit_records=500,
+        backoff_max=300,
+    ):
+        self.site_id = site_id
+        self.queue = queue
+        self.log = log
+        self.mono = mono
+        self.wall = wall  # returns epoch seconds, or None while the clock is not trusted
+        self.sched = Scheduler(rand, backoff_max)
+        self.commit_interval = commit_interval
+        self.commit_records = commit_records
+        self.drivers = {}
+        self.latest = {}  # (device, metric) -> Reading, newest value of every series
+        self.last_result = {}  # device -> PollResult
+        self.listeners = []  # called as fn(confirmed_seq) after each commit
+        self.store_error = None  # last queue error text, None when the store works
+        self._tasks = {}
+        self._pending = 0
+        self._last_commit = mono()
+        self._stopping = False
+        self._wake = asyncio.Event()
+
+    # --- setup and control ----------------------------------------------------------------
+    def add_device(self, device, driver):
+        self.drivers[device["id"]] = driver
+        self.sched.add(
+            device["id"], device["interval"], device["timeout"], device.get("jitter", 0.1), self.mono()
+        )
+
+    def poll_now(self, dev_id=None):
+        now = self.mono()
+        for d in [dev_id] if dev_id else list(self.drivers):
+            self.sched.poll_now(d, now)
+        self._wake.set()
+
+    def set_interval(self, dev_id, seconds):
+        self.sched.set_interval(dev_id, seconds, self.mono())
+        self._wake.set()
+
+    def stop(self):
+        self._stopping = True
+        self._wake.set()
+
+    # --- one poll -------------------------------------------------------------------------
+    async def poll_device(self, dev_id):
+        """Poll one device now and record the result; returns the PollResult."""
+        st = self.sched.state(dev_id)
+        self.sched.started(dev_id, self.mono())
+        try:
+            result = await self.drivers[dev_id].poll(st.budget)
+        except asyncio.CancelledError:
+            # Cancelled by hung() handling or shutdown: whoever cancelled settles the state.
+            raise
+        now = self.mono()
+        was_stale = st.stale
+        self.sched.finished(dev_id, now, result.ok, result.error)
+        self.last_result[dev_id] = result
+        self._record(dev_id, result, was_stale, st.polls == 1)
+        return result
+
+    async def poll_all(self):
+        """Poll every device once, concurrently; returns {device: PollResult}. Commits."""
+        ids = list(self.drivers)
+        results = await asyncio.gather(*[self.poll_device(d) for d in ids])
+        self.commit()
+        return dict(zip(ids, results))
+
+    def _record(self, dev_id, result, was_stale, first):
+        t = self.wall()
+        quality = rd.GOOD if t is not None else rd.EST_TIME
+        out = rd.stamp(result.samples, self.site_id, dev_id, t, quality)
+        if result.ok != (not was_stale) or first:
+            out.append(rd.Reading(self.site_id, dev_id, STALE_METRIC, not result.ok, "", t, quality))
+            if result.ok and was_stale:
+                self.log.info("poll", "device recovered", device=dev_id)
+        if not result.ok:
+            if not was_stale:
+                self.log.warning("poll", "device stale", device=dev_id, reason=result.error)
+            for key, r in self.latest.items():
+                if key[0] == dev_id and r.metric != STALE_METRIC:
+                    r.quality = rd.STALE
+        for r in out:
+            self.latest[(dev_id, r.metric)] = r
+            self._append(LANE_ROUTINE, r.to_dict())
+
+    def _append(self, lane, record):
+        try:
+            self.queue.append(lane, record)
+            self._pending += 1
+        except Exception as e:  # a failing medium must not stop polling; the store reports it
+            self._store_failed(e)
+
+    def _store_failed(self, e):
+        text = "%s: %s" % (e.__class__.__name__, e)
+        if text != self.store_error:
+            self.log.error("queue", "store failed", error=text)
+        self.store_error = text
+
+    def commit(self):
+        self._last_commit = self.mono()
+        if not self._pending:
+            return
+        try:
+            seq = self.queue.commit()
+        except Exception as e:
+            self._store_failed(e)
+            return
+        if self.store_error:
+            self.log.info("queue", "store working again")
+            self.store_error = None
+        self._pending = 0
+        for fn in self.listeners:
+            try:
+                fn(seq)
+            except Exception as e:
+                self.log.error("loop", "listener failed", error=repr(e))
+
+    # --- the loop -------------------------------------------------------------------------
+    async def _poll_task(self, dev_id):
+        try:
+            await self.poll_device(dev_id)
+        except asyncio.CancelledError:
+            pass
+        except Exception as e:  # never lose the loop to a bug in recording
+            self.log.error("poll", "poll task failed", device=dev_id, error=repr(e))
+            st = self.sched.state(dev_id)
+            if st.running():
+                self.sched.finished(dev_id, self.mono(), False, "internal error: %r" % e)
+        finally:
+            self._tasks.pop(dev_id, None)
+            if self._pending >= self.commit_records:
+                self.commit()
+
+    def _tick(self):
+        """One pass: settle hung polls, start due ones, commit when it is time.
+        Returns the seconds to sleep before the next pass."""
+        now = self.mono()
+        for dev_id in self.sched.hung(now):
+            task = self._tasks.pop(dev_id, None)
+            if task is not None:
+                task.cancel()
+            st = self.sched.state(dev_id)
+            reason = "poll hung for %.0fs (budget %gs)" % (now - st.running_since, st.budget)
+            was_stale = st.stale
+            self.sched.finished(dev_id, now, False, reason)
+            self._record(dev_id, _Hung(reason), was_stale, False)
+        for dev_id in self.sched.due(now):
+            self._tasks[dev_id] = asyncio.create_task(self._poll_task(dev_id))
+        if now - self._last_commit >= self.commit_interval:
+            self.commit()
+        wait = self.sched.next_wakeup(now)
+        to_commit = self.commit_interval - (now - self._last_commit)
+        if wait is None or to_commit < wait:
+            wait = to_commit
+        return 0.01 if wait < 0.01 else wait
+
+    async def run(self):
+        """Poll until stop(); then cancel running polls, close drivers and commit."""
+        self._stopping = False
+        try:
+            while not self._stopping:
+                wait = self._tick()
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            for task in list(self._tasks.values()):
+                task.cancel()
+            for task in list(self._tasks.values()):
+                try:
+                    await task
+                except BaseException:
+                    pass
+            for drv in self.drivers.values():
+                await drv._safe_close()
+            self.commit()
+
+
+class _Hung:
+    """A PollResult stand-in for a poll the loop had to cancel."""
+
+    ok = False
+    samples = ()
+    raw = None
+
+    def __init__(self, reason):
+        self.error = reason

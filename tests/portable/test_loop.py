@@ -1,0 +1,140 @@
+# The poll loop with scripted drivers: readings reach the queue after a commit, a hung or failing
+# device is marked stale with its reason and never holds up the others.
+import asyncio
+
+from agent.core.errors import DeviceError
+from agent.core.log import Log
+from agent.core.loop import STALE_METRIC, Loop
+from agent.core.queue import MemoryQueue
+from drivers.base import Driver
+from support import run
+
+
+class Scripted(Driver):
+    INFO = {"name": "scripted", "version": "1", "maturity": "experimental", "transport": "none"}
+
+    def __init__(self, device, script):
+        Driver.__init__(self, device)
+        self.script = script  # list of: list of samples | Exception | "hang"
+        self.calls = 0
+        self.opens = 0
+        self.closes = 0
+
+    async def open(self):
+        self.opens += 1
+
+    async def close(self):
+        self.closes += 1
+
+    async def read(self):
+        step = self.script[min(self.calls, len(self.script) - 1)]
+        self.calls += 1
+        if step == "hang":
+            await asyncio.sleep(3600)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+
+def dev(dev_id, interval=0.05, timeout=0.04):
+    return {"id": dev_id, "driver": "scripted", "interval": interval, "timeout": timeout, "jitter": 0.0}
+
+
+def make_loop(queue=None, lines=None):
+    log = Log(write=(lines.append if lines is not None else (lambda s: None)))
+    return Loop("site-1", queue or MemoryQueue(), lambda: 0.0, log, commit_interval=0.02)
+
+
+def test_poll_all_stamps_readings_and_commits():
+    q = MemoryQueue()
+    loop = make_loop(q)
+    loop.add_device(dev("ups"), Scripted(dev("ups"), [[("battery.charge", 87.0, "%")]]))
+    results = run(loop.poll_all())
+    assert results["ups"].ok
+    assert q.confirmed_seq == 1  # the reading and the device's first stale=False marker
+    batch_id, recs = q.next_batch(10)
+    charge = [r for r in recs if r["metric"] == "battery.charge"][0]
+    assert charge["site"] == "site-1" and charge["device"] == "ups"
+    assert charge["value"] == 87.0 and charge["unit"] == "%" and charge["quality"] == "good"
+    assert isinstance(charge["time"], float)
+    stale = [r for r in recs if r["metric"] == STALE_METRIC][0]
+    assert stale["value"] is False
+    assert loop.latest[("ups", "battery.charge")].value == 87.0
+
+
+def test_failing_device_goes_stale_with_reason_and_recovers():
+    lines = []
+    loop = make_loop(lines=lines)
+    d = Scripted(dev("bms"), [DeviceError("checksum mismatch in frame 3"), [("battery.charge", 50, "%")]])
+    loop.add_device(dev("bms"), d)
+    r1 = run(loop.poll_all())["bms"]
+    assert not r1.ok and r1.error == "checksum mismatch in frame 3"
+    st = loop.sched.state("bms")
+    assert st.stale and st.reason == "checksum mismatch in frame 3"
+    assert d.closes == 1  # the transport is closed after a failure so the next poll starts clean
+    assert any("device stale" in l and "checksum mismatch" in l for l in lines)
+    r2 = run(loop.poll_all())["bms"]
+    assert r2.ok and not st.stale and d.opens == 2
+    assert any("device recovered" in l for l in lines)
+
+
+def test_driver_bug_becomes_a_stale_reason():
+    loop = make_loop()
+    loop.add_device(dev("x"), Scripted(dev("x"), [ZeroDivisionError("boom")]))
+    r = run(loop.poll_all())["x"]
+    assert not r.ok and "ZeroDivisionError" in r.error and "boom" in r.error
+
+
+def test_hung_device_does_not_delay_others():
+    q = MemoryQueue()
+    loop = make_loop(q)
+    good = Scripted(dev("good"), [[("ups.load", 10, "%")]])
+    hung = Scripted(dev("hung", 0.05, 0.1), ["hang"])
+    loop.add_device(dev("good"), good)
+    loop.add_device(dev("hung", 0.05, 0.1), hung)
+
+    async def main():
+        task = asyncio.create_task(loop.run())
+        await asyncio.sleep(0.6)
+        loop.stop()
+        await task
+
+    run(main())
+    # 0.6 s at a 0.05 s interval: the healthy device kept polling while the other hung.
+    assert good.calls >= 5, good.calls
+    st = loop.sched.state("hung")
+    assert st.stale and "no answer within 0.1s" in st.reason
+    assert hung.calls >= 1
+    assert q.confirmed_seq >= good.calls  # committed along the way and at stop
+
+
+def test_store_failure_is_reported_and_polling_continues():
+    class Broken(MemoryQueue):
+        fail = True
+
+        def commit(self):
+            if self.fail:
+                raise OSError(28, "No space left on device")
+            return MemoryQueue.commit(self)
+
+    q = Broken()
+    lines = []
+    loop = make_loop(q, lines)
+    loop.add_device(dev("a"), Scripted(dev("a"), [[("ups.load", 1, "%")]]))
+    run(loop.poll_all())
+    assert loop.store_error and "No space left" in loop.store_error
+    assert any("store failed" in l for l in lines)
+    q.fail = False
+    run(loop.poll_all())
+    assert loop.store_error is None
+    assert q.confirmed_seq == 2  # nothing appended while the medium failed was lost
+
+
+def test_listeners_hear_only_after_commit():
+    q = MemoryQueue()
+    loop = make_loop(q)
+    heard = []
+    loop.listeners.append(lambda seq: heard.append((seq, q.confirmed_seq)))
+    loop.add_device(dev("a"), Scripted(dev("a"), [[("ups.load", 1, "%")]]))
+    run(loop.poll_all())
+    assert heard == [(1, 1)]
