@@ -54,7 +54,7 @@ def find_recording(name):
             path = os.path.join(base, name + suffix)
             if os.path.isfile(path):
                 return path
-    raise FileNotFoundError("no recording %r in hil/recordings or snmpsim-data" % name)
+    raise FileNotFoundError(f"no recording {name!r} in hil/recordings or snmpsim-data")
 
 
 def read_snmprec(path):
@@ -125,7 +125,7 @@ class SnmpSim:
     # --- public ----------------------------------------------------------------------------
     def community_for(self, recording):
         if recording not in self.recordings:
-            raise KeyError("recording %r is not served by this SnmpSim" % recording)
+            raise KeyError(f"recording {recording!r} is not served by this SnmpSim")
         return recording
 
     def recording_path(self, name):
@@ -147,7 +147,7 @@ class SnmpSim:
                     return self
                 self._kill()
             raise RuntimeError(
-                "snmpsim did not answer on 127.0.0.1:%s; log:\n%s" % (self.port, self.log_tail())
+                f"snmpsim did not answer on 127.0.0.1:{self.port}; log:\n{self.log_tail()}"
             )
         except BaseException:
             self.stop()
@@ -191,8 +191,8 @@ class SnmpSim:
         exe = os.path.join(os.path.dirname(sys.executable), "snmpsim-command-responder")
         if not os.path.exists(exe):
             raise RuntimeError(
-                "snmpsim-command-responder not found next to %s (pip install "
-                "snmpsim)" % sys.executable
+                f"snmpsim-command-responder not found next to {sys.executable} (pip install "
+                "snmpsim)"
             )
         cmd = [
             exe,
