@@ -1,0 +1,256 @@
+"""`site-agent`: the command line. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config."""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+from agent import __version__
+from agent.core.errors import ConfigError
+from agent.core.log import DEBUG, ERROR, INFO, WARNING, Log
+
+DEFAULT_CONFIG = os.environ.get("SITE_AGENT_CONFIG", "/etc/site-agent/site.toml")
+LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2 already; keep its message on one line
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, "%s: error: %s\n" % (self.prog, message))
+
+
+def _add_config(p):
+    p.add_argument(
+        "-c",
+        "--config",
+        default=DEFAULT_CONFIG,
+        help="site config file (default: %(default)s, or $SITE_AGENT_CONFIG)",
+    )
+
+
+def build_parser():
+    p = _Parser(
+        prog="site-agent",
+        description="Edge agent for telecom field sites: polls power, battery and router health "
+        "over SNMP and serial, raises alarms and reports over MQTT with store-and-forward.",
+    )
+    p.add_argument("--version", action="version", version="site-agent " + __version__)
+    p.add_argument("--log-level", choices=sorted(LEVELS), default="info", help="default: info")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    r = sub.add_parser("run", help="run the agent (the daemon)", description="Poll every device "
+                       "on its schedule, store readings durably and send them upstream until "
+                       "SIGTERM or SIGINT. Log lines go to stderr.")
+    _add_config(r)
+
+    c = sub.add_parser("check", help="validate a config and show what the agent would do",
+                       description="Validate the site config and print the devices, schedule, "
+                       "uplink and storage the agent would use. Exit 0 when valid, 2 when not.")
+    _add_config(c)
+
+    pl = sub.add_parser("poll", help="poll every device once and print the readings",
+                        description="Poll each device once (or only --device) and print a table "
+                        "of readings. Nothing is stored or sent. Exit 1 if any device failed.")
+    _add_config(pl)
+    pl.add_argument("-d", "--device", action="append", help="poll only this device (repeatable)")
+    pl.add_argument("--json", action="store_true", help="print readings as JSON lines")
+
+    d = sub.add_parser("demo", help="run a simulated BTS site and watch readings arrive upstream",
+                       description="Start a simulated BTS site on loopback (SNMP agents serving "
+                       "real device recordings, a Megatec UPS on a pseudo-terminal, an MQTT "
+                       "broker), run the agent against it and show readings arriving at the "
+                       "broker as a live table until Ctrl-C. Everything started is stopped.")
+    d.add_argument("--duration", type=float, help="stop after this many seconds")
+    d.add_argument("--plain", action="store_true",
+                   help="print the table afresh each time instead of redrawing it in place")
+    d.add_argument("--keep", metavar="DIR", help="write the demo's config and data here and "
+                   "keep them afterwards")
+
+    q = sub.add_parser("queue", help="inspect a stopped agent's store",
+                       description="Inspect the store in a data directory while the agent is "
+                       "stopped.")
+    qsub = q.add_subparsers(dest="queue_command", metavar="ACTION", parser_class=_Parser)
+    qs = qsub.add_parser("stats", help="depth per lane, bytes, oldest and newest record")
+    qs.add_argument("data_dir", help="the agent's data directory (storage.dir)")
+    qs.add_argument("--json", action="store_true")
+    qe = qsub.add_parser("export", help="write the backlog as JSON lines")
+    qe.add_argument("data_dir", help="the agent's data directory (storage.dir)")
+    qe.add_argument("out", help="output file ('-' for stdout)")
+    return p
+
+
+def _log(args):
+    return Log(level=LEVELS[args.log_level])
+
+
+def _load(path):
+    from agent.host.configfile import load
+
+    return load(path)
+
+
+def cmd_check(args, log):
+    cfg = _load(args.config)
+    out = sys.stdout
+    site = cfg.site
+    out.write("config %s is valid\n" % cfg.source)
+    out.write("site %s (%s)%s\n" % (site["id"], site["kind"],
+                                    (": " + site["name"]) if site.get("name") else ""))
+    out.write("\ndevices (%d):\n" % len(cfg.devices))
+    for dev in cfg.devices:
+        out.write("  %-14s %-10s every %gs, budget %gs, jitter %d%%  %s%s\n" % (
+            dev["id"], dev["driver"], dev["interval"], dev["timeout"], round(dev["jitter"] * 100),
+            describe_connection(dev), "" if dev.get("enabled", True) else "  (disabled)"))
+    if cfg.uplink:
+        out.write("\nuplink (topic prefix %s):\n" % cfg.uplink.get("topic_prefix"))
+        for i, b in enumerate(cfg.uplink["brokers"]):
+            out.write("  %d. %s %s:%s %s\n" % (i + 1, b.get("name") or "broker", b["host"], b["port"],
+                      "PLAIN TEXT (insecure)" if b.get("insecure") else "TLS"))
+    else:
+        out.write("\nuplink: none (readings are stored only)\n")
+    st = cfg.storage
+    out.write("\nstorage: %s, budget %s MB, commit every %gs or %d readings\n" % (
+        st.get("dir"), st.get("budget_mb"), st.get("commit_interval"), st.get("commit_records")))
+    for w in cfg.warnings:
+        out.write("WARNING: %s\n" % w)
+    return EXIT_OK
+
+
+def describe_connection(dev):
+    if "snmp" in dev:
+        s = dev["snmp"]
+        return "snmp v%s %s:%s profile %s" % (s["version"], s["host"], s["port"], s["profile"])
+    if "serial" in dev:
+        s = dev["serial"]
+        return "serial %s %s %d%s%d" % (s["port"], s["baud"], s["bytesize"], s["parity"],
+                                        s["stopbits"])
+    if "probe" in dev:
+        p = dev["probe"]
+        return "probe %s %s" % (p.get("kind"), p.get("target") or p.get("url"))
+    return ""
+
+
+def cmd_poll(args, log):
+    from agent.host.runner import make_loop, open_queue
+
+    cfg = _load(args.config)
+    if args.device:
+        known = set(d["id"] for d in cfg.devices)
+        for d in args.device:
+            if d not in known:
+                raise ConfigError("%s: no device %r (have: %s)" % (cfg.source, d, ", ".join(sorted(known))))
+        cfg.devices = [d for d in cfg.devices if d["id"] in args.device]
+    loop = make_loop(cfg, open_queue(cfg, log, volatile=True), log)
+    results = asyncio.run(_poll_once(loop))
+    failed = 0
+    rows = []
+    for dev_id, res in results.items():
+        if not res.ok:
+            failed += 1
+        for metric, value, unit in res.samples:
+            rows.append((dev_id, metric, value, unit))
+    if args.json:
+        for dev_id, metric, value, unit in rows:
+            sys.stdout.write(json.dumps({"device": dev_id, "metric": metric, "value": value,
+                                         "unit": unit}) + "\n")
+    else:
+        sys.stdout.write(format_table(["DEVICE", "METRIC", "VALUE", "UNIT"],
+                                      [(d, m, format_value(v), u) for d, m, v, u in rows]))
+    for dev_id, res in results.items():
+        status = "ok, %d readings in %.2fs" % (len(res.samples), res.duration) if res.ok else \
+            "STALE: " + res.error
+        sys.stderr.write("%s: %s\n" % (dev_id, status))
+    return EXIT_RUNTIME if failed else EXIT_OK
+
+
+async def _poll_once(loop):
+    try:
+        return await loop.poll_all()
+    finally:
+        for drv in loop.drivers.values():
+            await drv._safe_close()
+
+
+def format_value(v):
+    if isinstance(v, float):
+        return ("%.3f" % v).rstrip("0").rstrip(".")
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def format_table(header, rows):
+    widths = [len(h) for h in header]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(str(cell)))
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def cmd_run(args, log):
+    from agent.host.runner import run_agent
+
+    cfg = _load(args.config)
+    return asyncio.run(run_agent(cfg, log))
+
+
+def cmd_demo(args, log):
+    from agent.host.demo import run_demo
+
+    return run_demo(args, log)
+
+
+def cmd_queue(args, log):
+    from agent.host import queue_cli
+
+    if args.queue_command == "stats":
+        stats = queue_cli.stats(args.data_dir)
+        if args.json:
+            sys.stdout.write(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        else:
+            sys.stdout.write(queue_cli.format_stats(stats))
+        return EXIT_OK
+    if args.queue_command == "export":
+        n = queue_cli.export(args.data_dir, args.out)
+        sys.stderr.write("exported %d records to %s\n" % (n, args.out))
+        return EXIT_OK
+    sys.stderr.write("site-agent queue: say stats or export (see site-agent queue --help)\n")
+    return EXIT_USAGE
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "poll": cmd_poll, "demo": cmd_demo,
+            "queue": cmd_queue}
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    log = _log(args)
+    try:
+        return COMMANDS[args.command](args, log)
+    except ConfigError as e:
+        for line in e.errors:
+            sys.stderr.write("config error: %s\n" % line)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as e:  # last resort: one clear line, not a traceback, for field use
+        log.error("agent", "failed", error="%s: %s" % (e.__class__.__name__, e))
+        if args.log_level == "debug":
+            raise
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())
