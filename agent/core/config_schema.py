@@ -1,0 +1,277 @@
+"""The site config's schema as data: one table of field specs per TOML table, and the formats.
+
+agent/core/config.py runs these through agent/core/schema.Checker and adds the rules that span
+several keys. docs/config.md documents every key here; a test keeps the two in step. Portable.
+"""
+
+from agent.core import registry
+from agent.core.schema import ID_CHARS, UPPER_SNAKE, choice_words, field
+
+# Driver name -> (connection sections it requires, default serial baud or None). [devices.options]
+# is allowed for every driver. To add a driver: one row here, one in drivers/__init__.py.
+DRIVER_SECTIONS = {
+    "snmp": (("snmp",), None),
+    "megatec": (("serial",), 2400),
+    "voltronic": (("serial",), 2400),
+    "vedirect": (("serial",), 19200),
+    "modbus": (("serial", "modbus"), 115200),
+    "pylontech": (("serial",), 9600),
+    "probe": (("probe",), None),
+}
+
+SNMP_PROFILES = (
+    "auto", "ups-mib", "apc-powernet", "eltek", "netsure", "if-mib", "host-resources", "router",
+)  # fmt: skip
+STANDARD_BAUDS = (
+    300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400, 460800, 921600,
+)  # fmt: skip
+_ID_WORDS = "1 to 64 of the characters A-Z a-z 0-9 . _ -"
+_RULE_WORDS = "an UPPER_SNAKE id (A-Z 0-9 _)"
+_NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+
+# -- formats (each returns None when fine, else what was expected) -------------------------------
+
+
+def _host(v):
+    for c in " \t/@":
+        if c in v:
+            return "a host name or IP address (no scheme, path or port)"
+    return None if v else "a host name or IP address"
+
+
+def _hostport(rest):
+    rest = rest.split("?")[0]
+    host, _, port = rest.rpartition(":")
+    return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
+
+
+def _serial_port(v):
+    if v.startswith("/") and len(v) > 1 and " " not in v:
+        return None
+    scheme, sep, rest = v.partition("://")
+    if sep and scheme in ("socket", "rfc2217") and _hostport(rest):
+        return None
+    if sep and scheme in ("loop", "spy", "alt", "hwgrep"):
+        return None
+    if v.startswith("uart") and v[4:].isdigit():  # machine.UART(n) on a board
+        return None
+    return (
+        'a device path ("/dev/ttyUSB0"), a pyserial URL ("socket://host:port", '
+        '"rfc2217://host:port") or "uart<n>" on a board'
+    )
+
+
+def _topic_prefix(v):
+    if not v or "+" in v or "#" in v or v[0] in "/$" or v[-1] == "/" or "//" in v:
+        return 'a topic prefix without + or #, not starting with "/" or "$", without empty levels'
+    return None
+
+
+def _url(v):
+    for scheme in ("http://", "https://"):
+        if v.startswith(scheme) and len(v) > len(scheme) and " " not in v:
+            return None
+    return "an http:// or https:// URL"
+
+
+def _driver(v):
+    # Looked up at check time, so a row added to DRIVER_SECTIONS at run time counts.
+    if v in DRIVER_SECTIONS:
+        return None
+    return "one of " + choice_words(sorted(DRIVER_SECTIONS))
+
+
+def _metric(v):
+    return None if registry.is_known(v) else "a metric name from agent/core/registry.py"
+
+
+def _metric_names():
+    return [row[0] for row in registry.METRICS if "<" not in row[0]]
+
+
+def _rule_id(v):
+    return None if v and v[0] in UPPER_SNAKE[:26] else "an UPPER_SNAKE id starting with a letter"
+
+
+def _is_hex(s):
+    if not s or len(s) % 2:
+        return False
+    for c in s.lower():
+        if c not in "0123456789abcdef":
+            return False
+    return True
+
+
+def pin_hash_ok(v):
+    """True if v is "pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>" (what tools write)."""
+    parts = v.split("$")
+    return (
+        len(parts) == 4
+        and parts[0] == "pbkdf2-sha256"
+        and parts[1].isdigit()
+        and int(parts[1]) >= 1
+        and _is_hex(parts[2])
+        and _is_hex(parts[3])
+    )
+
+
+# -- schema tables ---------------------------------------------------------------------------
+
+LOCATION = (
+    ("lat", field("num", min=-90, max=90)),
+    ("lon", field("num", min=-180, max=180)),
+    ("address", field("str")),
+    ("commune", field("str")),
+    ("province", field("str")),
+)
+SITE = (
+    ("id", field("str", True, minlen=1, maxlen=64, chars=ID_CHARS, chars_words=_ID_WORDS)),
+    ("kind", field("str", True, choices=("bts", "wifi"))),
+    ("name", field("str")),
+    ("location", field("table", fields=LOCATION, fill=True)),
+)
+DEFAULTS = (
+    ("interval", field("num", default=30, min=1)),
+    ("timeout", field("num", default=5, gt=0)),
+    ("jitter", field("num", default=0.1, min=0, max=0.5)),
+)
+SNMP = (
+    ("host", field("str", True, check=_host)),
+    ("port", field("int", default=161, min=1, max=65535)),
+    ("version", field("str", default="2c", choices=("1", "2c", "3"))),
+    ("community", field("secret")),
+    ("profile", field("str", default="auto", choices=SNMP_PROFILES)),
+    ("retries", field("int", default=1, min=0, max=10)),
+    ("user", field("str", minlen=1)),
+    ("auth_protocol", field("str", choices=("SHA", "SHA256", "MD5"))),
+    ("auth_key", field("secret")),
+    ("priv_protocol", field("str", choices=("AES", "AES256", "DES", "none"))),
+    ("priv_key", field("secret")),
+    ("security_level", field("str", choices=("authNoPriv", "authPriv"))),
+    ("context", field("str")),
+)
+SERIAL = (
+    ("port", field("str", True, check=_serial_port)),
+    ("baud", field("int", choices=STANDARD_BAUDS)),
+    ("bytesize", field("int", default=8, min=5, max=8)),
+    ("parity", field("str", default="N", choices=("N", "E", "O"))),
+    ("stopbits", field("int", default=1, choices=(1, 2))),
+    ("dtr", field("bool")),
+    ("rts", field("bool")),
+    ("read_timeout", field("num", default=1.0, gt=0)),
+    ("gap_ms", field("int", default=0, min=0)),
+)
+REGISTER = (
+    ("address", field("int", True, min=0, max=65535)),
+    ("function", field("int", default=4, choices=(3, 4))),
+    ("type", field("str", default="u16", choices=("u16", "s16", "u32", "s32", "f32"))),
+    ("scale", field("num", default=1)),
+    ("word_order", field("str", default="big", choices=("big", "little"))),
+    ("unit", field("str")),
+    ("metric", field("str", True, check=_metric, suggest=_metric_names)),
+)
+MODBUS = (
+    ("slave", field("int", True, min=1, max=247)),
+    ("map", field("str", default="epever", choices=("epever", "custom"))),
+    ("registers", field("tables", fields=REGISTER)),
+)
+PROBE = (
+    ("kind", field("str", True, choices=("tcp", "dns", "http"))),
+    ("target", field("str", check=_host)),
+    ("port", field("int", min=1, max=65535)),
+    ("url", field("str", check=_url)),
+    ("name", field("str", minlen=1, maxlen=32, chars=_NAME_CHARS, chars_words="A-Z a-z 0-9 _ -")),
+)
+SECTIONS = (
+    ("snmp", field("table", fields=SNMP)),
+    ("serial", field("table", fields=SERIAL)),
+    ("modbus", field("table", fields=MODBUS)),
+    ("probe", field("table", fields=PROBE)),
+    ("options", field("free")),
+)
+DEVICE = (
+    ("id", field("str", True, minlen=1, maxlen=64, chars=ID_CHARS, chars_words=_ID_WORDS)),
+    ("driver", field("str", True, check=_driver, suggest=lambda: sorted(DRIVER_SECTIONS))),
+    ("name", field("str")),
+    ("enabled", field("bool", default=True)),
+    ("interval", field("num", min=1)),
+    ("timeout", field("num", gt=0)),
+    ("jitter", field("num", min=0, max=0.5)),
+) + SECTIONS
+BROKER = (
+    ("name", field("str", minlen=1)),
+    ("host", field("str", True, check=_host)),
+    ("port", field("int", min=1, max=65535)),
+    ("insecure", field("bool", default=False)),
+    ("ca_file", field("str", minlen=1)),
+    ("cert_file", field("str", minlen=1)),
+    ("key_file", field("str", minlen=1)),
+    ("username", field("str", minlen=1)),
+    ("password", field("secret")),
+    ("protocol", field("str", default="3.1.1", choices=("3.1.1", "5"))),
+    ("budget_bytes_per_day", field("int", default=0, min=0)),
+)
+UPLINK = (
+    ("client_id", field("str", minlen=1, maxlen=256)),
+    ("topic_prefix", field("str", default="site-agent/v1", check=_topic_prefix)),
+    ("format", field("str", default="json", choices=("json", "compact"))),
+    ("keepalive", field("int", default=60, min=10, max=3600)),
+    ("batch_max", field("int", default=100, min=1, max=1000)),
+    ("rate_msgs", field("num", default=20, gt=0)),
+    ("rate_bytes", field("int", default=0, min=0)),
+    ("max_connects_per_min", field("int", default=6, min=1, max=60)),
+    ("brokers", field("tables", True, fields=BROKER)),
+)
+STORAGE = (
+    ("dir", field("str", default="/var/lib/site-agent", minlen=1)),
+    ("budget_mb", field("num", default=64, gt=0)),
+    ("commit_interval", field("num", default=5, gt=0)),
+    ("commit_records", field("int", default=500, min=1)),
+)
+RULE = (
+    (
+        "id",
+        field("str", True, maxlen=64, chars=UPPER_SNAKE, check=_rule_id, chars_words=_RULE_WORDS),
+    ),
+    ("metric", field("str", True, check=_metric, suggest=_metric_names)),
+    ("device", field("str", default="*", minlen=1)),
+    ("above", field("num")),
+    ("below", field("num")),
+    ("equals", field("str")),
+    ("contains", field("str", minlen=1)),
+    ("clear", field("num")),
+    ("for_s", field("num", default=0, min=0)),
+    ("severity", field("str", default="major", choices=("critical", "major", "minor", "warning"))),
+)
+ALARMS = (
+    ("defaults", field("bool", default=True)),
+    ("rules", field("tables", default=[], fields=RULE)),
+)
+CONSOLE = (
+    ("enabled", field("bool", default=False)),
+    ("port", field("str", check=_serial_port)),
+    ("baud", field("int", default=115200, choices=STANDARD_BAUDS)),
+    ("pin_hash", field("secret")),
+    ("idle_timeout", field("num", default=300, gt=0)),
+    ("socket", field("bool", default=True)),
+)
+TOP = (
+    ("site", field("table", True, fields=SITE)),
+    ("defaults", field("table", fields=DEFAULTS, fill=True)),
+    ("devices", field("tables", default=[], fields=DEVICE)),
+    ("uplink", field("table", fields=UPLINK)),
+    ("storage", field("table", fields=STORAGE, fill=True)),
+    ("alarms", field("table", fields=ALARMS, fill=True)),
+    ("console", field("table", fields=CONSOLE, fill=True)),
+)
+SECTION_NAMES = tuple(name for name, _ in SECTIONS)
+
+# Every table of the schema by its place in the file; docs/config.md is checked against this.
+SCHEMA_TABLES = (
+    ("", TOP), ("site", SITE), ("site.location", LOCATION), ("defaults", DEFAULTS),
+    ("devices", DEVICE), ("devices.snmp", SNMP), ("devices.serial", SERIAL),
+    ("devices.modbus", MODBUS), ("devices.modbus.registers", REGISTER), ("devices.probe", PROBE),
+    ("uplink", UPLINK), ("uplink.brokers", BROKER), ("storage", STORAGE), ("alarms", ALARMS),
+    ("alarms.rules", RULE), ("console", CONSOLE),
+)  # fmt: skip
