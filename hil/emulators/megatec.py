@@ -121,8 +121,8 @@ class MegatecEmulator(PtyEmulator):
 
     @property
     def state(self):
-        """The true values now (dict). battery_voltage is the whole battery; `reported_battery`
-        is the Q1 field as sent (per cell or whole); `status` the NUT tokens a driver should give."""
+        """The true values now (dict). battery_voltage is the whole battery; reported_battery
+        the Q1 field as sent (per cell or whole); status the NUT tokens a driver should give."""
         with self._lock:
             self._advance()
             return self._state()
