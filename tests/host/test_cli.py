@@ -1,0 +1,171 @@
+"""The CLI as a technician meets it: real subprocesses, exit codes, --help, messages."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from agent import __version__
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SUBCOMMANDS = ["run", "check", "poll", "demo", "queue"]
+
+
+def cli(*args, timeout=60, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "agent.host.cli", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw,
+    )
+
+
+def write(tmp_path, text, name="site.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+MINIMAL = """
+[site]
+id = "cli-test"
+kind = "wifi"
+
+[storage]
+dir = "{data}"
+commit_interval = 0.2
+"""
+
+# A device on a loopback port where nothing answers: it must go stale, not hang the command.
+SILENT_DEVICE = """
+[[devices]]
+id = "ups"
+driver = "snmp"
+interval = 5
+timeout = 1
+
+[devices.snmp]
+host = "127.0.0.1"
+port = {port}
+community = "x"
+profile = "ups-mib"
+"""
+
+
+def test_version():
+    r = cli("--version")
+    assert r.returncode == 0
+    assert r.stdout.strip() == "site-agent " + __version__
+
+
+def test_no_command_is_usage_error():
+    r = cli()
+    assert r.returncode == 2
+    assert "usage: site-agent" in r.stderr
+
+
+def test_unknown_option_is_usage_error():
+    r = cli("check", "--bogus")
+    assert r.returncode == 2
+    assert "unrecognized arguments: --bogus" in r.stderr
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS)
+def test_help_on_each_subcommand(sub):
+    r = cli(sub, "--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: site-agent " + sub)
+
+
+def test_check_valid_config(tmp_path):
+    path = write(tmp_path, MINIMAL.format(data=tmp_path / "data") + SILENT_DEVICE.format(port=9))
+    r = cli("check", "-c", path)
+    assert r.returncode == 0, r.stderr
+    assert "config %s is valid" % path in r.stdout
+    assert "site cli-test (wifi)" in r.stdout
+    assert "ups" in r.stdout and "snmp v2c 127.0.0.1:9 profile ups-mib" in r.stdout
+
+
+def test_check_reports_every_error_with_file_and_key_path(tmp_path):
+    bad = MINIMAL.format(data=tmp_path) + """
+[[devices]]
+id = "ups"
+driver = "snmp"
+intervall = 30
+[devices.snmp]
+host = "127.0.0.1"
+version = "4"
+"""
+    path = write(tmp_path, bad)
+    r = cli("check", "-c", path)
+    assert r.returncode == 2
+    assert '%s: devices[0].intervall: unknown key (did you mean "interval"?)' % path in r.stderr
+    assert '%s: devices[0].snmp.version: expected "1", "2c" or "3", got "4"' % path in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_check_toml_syntax_error_names_the_line(tmp_path):
+    path = write(tmp_path, '[site]\nid = "x"\nkind = \n')
+    r = cli("check", "-c", path)
+    assert r.returncode == 2
+    assert "%s:3:" % path in r.stderr
+
+
+def test_check_missing_file(tmp_path):
+    r = cli("check", "-c", str(tmp_path / "nope.toml"))
+    assert r.returncode == 2
+    assert "nope.toml" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_poll_silent_device_is_stale_and_exits_1(tmp_path):
+    from hil.net import free_port
+    import socket
+
+    port = free_port(kind=socket.SOCK_DGRAM)
+    path = write(tmp_path, MINIMAL.format(data=tmp_path / "d") + SILENT_DEVICE.format(port=port))
+    started = time.monotonic()
+    r = cli("poll", "-c", path)
+    assert r.returncode == 1
+    assert "ups: STALE:" in r.stderr
+    assert time.monotonic() - started < 30  # bounded by the device's budget, not hanging
+
+
+def test_poll_unknown_device_is_usage_error(tmp_path):
+    path = write(tmp_path, MINIMAL.format(data=tmp_path / "d"))
+    r = cli("poll", "-c", path, "--device", "nope")
+    assert r.returncode == 2
+    assert "no device 'nope'" in r.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_run_stops_cleanly_on_signal(tmp_path, sig):
+    from hil.net import free_port
+    import socket
+
+    port = free_port(kind=socket.SOCK_DGRAM)
+    path = write(tmp_path, MINIMAL.format(data=tmp_path / "d") + SILENT_DEVICE.format(port=port))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.host.cli", "run", "-c", path],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    deadline = time.monotonic() + 20
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        lines.append(line)
+        if not line and proc.poll() is not None:
+            break
+        if " agent: started" in line:
+            break
+    if not any(" agent: started" in line for line in lines):
+        proc.kill()
+        pytest.fail("agent did not start: %s" % "".join(lines))
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert " agent: stopped site=cli-test" in err
+    # Structured lines: "<time> <LEVEL> <component>: <message> key=value ..."
+    for line in ("".join(lines) + err).splitlines():
+        parts = line.split(" ")
+        assert parts[0].endswith("Z") and parts[1] in ("DEBUG", "INFO", "WARNING", "ERROR"), line
