@@ -37,9 +37,13 @@ _KIND_WORDS = {
 
 
 def field(kind, required=False, default=MISSING, **checks):
-    spec = {"kind": kind, "required": required, "default": default}
-    for k, v in checks.items():
-        spec[k] = v
+    # Only the keys that say something are stored: about 90 specs live in RAM on the board.
+    spec = checks
+    spec["kind"] = kind
+    if required:
+        spec["required"] = True
+    if default is not MISSING:
+        spec["default"] = default
     return spec
 
 
@@ -99,9 +103,10 @@ def distance(a, b):
 
 
 def closest(word, candidates):
-    """The candidate nearest to `word` if it is a plausible typo (distance <= 2, and less than
-    half the word), else None. Ties go to the first candidate in schema order."""
-    best, best_d = None, 3
+    """The candidate nearest to `word` if it is a plausible typo (at most 2 edits, or a quarter
+    of a long word, and under half the word), else None. Ties go to the first candidate."""
+    limit = max(2, len(word) // 4)
+    best, best_d = None, limit + 1
     for cand in candidates:
         d = distance(word.lower(), cand.lower())
         if d < best_d and d * 2 < max(len(word), 2):
@@ -184,11 +189,11 @@ class Checker:
                 value = self.value(data[key], spec, path + (key,))
                 if value is not MISSING:
                     out[key] = value
-            elif spec["required"]:
+            elif spec.get("required"):
                 self.error(path + (key,), "missing required key (" + self.want(spec) + ")")
             elif spec.get("fill"):  # an absent table counts as an empty one: defaults inside
                 out[key] = self.table({}, spec["fields"], path + (key,))
-            elif spec["default"] is not MISSING:
+            elif "default" in spec:
                 d = spec["default"]
                 out[key] = list(d) if isinstance(d, list) else d
         return out
@@ -331,8 +336,11 @@ class Checker:
 
 
 def _reason(e):
-    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
-    return text
+    # OSError(errno, text): CPython has .strerror, MicroPython only .args.
+    args = getattr(e, "args", ())
+    if len(args) == 2 and isinstance(args[1], str):
+        return args[1]
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
 
 
 def _same_type(v, choices):
