@@ -1,0 +1,98 @@
+"""APC PowerNet-MIB (enterprise 318) as data tables (portable): Smart-UPS cards and rack PDUs.
+Facts from shared/PROTOCOLS.md and NUT's apc-mib.c / apc-pdu-mib.c; the PDU rows were checked
+against the snmpsim-data recordings UPS/apc-7902b and UPS/apc-8932."""
+
+_U = "1.3.6.1.4.1.318.1.1.1."  # upsMIB.ups
+_P = "1.3.6.1.4.1.318.1.1.12."  # rPDU
+
+OUTPUT_STATUS = {
+    2: "normal",  # onLine
+    3: "battery",
+    4: "boost",  # onSmartBoost
+    6: "bypass",  # softwareBypass
+    7: "none",  # off
+    9: "bypass",  # switchedBypass
+    10: "bypass",  # hardwareFailureBypass
+    12: "trim",  # onSmartTrim
+}
+STATUS_TOKENS = {
+    2: "OL",
+    3: "OB",
+    4: "OL BOOST",
+    6: "BYPASS",
+    7: "OFF",
+    9: "BYPASS",
+    10: "BYPASS",
+    12: "OL TRIM",
+}
+# upsBasicBatteryStatus: 1 unknown, 2 normal, 3 low; 4 and 5 (fault states) read as low too.
+BATTERY_STATUS = {1: "unknown", 2: "normal", 3: "low", 4: "low", 5: "low"}
+BATTERY_TOKENS = {3: "LB", 4: "LB", 5: "LB"}
+
+PROFILE = {
+    "name": "apc-powernet",
+    "get": (
+        (_U + "1.1.1.0", "ups.model", "str", None),  # upsBasicIdentModel
+        (_U + "1.2.1.0", "ups.firmware", "str", None),  # upsAdvIdentFirmwareRevision
+        (_U + "2.1.1.0", "battery.status", "enum", BATTERY_STATUS),
+        (_U + "2.3.1.0", "battery.charge", "num", 0.1),  # high precision first
+        (_U + "2.2.1.0", "battery.charge", "num", 1),
+        (_U + "2.2.2.0", "battery.temperature", "num", 1),
+        (_U + "2.2.3.0", "battery.runtime", "ticks", None),
+        (_U + "2.2.4.0", "battery.replace", "bool", (2,)),  # 1 no, 2 yes
+        (_U + "2.3.4.0", "battery.voltage", "num", 0.1),
+        (_U + "2.2.8.0", "battery.voltage", "num", 1),
+        (_U + "3.3.1.0", "input.voltage", "num", 0.1),
+        (_U + "3.2.1.0", "input.voltage", "num", 1),
+        (_U + "3.2.4.0", "input.frequency", "num", 1),
+        (_U + "4.1.1.0", "output.source", "enum", OUTPUT_STATUS),
+        (_U + "4.2.1.0", "output.voltage", "num", 1),
+        (_U + "4.2.2.0", "output.frequency", "num", 1),
+        (_U + "4.2.3.0", "ups.load", "num", 1),
+        (_U + "4.2.4.0", "output.current", "num", 1),
+    ),
+    "walk": (),
+    "derive": (
+        (
+            "nut_status",
+            {
+                "source_oid": _U + "4.1.1.0",
+                "source_tokens": STATUS_TOKENS,
+                "battery_oid": _U + "2.1.1.0",
+                "battery_tokens": BATTERY_TOKENS,
+                "replace_oid": _U + "2.2.4.0",
+                "replace_values": (2,),
+            },
+        ),
+    ),
+}
+
+# rPDUOutletStatusOutletState: 1 on, 2 off
+OUTLET_STATE = {1: "on", 2: "off"}
+
+PDU_PROFILE = {
+    "name": "apc-pdu",
+    "get": (
+        (_P + "1.5.0", "ups.model", "str", None),  # rPDUIdentModelNumber
+        (_P + "1.3.0", "ups.firmware", "str", None),  # rPDUIdentFirmwareRevision
+        (_P + "1.16.0", "output.power", "num", 1),  # rPDUIdentDevicePowerWatts
+    ),
+    "walk": ((_P + "3.5.1.1.4", "outlet.<n>.status", "enum", OUTLET_STATE, "each", None),),
+    "derive": (
+        (
+            # rPDULoadStatusTable: .2 load (0.1 A), .4 phase number, .5 bank number; rows with
+            # bank 0 are whole phases, the others banks of outlets.
+            "rows_by_key",
+            {
+                "walk": (_P + "2.3.1.1.2", _P + "2.3.1.1.4", _P + "2.3.1.1.5"),
+                "value": _P + "2.3.1.1.2",
+                "key": _P + "2.3.1.1.4",
+                "filter": _P + "2.3.1.1.5",
+                "filter_value": 0,
+                "metric": "phase.<n>.current",
+                "conv": "num",
+                "arg": 0.1,
+            },
+        ),
+    ),
+}

@@ -1,0 +1,399 @@
+"""Profile engine (portable): turns {oid: value} read from a device into samples, using the data
+tables of drivers/profiles/*.py. No I/O: the host driver (pysnmp) and a future board SNMP client
+fetch the OIDs that `plan()` asks for and hand the answers to `evaluate()`.
+
+Value model (what a client must put in `values`): numeric OID strings without a leading dot ->
+int (INTEGER, Counter32/64, Gauge, TimeTicks), str or bytes (OCTET STRING) or a dotted str (OID).
+OIDs the device answered with noSuchObject, noSuchInstance or endOfMibView are simply absent.
+
+A profile is a dict:
+    "name":   str
+    "get":    ((oid, metric, conv, arg), ...)        scalars, fetched with GET
+    "walk":   ((column, metric, conv, arg, reduce, limit_oid), ...)   table columns (GETBULK);
+              metric None = fetched for a derive step only
+    "derive": ((step_name, args), ...)               small computations named in DERIVE below
+    "parts":  (profile, ...)                         a composite (router = system + if + hr)
+    "quirks": ((match_oid, value_prefix, {metric: factor}), ...)   device-specific rescaling
+
+conv: "int" / "num" (value * arg; -1 means unknown), "snum" (signed: -1 is a real value),
+"ticks" (TimeTicks -> whole seconds), "enum" (arg maps int -> str), "str", "bool" (arg: the
+values meaning True). A metric listed twice among "get" rows takes the first row the device
+answers (so high-precision OIDs go first). reduce: "first" (lowest row), "max", "mean", "sum",
+"each" (one sample per row, `<n>` in the metric replaced by the row number), "phases" (as "each",
+only when there is more than one row).
+limit_oid: a scalar holding the number of valid rows (upsInputNumLines); rows past it are junk
+some devices fill with zeros.
+
+Invariant: evaluate() never raises on device data; a value of the wrong type or out of a table is
+left out, as an unknown value is. It returns samples (metric, value, unit), units from the
+registry.
+"""
+
+from agent.core import registry
+
+UNKNOWN = -1  # what real devices answer for "I do not know" (UPS-MIB recordings do this a lot)
+
+IF_OPER = {
+    1: "up",
+    2: "down",
+    3: "testing",
+    4: "unknown",
+    5: "dormant",
+    6: "notPresent",
+    7: "lowerLayerDown",
+}
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def flatten(profile):
+    """A composite profile's parts in order, or (profile,)."""
+    parts = profile.get("parts")
+    if not parts:
+        return (profile,)
+    out = []
+    for part in parts:
+        out.extend(flatten(part))
+    return tuple(out)
+
+
+def plan(profile):
+    """(gets, walks): the scalar OIDs to GET and the column prefixes to walk, without repeats."""
+    gets = []
+    walks = []
+    for part in flatten(profile):
+        for row in part.get("get", ()):
+            _add(gets, row[0])
+        for row in part.get("walk", ()):
+            _add(walks, row[0])
+            if row[5]:
+                _add(gets, row[5])
+        for row in part.get("quirks", ()):
+            _add(gets, row[0])
+        for _step, args in part.get("derive", ()):
+            for oid in args.get("get", ()):
+                _add(gets, oid)
+            for oid in args.get("walk", ()):
+                _add(walks, oid)
+    return gets, walks
+
+
+def _add(seq, item):
+    if item not in seq:
+        seq.append(item)
+
+
+def row_key(oid, prefix):
+    """Row number of `oid` in the column `prefix`, or None. Some devices put an extra `.0`
+    after the index (1.3.6.1.2.1.33.1.3.3.1.3.1.0): the first index component is the row."""
+    n = len(prefix)
+    if len(oid) <= n + 1 or not oid.startswith(prefix) or oid[n] != ".":
+        return None
+    first = oid[n + 1 :].split(".", 1)[0]
+    try:
+        return int(first)
+    except ValueError:
+        return None
+
+
+def column(values, prefix):
+    """[(row, value), ...] of the column `prefix`, ordered by row; first answer wins per row."""
+    rows = {}
+    for oid, value in values.items():
+        key = row_key(oid, prefix)
+        if key is not None and key not in rows:
+            rows[key] = value
+    return [(k, rows[k]) for k in sorted(rows)]
+
+
+def text(value):
+    """An OCTET STRING as clean text ('' when it holds nothing printable)."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode()
+        except Exception:
+            value = "".join(chr(b) for b in value)
+    if not isinstance(value, str):
+        return ""
+    return "".join(c for c in value if c >= " " and c != "\x7f").strip()
+
+
+def sanitize(name):
+    """A device-given name as one metric component: [A-Za-z0-9_-], '' when nothing is left."""
+    out = []
+    for c in name:
+        if ("a" <= c <= "z") or ("A" <= c <= "Z") or ("0" <= c <= "9") or c in "_-":
+            out.append(c)
+        else:
+            out.append("_")
+    return "".join(out).strip("_")
+
+
+def convert(value, conv, arg):
+    """One raw value -> the metric's value, or None for unknown / unusable."""
+    if conv == "str":
+        s = text(value)
+        return s if s else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    if conv == "enum":
+        return arg.get(value)
+    if conv == "bool":
+        return value in arg
+    if conv == "ticks":
+        return value // 100 if value >= 0 else None
+    if conv == "snum":
+        return _scaled(value, arg)
+    if value == UNKNOWN:
+        return None
+    if conv == "int":
+        return int(value * (arg or 1))
+    if conv == "num":
+        return _scaled(value, arg)
+    return None
+
+
+def _scaled(value, scale):
+    if scale is None or scale == 1:
+        return float(value)
+    # round() keeps 5210 * 0.1 at 521.0 instead of 521.0000000000001
+    return round(value * scale, 6)
+
+
+def _sample(metric, value):
+    return (metric, value, registry.unit_of(metric))
+
+
+def _reduce(rows, reduce, metric):
+    if not rows:
+        return []
+    vals = [v for _r, v in rows]
+    if reduce == "first":
+        return [_sample(metric, vals[0])]
+    if reduce == "max":
+        return [_sample(metric, max(vals))]
+    if reduce == "sum":
+        return [_sample(metric, sum(vals))]
+    if reduce == "mean":
+        return [_sample(metric, round(sum(vals) / len(vals), 3))]
+    if reduce == "phases" and len(rows) < 2:
+        return []
+    if reduce in ("phases", "each"):
+        return [_sample(metric.replace("<n>", str(r)), v) for r, v in rows]
+    return []
+
+
+# --- evaluation ------------------------------------------------------------------------------
+def evaluate(profile, values, state, now):
+    """Samples for one poll. `state` is a dict the caller keeps between polls of one device
+    (counters, last uptime); `now` is monotonic seconds."""
+    samples = []
+    for part in flatten(profile):
+        scale = _quirk_scales(part, values)
+        done = {}
+        for oid, metric, conv, arg in part.get("get", ()):
+            if oid in values and metric not in done:
+                v = convert(values[oid], conv, arg)
+                if v is not None:
+                    done[metric] = True
+                    samples.append(_sample(metric, _rescale(v, scale.get(metric))))
+        for prefix, metric, conv, arg, reduce, limit_oid in part.get("walk", ()):
+            if metric is None:
+                continue
+            limit = values.get(limit_oid) if limit_oid else None
+            rows = []
+            for r, raw in column(values, prefix):
+                if isinstance(limit, int) and limit >= 0 and r > limit:
+                    continue
+                v = convert(raw, conv, arg)
+                if v is not None:
+                    rows.append((r, _rescale(v, scale.get(metric))))
+            samples.extend(_reduce(rows, reduce, metric))
+        for step, args in part.get("derive", ()):
+            samples.extend(DERIVE[step](args, values, state, now, samples))
+    return samples
+
+
+def _quirk_scales(part, values):
+    scale = {}
+    for oid, prefix, factors in part.get("quirks", ()):
+        if text(values.get(oid, "")).upper().startswith(prefix):
+            scale.update(factors)
+    return scale
+
+
+def _rescale(value, factor):
+    if factor is None or isinstance(value, (str, bool)):
+        return value
+    return round(value * factor, 6)
+
+
+# --- derive steps: (args, values, state, now, samples so far) -> [samples] ------------------
+def _alarm_table(args, values, state, now, samples):
+    """ups.alarm: names of the rows of an alarm table whose values are well-known alarm OIDs."""
+    names = []
+    base = args["base"]
+    for _row, value in column(values, args["column"]):
+        oid = text(value) if not isinstance(value, str) else value
+        key = row_key(oid, base)
+        if key is None:
+            names.append("vendor")  # an enterprise alarm OID: present, meaning unknown
+        else:
+            names.append(args["names"].get(key, "alarm%d" % key))
+    count = values.get(args.get("count_oid"))
+    if not names and not (isinstance(count, int) and count == 0):
+        return []  # neither rows nor a zero count: the device does not expose its alarms
+    state["alarms"] = names
+    return [_sample("ups.alarm", " ".join(names))]
+
+
+def _nut_status(args, values, state, now, samples):
+    """ups.status as NUT tokens from output source, battery status and active alarms."""
+    tokens = []
+    known = False
+    for oid_key, map_key in (("source_oid", "source_tokens"), ("battery_oid", "battery_tokens")):
+        v = values.get(args.get(oid_key))
+        if isinstance(v, int) and v != UNKNOWN:
+            known = True
+            for t in args[map_key].get(v, "").split():
+                if t not in tokens:
+                    tokens.append(t)
+    replace = values.get(args.get("replace_oid"))
+    if isinstance(replace, int) and replace in args.get("replace_values", ()):
+        tokens.append("RB")
+    for name in state.get("alarms", ()) if args.get("alarms") else ():
+        for t in args["alarm_tokens"].get(name, "ALARM").split():
+            if t not in tokens:
+                tokens.append(t)
+    state["alarms"] = ()
+    if not known:
+        return []
+    if "OB" in tokens and "OL" in tokens:
+        tokens.remove("OL")  # an OnBattery alarm outranks a stale output source
+    if "OB" in tokens and "DISCHRG" not in tokens:
+        tokens.append("DISCHRG")
+    return [_sample("ups.status", " ".join(tokens))]
+
+
+def _uptime(args, values, state, now, samples):
+    """router.uptime and router.rebooted (uptime went backwards since the previous poll)."""
+    ticks = values.get(args["oid"])
+    if not isinstance(ticks, int) or ticks < 0:
+        return []
+    prev = state.get("uptime_ticks")
+    state["uptime_ticks"] = ticks
+    rebooted = prev is not None and ticks < prev
+    state["rebooted"] = rebooted
+    return [_sample("router.uptime", ticks // 100), _sample("router.rebooted", rebooted)]
+
+
+def _if_table(args, values, state, now, samples):
+    """if.<name>.oper and, from the second poll on, if.<name>.in_bps / out_bps.
+
+    Counters: the 64-bit ifHC* columns when the row has them, else the 32-bit ifIn/OutOctets.
+    A 32-bit counter that went down wrapped once (2**32 added). A 64-bit counter that went down
+    was reset (a wrap takes decades at 100 Gbit/s): no rate this poll. After a reboot (the
+    uptime step saw sysUpTime go back) every counter restarts: no rate this poll either."""
+    names = {}
+    for r, v in column(values, args["descr"]):
+        names[r] = sanitize(text(v))
+    for r, v in column(values, args["name"]):
+        s = sanitize(text(v))
+        if s:
+            names[r] = s
+    hc_in = dict(column(values, args["hc_in"]))
+    hc_out = dict(column(values, args["hc_out"]))
+    in32 = dict(column(values, args["in"]))
+    out32 = dict(column(values, args["out"]))
+    counters = state.setdefault("if", {})
+    rebooted = state.get("rebooted", False)
+    used = {}
+    out = []
+    for r, oper in column(values, args["oper"]):
+        name = names.get(r) or ("if%d" % r)
+        if name in used:
+            name = "%s_%d" % (name, r)
+        used[name] = True
+        status = IF_OPER.get(oper) if isinstance(oper, int) else None
+        if status:
+            out.append(_sample("if.%s.oper" % name, status))
+        if isinstance(hc_in.get(r), int) and isinstance(hc_out.get(r), int):
+            cur = (now, hc_in[r], hc_out[r], 64)
+        elif isinstance(in32.get(r), int) and isinstance(out32.get(r), int):
+            cur = (now, in32[r], out32[r], 32)
+        else:
+            continue
+        prev = counters.get(r)
+        counters[r] = cur
+        if prev is None or prev[3] != cur[3] or rebooted:
+            continue
+        dt = cur[0] - prev[0]
+        if dt <= 0:
+            continue
+        d_in = _delta(prev[1], cur[1], cur[3])
+        d_out = _delta(prev[2], cur[2], cur[3])
+        if d_in is not None:
+            out.append(_sample("if.%s.in_bps" % name, round(d_in * 8 / dt, 3)))
+        if d_out is not None:
+            out.append(_sample("if.%s.out_bps" % name, round(d_out * 8 / dt, 3)))
+    return out
+
+
+def _delta(old, new, bits):
+    if new >= old:
+        return new - old
+    if bits == 32:
+        return new + (1 << 32) - old
+    return None
+
+
+def _hr_memory(args, values, state, now, samples):
+    """router.memory: % of hrStorageRam in use. net-snmp on Linux counts buffers and page cache
+    as used RAM and lists them as rows of their own ("Memory buffers", "Cached memory"); those
+    are subtracted, as `free` does, or every Linux router would read 90 %+."""
+    types = dict(column(values, args["type"]))
+    descr = dict(column(values, args["descr"]))
+    units = dict(column(values, args["units"]))
+    size = dict(column(values, args["size"]))
+    used = dict(column(values, args["used"]))
+    total = 0
+    in_use = 0
+    reclaim = 0
+    for r, t in types.items():
+        if not all(isinstance(x.get(r), int) for x in (units, size, used)):
+            continue
+        if t == args["ram_type"]:
+            total += units[r] * size[r]
+            in_use += units[r] * used[r]
+        elif text(descr.get(r, "")) in args["reclaimable"]:
+            reclaim += units[r] * used[r]
+    if total <= 0:
+        return []
+    if 0 < reclaim < in_use:
+        in_use -= reclaim
+    return [_sample("router.memory", round(100.0 * in_use / total, 2))]
+
+
+def _rows_by_key(args, values, state, now, samples):
+    """One sample per row of `value` whose `filter` column equals `filter_value`, named by the
+    row's `key` column: APC rPDU load rows are per phase (bank 0) or per bank."""
+    keys = dict(column(values, args["key"]))
+    filt = dict(column(values, args["filter"])) if args.get("filter") else None
+    out = []
+    for r, raw in column(values, args["value"]):
+        if filt is not None and filt.get(r) != args["filter_value"]:
+            continue
+        key = keys.get(r)
+        v = convert(raw, args["conv"], args["arg"])
+        if isinstance(key, int) and key > 0 and v is not None:
+            out.append(_sample(args["metric"].replace("<n>", str(key)), v))
+    return out
+
+
+DERIVE = {
+    "rows_by_key": _rows_by_key,
+    "alarm_table": _alarm_table,
+    "nut_status": _nut_status,
+    "uptime": _uptime,
+    "if_table": _if_table,
+    "hr_memory": _hr_memory,
+}
