@@ -1,0 +1,119 @@
+"""The few file operations the durable store uses, behind one small adapter (portable).
+
+The store only calls: open(path, mode) -> file with read/write/seek/flush/close, size(path),
+listdir(dir), mkdir(dir), rename(src, dst) (replacing dst), remove(path). OsFs maps them onto the
+`os` module, which is the same spelling on CPython (ext4) and on MicroPython (littlefs VFS). Tests
+substitute other adapters (littlefs-python images, fault injectors, MemFs) with the same methods.
+"""
+
+import os
+
+
+class OsFs:
+    def open(self, path, mode):
+        return open(path, mode)
+
+    def size(self, path):
+        """Size in bytes, or None when the file does not exist."""
+        try:
+            return os.stat(path)[6]
+        except OSError:
+            return None
+
+    def listdir(self, path):
+        return os.listdir(path)
+
+    def mkdir(self, path):
+        try:
+            os.mkdir(path)
+        except OSError:
+            if self.size(path) is None:
+                raise
+
+    def rename(self, src, dst):
+        # POSIX rename and littlefs rename both replace dst atomically.
+        os.rename(src, dst)
+
+    def remove(self, path):
+        os.remove(path)
+
+
+class _MemFile:
+    def __init__(self, fs, path, mode):
+        self._fs = fs
+        self._path = path
+        self._w = "w" in mode or "a" in mode
+        if "w" in mode:
+            fs.files[path] = bytearray()
+        elif path not in fs.files:
+            if self._w:
+                fs.files[path] = bytearray()
+            else:
+                raise OSError(2)
+        self._data = fs.files[path]
+        self._pos = len(self._data) if "a" in mode else 0
+        self.closed = False
+
+    def read(self, n=-1):
+        end = len(self._data) if n is None or n < 0 else min(len(self._data), self._pos + n)
+        out = bytes(self._data[self._pos : end])
+        self._pos = end
+        return out
+
+    def write(self, b):
+        if not self._w:
+            raise OSError(9)
+        self._data[self._pos : self._pos + len(b)] = b
+        self._pos += len(b)
+        return len(b)
+
+    def seek(self, off, whence=0):
+        if whence == 2:
+            off += len(self._data)
+        elif whence == 1:
+            off += self._pos
+        self._pos = off
+        return off
+
+    def tell(self):
+        return self._pos
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+class MemFs:
+    """Files in a dict, for portable tests on runtimes without a writable filesystem. Every write
+    is immediately 'durable' here; crash semantics are tested on real media in tests/host."""
+
+    def __init__(self):
+        self.files = {}
+        self.dirs = set()
+
+    def open(self, path, mode):
+        return _MemFile(self, path, mode)
+
+    def size(self, path):
+        if path in self.files:
+            return len(self.files[path])
+        return 0 if path in self.dirs else None
+
+    def listdir(self, path):
+        pre = path.rstrip("/") + "/"
+        return [p[len(pre) :] for p in self.files if p.startswith(pre) and "/" not in p[len(pre) :]]
+
+    def mkdir(self, path):
+        self.dirs.add(path)
+
+    def rename(self, src, dst):
+        if src not in self.files:
+            raise OSError(2)
+        self.files[dst] = self.files.pop(src)
+
+    def remove(self, path):
+        if path not in self.files:
+            raise OSError(2)
+        del self.files[path]
