@@ -39,7 +39,7 @@ id = "ups-snmp"
 driver = "snmp"
 name = "Eaton 93E UPS network card (recording {ups_rec})"
 interval = {interval}
-timeout = 3
+timeout = {timeout}
 
 [devices.snmp]
 host = "127.0.0.1"
@@ -53,7 +53,7 @@ id = "router"
 driver = "snmp"
 name = "Backhaul router (recording {router_rec})"
 interval = {interval}
-timeout = 3
+timeout = {timeout}
 
 [devices.snmp]
 host = "127.0.0.1"
@@ -67,7 +67,7 @@ id = "ups-serial"
 driver = "megatec"
 name = "Line-interactive UPS on RS-232 (Megatec Q1 emulator)"
 interval = {interval}
-timeout = 3
+timeout = {timeout}
 
 [devices.serial]
 port = "{pty}"
@@ -119,6 +119,7 @@ class SimulatedSite:
                     CONFIG_TEMPLATE.format(
                         site_id=SITE_ID,
                         interval=self.interval,
+                        timeout=min(3.0, self.interval * 0.75),
                         snmp_port=self.snmp.port,
                         ups_rec=self.snmp.community_for(UPS_RECORDING),
                         router_rec=self.snmp.community_for(ROUTER_RECORDING),
