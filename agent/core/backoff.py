@@ -31,7 +31,7 @@ class Backoff:
         while n > 0 and c < self.cap:
             c *= 2
             n -= 1
-        return c if c < self.cap else self.cap
+        return min(self.cap, c)
 
     def next_delay(self):
         """Record one more failure and return how long to wait before the next attempt."""
