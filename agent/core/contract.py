@@ -1,42 +1,88 @@
-"""The upstream MQTT contract: topics and payloads (portable; docs/mqtt.md is its prose).
+"""The upstream MQTT contract, version 1: topics and payloads (portable; docs/mqtt.md is its prose
+and the two must agree).
 
-Version 1. Topics, under a configurable prefix (default "site-agent/v1"):
-    <prefix>/<site>/data      a batch of readings, QoS 1, not retained
-    <prefix>/<site>/alarm     a batch of alarm events, QoS 1, not retained
-    <prefix>/<site>/status    birth and last will, retained: {"state": "online"|"offline", ...}
-    <prefix>/<site>/cmd       commands to the agent (the agent subscribes)
-    <prefix>/<site>/reply     replies to commands
-The JSON form of a batch:
-    {"v": 1, "site": "<site>", "batch": <batch id>, "readings": [<record>, ...]}
-where a record is Reading.to_dict(): site, device, metric, value, unit, time, quality, seq.
+Topics, under a configurable prefix (default "site-agent/v1"):
+    <prefix>/<site>/data      batches of readings, QoS 1, not retained
+    <prefix>/<site>/alarm     batches of alarm events, QoS 1, not retained
+    <prefix>/<site>/state     the latest reading of every series, QoS 1, retained
+    <prefix>/<site>/alarms    the set of active alarms, QoS 1, retained
+    <prefix>/<site>/status    birth and last will, QoS 1, retained
+    <prefix>/<site>/cmd       commands to the agent (the agent subscribes, QoS 1)
+    <prefix>/<site>/reply     replies to commands, QoS 1
+Batch payloads (data, alarm, state) come in two forms told apart by their first byte: JSON ("{")
+or compact (0xC1, see agent/core/compact.py). The JSON form of a batch:
+    {"v": 1, "site": s, "batch": id, "kind": "data"|"alarm"|"state", "readings": [record, ...]}
+A record is Reading.to_dict() (site, device, metric, value, unit, time, quality, seq); an alarm
+event is a record with the extra keys "alarm" (rule id), "state" ("raise"|"clear") and "severity".
+A record's time is estimated exactly when its quality is "est" (or it carries "est": true).
 """
 
 import json
 
 CONTRACT_VERSION = 1
 
+KIND_DATA = "data"
+KIND_ALARM = "alarm"
+KIND_STATE = "state"
+BATCH_KINDS = (KIND_DATA, KIND_ALARM, KIND_STATE)
+TOPIC_KINDS = BATCH_KINDS + ("alarms", "status", "cmd", "reply")
+
+FORMAT_JSON = "json"
+FORMAT_COMPACT = "compact"
+
+ONLINE = "online"
+OFFLINE = "offline"
+
+# MQTT fixed overheads used for wire accounting: a QoS 1 PUBLISH carries a 1-byte fixed header,
+# a 1-4 byte remaining length, a 2-byte topic length and a 2-byte packet id; its PUBACK is 4 bytes.
+PUBACK_BYTES = 4
+
 
 def topic(prefix, site, kind):
     return "%s/%s/%s" % (prefix, site, kind)
 
 
-def encode_batch(site, batch_id, records):
-    body = {"v": CONTRACT_VERSION, "site": site, "batch": batch_id, "readings": records}
+def is_alarm_record(record):
+    return "alarm" in record
+
+
+def _dumps(body):
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def encode_batch(site, batch_id, records, kind=KIND_DATA, fmt=FORMAT_JSON):
+    """The payload of one batch in the chosen form (bytes)."""
+    if fmt == FORMAT_COMPACT:
+        from agent.core import compact
+
+        return compact.encode(site, batch_id, records, kind)
+    body = {"v": CONTRACT_VERSION, "site": site, "batch": batch_id, "kind": kind}
+    body["readings"] = records
+    return _dumps(body)
+
+
 def decode_batch(payload):
-    """Parse a JSON batch (the operations centre's side, and our tests). Raises ValueError."""
-    body = json.loads(payload)
+    """Parse a batch in either form (the operations centre's side, and our tests) into the JSON
+    form's dict. Raises ValueError for anything that is not a v1 batch."""
+    if payload[:1] == b"\xc1":
+        from agent.core import compact
+
+        return compact.decode(payload)
+    try:
+        body = json.loads(payload)
+    except Exception as e:  # json raises ValueError on CPython, ValueError/TypeError elsewhere
+        raise ValueError("batch is not JSON: %s" % e)
     if not isinstance(body, dict) or body.get("v") != CONTRACT_VERSION:
         raise ValueError("not a v%d batch" % CONTRACT_VERSION)
     readings = body.get("readings")
     if not isinstance(readings, list):
         raise ValueError("batch without a readings list")
+    body.setdefault("kind", KIND_DATA)
     return body
 
 
-def status_payload(state, reason=None, version=None, boot=None):
+def status_payload(state, reason=None, version=None, boot=None, session=None, time=None):
+    """Birth ("online") and last will / goodbye ("offline" with a reason)."""
     body = {"v": CONTRACT_VERSION, "state": state}
     if reason:
         body["reason"] = reason
@@ -44,4 +90,25 @@ def status_payload(state, reason=None, version=None, boot=None):
         body["agent"] = version
     if boot is not None:
         body["boot"] = boot
-    return json.dumps(body, separators=(",", ":")).encode()
+    if session is not None:
+        body["session"] = session
+    if time is not None:
+        body["time"] = time
+    return _dumps(body)
+
+
+def alarms_payload(site, active, time=None):
+    """The retained set of active alarms: {"v", "site", "time", "alarms": [event, ...]}."""
+    return _dumps({"v": CONTRACT_VERSION, "site": site, "time": time, "alarms": list(active)})
+
+
+def publish_bytes(topic_name, payload_len):
+    """Bytes one QoS 1 PUBLISH of this topic and payload length takes on the wire (MQTT 3.1.1,
+    no properties), plus its PUBACK."""
+    body = 2 + len(topic_name.encode()) + 2 + payload_len
+    n = body
+    rl = 1
+    while n > 127:
+        n >>= 7
+        rl += 1
+    return 1 + rl + body + PUBACK_BYTES
