@@ -11,7 +11,7 @@ import random
 import signal
 
 import drivers
-from agent.core.errors import ConfigError
+from agent.core.errors import ConfigError, QueueError
 from agent.core.loop import Loop
 from agent.core.queue import MemoryQueue
 
@@ -42,13 +42,38 @@ def build_drivers(cfg):
     return out
 
 
+def fsync_file(f):
+    os.fsync(f.fileno())
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def open_queue(cfg, log, volatile=False):
-    """The durable store in storage.dir, or a volatile queue for one-shot polls."""
+    """The durable store in storage.dir (created if missing), or a volatile queue for one-shot
+    polls. Raises QueueError when the directory cannot be used."""
     if volatile:
         return MemoryQueue()
-    from agent.core.store import open_store
+    from agent.core.store import Store
 
-    return open_store(cfg.storage, log)
+    st = cfg.storage
+    path = st["dir"]
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise QueueError("storage.dir %s: cannot create: %s" % (path, e.strerror or e))
+    return Store(
+        path,
+        int(st["budget_mb"] * 1024 * 1024),
+        sync=fsync_file,
+        sync_dir=fsync_dir,
+        log=lambda msg: log.info("queue", msg),
+    )
 
 
 def make_loop(cfg, queue, log):

@@ -43,14 +43,12 @@ def running_site(tmp_path_factory):
 
 
 def _recorded(site, recording):
+    """{oid: (type tag, value text)} as the recording file holds it."""
     return read_snmprec(site.snmp.recording_path(recording))
 
 
 def _value(rows, oid):
-    for row in rows:
-        if row[0] == oid:
-            return row[2]
-    raise KeyError(oid)
+    return rows[oid][1]
 
 
 def _wait(upstream, agent, log_path, keys, timeout=60):
@@ -67,14 +65,16 @@ def test_ups_mib_values_from_the_recording_reach_the_broker(running_site):
     keys = [("ups-snmp", m) for m in ("battery.charge", "battery.voltage", "input.voltage",
                                       "output.source", "ups.status")]
     latest = _wait(upstream, agent, log_path, keys)
-    rec = _recorded(site, UPS_RECORDING)
-    rows = [(oid, typ, val) for oid, typ, val in rec]
+    rows = _recorded(site, UPS_RECORDING)
 
     def got(metric):
         return latest[("ups-snmp", metric)][0]
 
     assert got("battery.charge")["value"] == float(_value(rows, UPS_MIB + "2.4.0"))
     assert got("battery.voltage")["value"] == pytest.approx(float(_value(rows, UPS_MIB + "2.5.0")) / 10)
+    assert got("input.voltage")["value"] == float(_value(rows, UPS_MIB + "3.3.1.3.1"))
+    assert got("output.source")["value"] == {"3": "normal", "5": "battery", "4": "bypass"}[
+        _value(rows, UPS_MIB + "4.1.0")]
     assert got("battery.charge")["unit"] == "%"
     assert got("battery.voltage")["unit"] == "V"
     for metric in ("battery.charge", "battery.voltage"):
