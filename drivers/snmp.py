@@ -12,6 +12,7 @@ Unknown values (noSuch*, endOfMibView, -1) give no sample. No answer raises Devi
 failures DeviceError with the reason.
 """
 
+from pyasn1.type import univ
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,
@@ -73,13 +74,14 @@ def plain(value):
     """A pysnmp value as the engine's value model; None for noSuch*/endOfMibView."""
     if isinstance(value, _NO_VALUE):
         return None
-    if isinstance(value, rfc1902.ObjectIdentifier):
+    # Decoded values are pyasn1 univ types as often as pysnmp's rfc1902 subclasses: test those.
+    if isinstance(value, univ.ObjectIdentifier):
         return str(value)
     if isinstance(value, rfc1902.IpAddress):
         return ".".join(str(b) for b in bytes(value))
-    if isinstance(value, rfc1902.OctetString):
+    if isinstance(value, univ.OctetString):
         return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, rfc1902.Integer32 | rfc1902.Integer):
+    if isinstance(value, univ.Integer):
         return int(value)
     try:
         return int(value)  # Counter32/64, Gauge32, TimeTicks, Unsigned32
@@ -253,9 +255,14 @@ class SnmpDriver(Driver):
         indication, status, index, out = res
         if indication:
             if isinstance(indication, errind.RequestTimedOut):
+                tries = self.retries + 1
                 raise DeviceTimeout(
-                    f"{self.where}: no response after {self.retries + 1} tries"
+                    f"{self.where}: no response after {tries} {'try' if tries == 1 else 'tries'}"
                     + ("" if self.version == "3" else " (host down, or wrong port or community)")
+                )
+            if "Ciphering services not available" in str(indication):
+                raise DeviceError(
+                    f"{self.where}: SNMPv3 privacy needs the Python package 'cryptography'"
                 )
             if isinstance(indication, AUTH_ERRORS):
                 raise DeviceError(f"{self.where}: authorization error ({indication})")
