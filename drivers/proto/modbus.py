@@ -36,8 +36,8 @@ class ModbusException(DeviceError):
         self.slave = slave
         self.function = function
         self.code = code
-        DeviceError.__init__(
-            self,
+        # super(), not DeviceError.__init__: MicroPython's exception classes have no __init__.
+        super().__init__(
             "modbus slave %d refused function %d: exception %d (%s)"
             % (slave, function, code, EXCEPTIONS.get(code, "unknown")),
         )
