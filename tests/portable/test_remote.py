@@ -1,0 +1,183 @@
+"""MQTT command dispatcher through a real AgentFacade, Loop and MemoryQueue (portable)."""
+
+import asyncio
+import json
+
+from agent.core import config
+from agent.core.facade import AgentFacade
+from agent.core.log import Log
+from agent.core.loop import Loop
+from agent.core.queue import MemoryQueue
+from agent.core.remote import MAX_BYTES, Remote
+from drivers.base import Driver
+from support import run
+
+SECRET = "hunter2-do-not-leak"
+
+
+class Counting(Driver):
+    INFO = {"name": "counting", "version": "1", "maturity": "experimental", "transport": "none"}
+
+    def __init__(self, device):
+        Driver.__init__(self, device)
+        self.calls = 0
+
+    async def open(self):
+        pass
+
+    async def close(self):
+        pass
+
+    async def read(self):
+        self.calls += 1
+        return [("battery.charge", 90.0 + self.calls, "%")]
+
+
+class Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def make(clock=None, burst=10):
+    raw = {
+        "site": {"id": "bts-7", "kind": "bts"},
+        "devices": [
+            {"id": "ups", "driver": "megatec", "serial": {"port": "/dev/ttyUSB0"}},
+            {"id": "ups2", "driver": "megatec", "serial": {"port": "/dev/ttyUSB1"}},
+        ],
+        "uplink": {"brokers": [{"host": "127.0.0.1", "ca_file": "/ca.pem", "username": "u",
+                                "password": SECRET}]},
+    }  # fmt: skip
+    cfg = config.validate(raw)
+    log = Log(write=lambda s: None)
+    q = MemoryQueue()
+    loop = Loop("bts-7", q, lambda: 0.0, log, commit_interval=0.02)
+    drvs = {}
+    for d in cfg.devices:
+        dev = {"id": d["id"], "driver": "counting", "interval": 3600, "timeout": 1, "jitter": 0.0}
+        drvs[d["id"]] = Counting(dev)
+        loop.add_device(dev, drvs[d["id"]])
+    facade = AgentFacade(cfg, loop, q, log=log)
+    remote = Remote(facade, burst=burst, clock=clock or Clock())
+    return remote, loop, drvs
+
+
+def call(remote, body):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    out = remote.handle(raw)
+    return None if out is None else json.loads(out)
+
+
+def test_ping_echoes_correlation_id():
+    r, _, _ = make()
+    rep = call(r, {"id": "abc-1", "cmd": "ping"})
+    assert rep["ok"] and rep["id"] == "abc-1" and rep["v"] == 1 and rep["result"]["pong"]
+    rep = call(r, {"id": 7, "cmd": "ping", "args": None})
+    assert rep["ok"] and rep["id"] == 7
+
+
+def test_config_reply_has_no_secret():
+    r, _, _ = make()
+    out = r.handle(b'{"id":"c","cmd":"config"}')
+    assert SECRET.encode() not in out
+    rep = json.loads(out)
+    assert rep["ok"] and rep["result"]["uplink"]["brokers"][0]["password"] == "<secret>"
+
+
+def test_set_interval_changes_only_that_device():
+    r, loop, _ = make()
+    rep = call(r, {"id": "s", "cmd": "set_interval", "args": {"device": "ups", "seconds": 15}})
+    assert rep["ok"] and rep["result"] == {"device": "ups", "interval": 15.0, "until": "restart"}
+    assert loop.sched.state("ups").interval == 15.0
+    assert loop.sched.state("ups2").interval == 3600
+
+
+def test_bad_requests_change_nothing():
+    r, loop, _ = make(burst=100)
+    cases = [
+        ({"id": "a", "cmd": "reboot"}, "unknown_command"),
+        ({"id": "a", "cmd": 5}, "unknown_command"),
+        ({"cmd": "ping"}, "malformed"),
+        ({"id": "x" * 65, "cmd": "ping"}, "malformed"),
+        ([1, 2], "malformed"),
+        ({"id": "a", "cmd": "set_interval", "args": {"device": "ups", "seconds": 0}}, "bad_args"),
+        ({"id": "a", "cmd": "set_interval", "args": {"device": "ups", "seconds": "9"}}, "bad_args"),
+        ({"id": "a", "cmd": "set_interval", "args": {"device": "ups", "seconds": True}}, "bad_args"),
+        ({"id": "a", "cmd": "set_interval", "args": {"seconds": 9}}, "bad_args"),
+        ({"id": "a", "cmd": "set_interval", "args": {"device": "nope", "seconds": 9}},
+         "unknown_device"),
+        ({"id": "a", "cmd": "poll_now", "args": {"device": "nope"}}, "unknown_device"),
+        ({"id": "a", "cmd": "poll_now", "args": [1]}, "bad_args"),
+        (b'{"id":"a","cmd":"pi', "malformed"),
+        (b"", "malformed"),
+        (b'{"id":"a","cmd":"ping"}\xff', "not_utf8"),
+        (b"\xc3\x28", "not_utf8"),
+        (b" " * (MAX_BYTES + 1), "oversized"),
+    ]  # fmt: skip
+    for body, code in cases:
+        rep = call(r, body)
+        assert rep["ok"] is False and rep["error"]["code"] == code, (body, rep)
+        assert rep["error"]["message"]
+    for dev in ("ups", "ups2"):
+        st = loop.sched.state(dev)
+        assert st.interval == 3600 and st.polls == 0
+
+
+def test_truncated_request_keeps_id_out_of_reply():
+    r, _, _ = make()
+    rep = call(r, b'{"id":"k1","cmd":"ping"')
+    assert rep["id"] is None and rep["error"]["code"] == "malformed"
+
+
+def test_poll_now_and_readings_through_the_loop():
+    r, loop, drvs = make()
+
+    async def go():
+        task = asyncio.create_task(loop.run())
+        await asyncio.sleep(0.05)  # first polls at start
+        before = drvs["ups"].calls
+        rep = call(r, {"id": "p", "cmd": "poll_now", "args": {"device": "ups"}})
+        assert rep["ok"] and rep["result"] == {"scheduled": "ups"}
+        await asyncio.sleep(0.1)
+        after = drvs["ups"].calls
+        rep2 = call(r, {"id": "r", "cmd": "readings", "args": {"device": "ups"}})
+        rep3 = call(r, {"id": "q", "cmd": "queue_stats"})
+        loop.stop()
+        await task
+        return before, after, rep2, rep3
+
+    before, after, rep2, rep3 = run(go())
+    assert after == before + 1, (before, after)
+    metrics = sorted(x["metric"] for x in rep2["result"])
+    assert metrics == ["agent.device.stale", "battery.charge"], metrics
+    assert all(x["device"] == "ups" for x in rep2["result"])
+    assert rep3["ok"] and rep3["result"]["depth"]["routine"] >= 3
+
+
+def test_flood_is_refused_then_dropped_and_recovers():
+    clock = Clock()
+    r, loop, _ = make(clock)
+    replies = [call(r, {"id": str(i), "cmd": "ping"}) for i in range(1000)]
+    ok = [x for x in replies if x is not None and x["ok"]]
+    refused = [x for x in replies if x is not None and not x["ok"]]
+    dropped = [x for x in replies if x is None]
+    assert len(ok) == 10, len(ok)  # the burst
+    assert 1 <= len(refused) <= 5 and refused[0]["error"]["code"] == "rate_limited"
+    assert len(dropped) == 1000 - len(ok) - len(refused)
+    assert r.counts["dropped"] == len(dropped)
+    clock.t += 1.0  # a second later, commands are served again
+    assert call(r, {"id": "z", "cmd": "ping"})["ok"]
+
+
+def test_bug_behind_the_facade_becomes_internal_error():
+    r, _, _ = make()
+
+    def broken(args):
+        raise RuntimeError("boom")
+
+    r.commands["ping"] = broken
+    rep = call(r, {"id": "b", "cmd": "ping"})
+    assert rep["error"]["code"] == "internal" and "boom" in rep["error"]["message"]
