@@ -14,7 +14,7 @@ class ConfigError(AgentError):
         if isinstance(errors, str):
             errors = [errors]
         self.errors = list(errors)
-        AgentError.__init__(self, "\n".join(self.errors))
+        super().__init__("\n".join(self.errors))
 
 
 class DeviceError(AgentError):
