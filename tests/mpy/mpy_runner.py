@@ -25,7 +25,7 @@ def _drive(coro):
     async def main():
         try:
             box.append((True, await coro))
-        except BaseException as e:  # noqa: B036 - handed back to the caller as is
+        except BaseException as e:  # noqa: B036, BLE001 - handed back to the caller as is
             box.append((False, e))
 
     asyncio.create_task(main())
@@ -75,7 +75,7 @@ def run_module(name):
     """Import test module `name`, run its test_* functions; return (passed, failed)."""
     try:
         mod = __import__(name)
-    except BaseException as e:  # noqa: B036 - any import failure is a test failure
+    except BaseException as e:  # noqa: B036, BLE001 - any import failure is a test failure
         print("FAIL %s: import failed: %s: %s" % (name, type(e).__name__, _first_line(e)))
         sys.print_exception(e, sys.stdout)
         print("DONE %s passed=0 failed=1" % name)
@@ -85,7 +85,7 @@ def run_module(name):
     for t in tests:
         try:
             getattr(mod, t)()
-        except BaseException as e:  # noqa: B036 - a test may raise anything, report all
+        except BaseException as e:  # noqa: B036, BLE001 - a test may raise anything, report all
             failed += 1
             print("FAIL %s.%s: %s: %s" % (name, t, type(e).__name__, _first_line(e)))
             sys.print_exception(e, sys.stdout)
@@ -100,14 +100,17 @@ def run_module(name):
 
 
 def import_module(name):
-    """Import one module; print OK or FAIL with the MicroPython traceback. Returns True if ok."""
+    """Import one module; print OK or FAIL with the MicroPython traceback, then DEPS and the
+    modules that import loaded besides it. Returns True if ok."""
+    before = set(sys.modules)
     try:
         __import__(name)
-    except BaseException as e:  # noqa: B036
+    except BaseException as e:  # noqa: B036, BLE001
         print("FAIL %s: import failed: %s: %s" % (name, type(e).__name__, _first_line(e)))
         sys.print_exception(e, sys.stdout)
         return False
     print("OK %s" % name)
+    print("DEPS " + " ".join(sorted(k for k in sys.modules if k not in before and k != name)))
     return True
 
 

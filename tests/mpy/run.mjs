@@ -34,9 +34,9 @@ function fail(code, msg) {
 
 // --- locating MicroPython -------------------------------------------------------------------
 function packageDir() {
-  const roots = [];
-  if (process.env.SITE_AGENT_NODE_MODULES) roots.push(process.env.SITE_AGENT_NODE_MODULES);
-  roots.push(path.join(REPO, ".deps", "node_modules"));
+  // The variable, when set, is the only place looked at: a wrong setting must not pass silently.
+  const env = process.env.SITE_AGENT_NODE_MODULES;
+  const roots = [env ? path.resolve(env) : path.join(REPO, ".deps", "node_modules")];
   const want = CONFIG.micropython;
   for (const root of roots) {
     const dir = path.join(root, want.package);
@@ -80,7 +80,15 @@ export function expand(patterns) {
   return [...new Set(out)];
 }
 
+// A target outside the repository (a self-check of the harness) is copied to this folder.
+const WASM_EXTRA = "/extra";
+
+function isOutside(file) {
+  return path.isAbsolute(file) && path.relative(REPO, file).startsWith("..");
+}
+
 export function moduleName(file) {
+  if (isOutside(file)) return path.basename(file, ".py");
   // agent/core/queue.py -> agent.core.queue; agent/__init__.py -> agent; tests/portable/t.py -> t;
   // a dotted name (asyncio, agent.core.loop) is taken as it is.
   if (!file.endsWith(".py")) return file;
@@ -91,7 +99,7 @@ export function moduleName(file) {
 }
 
 // --- one interpreter --------------------------------------------------------------------------
-async function boot() {
+async function boot(target) {
   const { loadMicroPython } = await import(url.pathToFileURL(path.join(packageDir(), "micropython.mjs")));
   const out = (line) => process.stdout.write(line + "\n");
   const mp = await loadMicroPython({ heapsize: CONFIG.micropython.heap_bytes, stdout: out, stderr: out });
@@ -100,6 +108,10 @@ async function boot() {
     const dest = WASM_REPO + "/" + file;
     FS.mkdirTree(path.posix.dirname(dest));
     FS.writeFile(dest, fs.readFileSync(path.join(REPO, file)));
+  }
+  FS.mkdirTree(WASM_EXTRA);
+  if (target && isOutside(target)) {
+    FS.writeFile(WASM_EXTRA + "/" + path.basename(target), fs.readFileSync(target));
   }
   FS.mkdirTree(WASM_RUNNER);
   for (const f of ["mpy_runner.py", "heap_cycle.py"]) {
@@ -119,7 +131,8 @@ async function boot() {
         `port has it from micropython-lib)")\n`,
     );
   }
-  const paths = [WASM_BOARD, WASM_REPO, WASM_REPO + "/tests/portable", WASM_RUNNER, ".frozen", "/lib"];
+  const paths = [WASM_BOARD, WASM_REPO, WASM_REPO + "/tests/portable", WASM_EXTRA, WASM_RUNNER];
+  paths.push(".frozen", "/lib");
   py(mp, `import sys, gc, os
 sys.path.clear()
 sys.path.extend(${JSON.stringify(paths)})
@@ -156,7 +169,7 @@ function kb(n) {
 
 // --- commands (one target each) ---------------------------------------------------------------
 async function runTest(file) {
-  const mp = await boot();
+  const mp = await boot(file);
   const name = moduleName(file);
   py(mp, "mpy_runner.install_asyncio_run()");
   const base = liveHeap(mp);
@@ -167,19 +180,48 @@ async function runTest(file) {
   return failed ? 1 : 0;
 }
 
+// Two figures per module, each in a fresh interpreter: "total" is what importing it costs on its
+// own (with everything it pulls in); "own" is what it adds once the modules it depends on are
+// loaded (found by a first run in a child process). Budgets apply to "own", so a module is not
+// charged for its dependencies, and a heavy dependency shows up on its own line.
 async function runImport(file) {
-  const mp = await boot();
   const name = moduleName(file);
+  const probe = spawnSync(process.execPath, [url.fileURLToPath(import.meta.url), "deps", file], {
+    encoding: "utf8",
+  });
+  const depsLine = (probe.stdout || "").split("\n").find((l) => l.startsWith("DEPS"));
+  if (probe.status !== 0 || depsLine === undefined) {
+    process.stdout.write(probe.stdout || "");
+    process.stderr.write(probe.stderr || "");
+    return probe.status === 2 ? 2 : 1;
+  }
+  const deps = depsLine.split(" ").slice(1).filter((d) => d);
+  const mp = await boot(file);
   const base = liveHeap(mp);
+  for (const dep of deps) {
+    if (!py(mp, `__import__(${JSON.stringify(dep)})`)) return 1;
+  }
+  const mid = liveHeap(mp);
   if (!py(mp, `_ok = mpy_runner.import_module(${JSON.stringify(name)})`) || !mp.globals.get("_ok")) {
     return 1;
   }
-  const live = liveHeap(mp) - base;
+  const after = liveHeap(mp);
+  const own = after - mid;
+  const total = after - base;
   const budgets = CONFIG.budgets;
   const limit = budgets.import_bytes[name] ?? budgets.import_default_bytes;
-  const verdict = live <= limit ? "ok" : "OVER BUDGET";
-  console.log(`HEAP import:${name} ${live} budget=${limit} ${verdict} (${kb(live)} of ${kb(limit)})`);
-  return live <= limit ? 0 : 1;
+  const verdict = own <= limit ? "ok" : "OVER BUDGET";
+  console.log(
+    `HEAP import:${name} ${own} budget=${limit} ${verdict} total=${total}` +
+      ` (own ${kb(own)} of ${kb(limit)}; ${kb(total)} with ${deps.length} dependencies)`,
+  );
+  return own <= limit ? 0 : 1;
+}
+
+async function runDeps(file) {
+  const mp = await boot(file);
+  const ok = py(mp, `_ok = mpy_runner.import_module(${JSON.stringify(moduleName(file))})`);
+  return ok && mp.globals.get("_ok") ? 0 : 1;
 }
 
 async function runHeapCycle() {
@@ -218,6 +260,7 @@ const COMMANDS = {
   test: [runTest, () => expand([CONFIG.tests])],
   import: [runImport, () => expand(CONFIG.import)],
   heap: [runHeapCycle, () => ["heap_cycle"]],
+  deps: [runDeps, () => []], // internal: the modules an import loads
 };
 
 async function main(argv) {

@@ -2,10 +2,11 @@
 # alarm-first order, ack and requeue.
 import json
 
+from support import raises
+
 from agent.core import readings as rd
 from agent.core.errors import AgentError, ConfigError, DeviceError, DeviceTimeout, ParseError
 from agent.core.queue import LANE_ALARM, LANE_ROUTINE, MemoryQueue
-from support import raises
 
 
 def _rec(metric, value=1.0):
@@ -16,7 +17,13 @@ def test_stamp_turns_samples_into_readings():
     out = rd.stamp([("battery.voltage", 27.3, "V"), ("ups.status", "OL", "")], "s1", "ups1", 99.5)
     assert len(out) == 2
     a, b = out
-    assert (a.site, a.device, a.metric, a.value, a.unit) == ("s1", "ups1", "battery.voltage", 27.3, "V")
+    assert (a.site, a.device, a.metric, a.value, a.unit) == (
+        "s1",
+        "ups1",
+        "battery.voltage",
+        27.3,
+        "V",
+    )
     assert a.time == 99.5 and a.quality == rd.GOOD and a.seq is None
     assert b.key() == ("ups1", "ups.status")
 
@@ -76,7 +83,7 @@ def test_nothing_leaves_before_commit():
     assert q.next_batch(10) is None
     assert q.commit() == 0 and q.confirmed_seq == 0
     q.append(LANE_ROUTINE, _rec("b"))  # appended after the commit: not yet stored
-    batch_id, records = q.next_batch(10)
+    _, records = q.next_batch(10)
     assert [r["metric"] for r in records] == ["a"]
     assert q.next_batch(10) is None
 
