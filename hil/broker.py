@@ -13,6 +13,7 @@ import sys
 import tempfile
 
 from hil.net import free_port, wait_tcp
+from hil.proc import die_with_parent
 
 
 class BrokerUnavailable(RuntimeError):
@@ -72,6 +73,7 @@ class Broker:
             stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(self.dir, "stderr.log"), "w"),
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
 
     def _start_amqtt(self):
@@ -94,6 +96,7 @@ class Broker:
             stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(self.dir, "stderr.log"), "w"),
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
 
     def log_text(self):

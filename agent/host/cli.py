@@ -68,6 +68,8 @@ def build_parser():
     d.add_argument("--duration", type=float, help="stop after this many seconds")
     d.add_argument("--plain", action="store_true",
                    help="print the table afresh each time instead of redrawing it in place")
+    d.add_argument("--all", action="store_true",
+                   help="show every metric, not only each device's headline values")
     d.add_argument("--keep", metavar="DIR", help="write the demo's config and data here and "
                    "keep them afterwards")
 

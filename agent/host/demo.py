@@ -10,11 +10,23 @@ import time
 from agent.host.cli import format_table, format_value
 
 REFRESH_S = 1.0
+# What a person watching the site wants first; everything else is counted ("+N more").
+HEADLINE = (
+    "ups.status", "output.source", "battery.charge", "battery.runtime", "battery.voltage",
+    "input.voltage", "output.voltage", "ups.load", "dc.voltage", "rectifier.current",
+    "router.uptime", "router.cpu", "router.memory", "agent.device.stale",
+)
 
 
 def run_demo(args, log):
+    from hil.proc import die_with_parent
     from hil.site import SimulatedSite
     from hil.upstream import Upstream
+
+    # A closed terminal (SIGHUP) or a polite kill (SIGTERM) stops the demo like Ctrl-C does, so
+    # the cleanup below always runs.
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
 
     sys.stderr.write("starting the simulated site (broker, SNMP agents, serial UPS)...\n")
     site = SimulatedSite(keep_dir=args.keep)
@@ -30,6 +42,7 @@ def run_demo(args, log):
             stdout=agent_log,
             stderr=agent_log,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         live = sys.stdout.isatty() and not args.plain
         started = time.monotonic()
@@ -38,7 +51,8 @@ def run_demo(args, log):
                 sys.stderr.write("the agent exited with %s; its log:\n%s\n"
                                  % (agent.returncode, _tail(agent_log.name, 30)))
                 return 1
-            render(site, upstream, agent_log.name, live, time.monotonic() - started)
+            render(site, upstream, agent_log.name, live, time.monotonic() - started,
+                   args.all)
             time.sleep(REFRESH_S)
     except KeyboardInterrupt:
         interrupted = True
@@ -58,14 +72,13 @@ def run_demo(args, log):
     return 0
 
 
-def render(site, upstream, agent_log, live, elapsed):
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def render(site, upstream, agent_log, live, elapsed, show_all=False):
     latest, seqs, status, batches = upstream.snapshot()
-    now = time.time()
-    rows = []
-    for (device, metric) in sorted(latest):
-        rec, arrived = latest[(device, metric)]
-        rows.append((device, metric, format_value(rec["value"]), rec.get("unit") or "",
-                     rec.get("quality", ""), rec["seq"], "%.0fs" % (now - arrived)))
+    rows = table_rows(latest, time.time(), show_all)
     out = []
     if live:
         out.append("\x1b[H\x1b[2J")
@@ -80,6 +93,33 @@ def render(site, upstream, agent_log, live, elapsed):
         out.append("-" * 78 + "\n")
     sys.stdout.write("".join(out))
     sys.stdout.flush()
+
+
+def table_rows(latest, now, show_all):
+    """Rows for the live table: every series with show_all, else each device's headline metrics,
+    its interfaces summarised in one row, and a count of the rest."""
+    rows = []
+    devices = sorted(set(d for d, _ in latest))
+    for device in devices:
+        series = sorted(m for d, m in latest if d == device)
+        shown = series if show_all else [m for m in HEADLINE if m in series]
+        for metric in shown:
+            rec, arrived = latest[(device, metric)]
+            rows.append((device, metric, format_value(rec["value"]), rec.get("unit") or "",
+                         rec.get("quality", ""), rec["seq"], "%.0fs" % (now - arrived)))
+        if show_all:
+            continue
+        opers = [m for m in series if m.startswith("if.") and m.endswith(".oper")]
+        if opers:
+            down = [m[3:-5] for m in opers if latest[(device, m)][0]["value"] != "up"]
+            value = "%d up, %d down%s" % (len(opers) - len(down), len(down),
+                                         (" (" + ", ".join(down) + ")") if down else "")
+            newest = max(latest[(device, m)][0]["seq"] for m in opers)
+            rows.append((device, "if.*.oper", value, "", "", newest, ""))
+        rest = len(series) - len(shown) - len(opers)
+        if rest > 0:
+            rows.append((device, "(+%d more metrics)" % rest, "", "", "", "", ""))
+    return rows
 
 
 def _status_word(status):
