@@ -16,18 +16,22 @@ OUTPUT_STATUS = {
     12: "trim",  # onSmartTrim
 }
 STATUS_TOKENS = {
+    1: "",
     2: "OL",
     3: "OB",
     4: "OL BOOST",
+    5: "OFF",  # timedSleeping
     6: "BYPASS",
     7: "OFF",
+    8: "",  # rebooting
     9: "BYPASS",
     10: "BYPASS",
+    11: "OFF",  # sleepingUntilPowerReturn
     12: "OL TRIM",
 }
 # upsBasicBatteryStatus: 1 unknown, 2 normal, 3 low; 4 and 5 (fault states) read as low too.
 BATTERY_STATUS = {1: "unknown", 2: "normal", 3: "low", 4: "low", 5: "low"}
-BATTERY_TOKENS = {3: "LB", 4: "LB", 5: "LB"}
+BATTERY_TOKENS = {1: "", 2: "", 3: "LB", 4: "LB", 5: "LB"}
 
 PROFILE = {
     "name": "apc-powernet",

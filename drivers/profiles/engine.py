@@ -252,9 +252,9 @@ def _nut_status(args, values, state, now, samples):
     known = False
     for oid_key, map_key in (("source_oid", "source_tokens"), ("battery_oid", "battery_tokens")):
         v = values.get(args.get(oid_key))
-        if isinstance(v, int) and v != UNKNOWN:
+        if isinstance(v, int) and v in args[map_key]:  # a value outside the map is unknown
             known = True
-            for t in args[map_key].get(v, "").split():
+            for t in args[map_key][v].split():
                 if t not in tokens:
                     tokens.append(t)
     replace = values.get(args.get("replace_oid"))

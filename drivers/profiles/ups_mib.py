@@ -42,9 +42,11 @@ ALARMS = {
     24: "TestInProgress",
 }
 
-# NUT ups.status tokens. An alarm not listed here adds ALARM.
-SOURCE_TOKENS = {2: "OFF", 3: "OL", 4: "BYPASS", 5: "OB", 6: "OL BOOST", 7: "OL TRIM"}
-BATTERY_TOKENS = {3: "LB", 4: "LB"}
+# An alarm not listed in ALARM_TOKENS adds ALARM.
+# NUT ups.status tokens; every value the MIB defines is listed ("" = adds no token), a value
+# outside these maps counts as unknown.
+SOURCE_TOKENS = {1: "", 2: "OFF", 3: "OL", 4: "BYPASS", 5: "OB", 6: "OL BOOST", 7: "OL TRIM"}
+BATTERY_TOKENS = {1: "", 2: "", 3: "LB", 4: "LB"}
 ALARM_TOKENS = {
     "BatteryBad": "RB",
     "OnBattery": "OB",
