@@ -1,0 +1,249 @@
+"""Derived site state: power source, runtime left, backhaul, time on battery (portable).
+
+    site = SiteState(site_id, clock, backhaul=("if.wan0.oper", "if.sat0.oper"))
+    site.feed(readings)          # every device reading, as the loop records them
+    derived = site.readings()    # Readings of device "site", to record and feed the alarm engine
+
+Derived readings (device "site"):
+    site.power_source   mains, battery, generator, solar, unknown
+    site.on_battery_s   seconds since the site went on battery (0 otherwise)
+    experimental.site.battery_charge   the lowest state of charge any device reports (not
+                        battery.charge, so a device's battery rules do not fire twice)
+    site.runtime        seconds left: the lowest runtime a device reports; otherwise estimated
+                        from the discharge trend while on battery (see below)
+    experimental.site.runtime_estimated   true when site.runtime is our estimate, not a device's
+    site.backhaul       up, down, degraded, unknown
+
+Runtime estimate: a least-squares line through the (time, charge) points since the site went on
+battery (within `window_s`); runtime = (charge - floor) / discharge rate. Without a charge reading
+the battery voltage is used instead, down to `cutoff_cell_v` per cell (lead-acid, cells from the
+rated battery voltage at 2 V per cell). No estimate before `min_span_s` of trend: a fresh
+discharge has a transfer sag that would mislead it. The voltage method overestimates near the end
+of discharge (the cut-off is a convention, not the device's own); a device-reported runtime wins.
+
+Invariants: facts from a device that went stale are forgotten (not reused as if current);
+nothing here raises on odd input: a value of the wrong type is ignored.
+"""
+
+from agent.core import readings as rd
+
+DEVICE = "site"
+SOLAR_MIN_W = 20.0  # below this the array is not what powers the site
+CELL_NOMINAL_V = 2.0  # lead-acid nominal volts per cell, to count cells from a rated voltage
+MAX_POINTS = 64
+CHARGE_METRIC = "experimental.site.battery_charge"
+ESTIMATED_METRIC = "experimental.site.runtime_estimated"
+
+
+def _num(v):
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _matches(pattern, name):
+    from agent.core.alarms import _matches as m
+
+    return m(pattern, name)
+
+
+class SiteState:
+    def __init__(
+        self,
+        site_id,
+        clock,
+        backhaul=("probe.<name>.ok",),
+        window_s=900.0,
+        min_span_s=120.0,
+        cutoff_cell_v=1.75,
+        floor_pct=0.0,
+    ):
+        self.site_id = site_id
+        self.clock = clock
+        self.backhaul = tuple(backhaul)  # metric patterns whose state is the backhaul's
+        self.window_s = window_s
+        self.min_span_s = min_span_s
+        self.cutoff_cell_v = cutoff_cell_v
+        self.floor_pct = floor_pct
+        self.facts = {}  # device -> {metric: value}, newest good values
+        self.source = "unknown"
+        self.battery_since = None  # monotonic time the site went on battery
+        self.trend = {}  # device -> [(mono, charge or None, voltage or None)] while on battery
+
+    # --- input ----------------------------------------------------------------------------
+    def feed(self, readings):
+        now = self.clock.mono()
+        touched = []
+        for r in readings:
+            if not isinstance(r, rd.Reading):
+                r = rd.Reading.from_dict(r)
+            if r.device == DEVICE:
+                continue
+            if r.metric == "agent.device.stale":
+                if r.value is True:
+                    self.facts.pop(r.device, None)
+                    self.trend.pop(r.device, None)
+                continue
+            if r.value is None or r.quality == rd.STALE:
+                continue
+            self.facts.setdefault(r.device, {})[r.metric] = r.value
+            if r.device not in touched:
+                touched.append(r.device)
+        self._update_source(now)
+        if self.source == "battery":
+            for dev in touched:
+                f = self.facts[dev]
+                c, v = _num(f.get("battery.charge")), _num(f.get("battery.voltage"))
+                if c is None and v is None:
+                    continue
+                pts = self.trend.setdefault(dev, [])
+                pts.append((now, c, v))
+                while pts and (now - pts[0][0] > self.window_s or len(pts) > MAX_POINTS):
+                    pts.pop(0)
+
+    def _update_source(self, now):
+        mains = None
+        gen = solar = False
+        for f in self.facts.values():
+            m = _mains(f)
+            if m is False:
+                mains = False
+            elif m is True and mains is None:
+                mains = True
+            if f.get("experimental.generator.running") is True:
+                gen = True
+            p = _num(f.get("solar.power"))
+            if p is not None and p >= SOLAR_MIN_W:
+                solar = True
+        if mains is None:
+            src = "unknown"
+        elif mains:
+            src = "mains"
+        elif gen:
+            src = "generator"
+        elif solar:
+            src = "solar"
+        else:
+            src = "battery"
+        if src == "battery" and self.source != "battery":
+            self.battery_since = now
+            self.trend = {}
+        elif src != "battery":
+            self.battery_since = None
+            self.trend = {}
+        self.source = src
+
+    # --- output ---------------------------------------------------------------------------
+    def runtime(self):
+        """(seconds, estimated) or (None, None)."""
+        best = None
+        for f in self.facts.values():
+            v = _num(f.get("battery.runtime"))
+            if v is not None and v >= 0 and (best is None or v < best):
+                best = v
+        if best is not None:
+            return int(best), False
+        for dev, pts in self.trend.items():
+            est = self._estimate(pts, self.facts.get(dev, {}))
+            if est is not None and (best is None or est < best):
+                best = est
+        if best is None:
+            return None, None
+        return int(best), True
+
+    def _estimate(self, pts, f):
+        if len(pts) < 3 or pts[-1][0] - pts[0][0] < self.min_span_s:
+            return None
+        if all(p[1] is not None for p in pts):
+            level = [(p[0], p[1]) for p in pts]
+            end = self.floor_pct
+        else:
+            rated = _num(f.get("ups.rating.battery_voltage"))
+            if not rated or any(p[2] is None for p in pts):
+                return None
+            level = [(p[0], p[2]) for p in pts]
+            end = rated / CELL_NOMINAL_V * self.cutoff_cell_v
+        slope, _ = _fit(level)
+        if slope is None or slope >= 0:
+            return None  # not discharging (or no trend yet): no honest estimate
+        left = level[-1][1] - end
+        return max(0.0, left / -slope)
+
+    def backhaul_state(self):
+        ups = downs = 0
+        for f in self.facts.values():
+            for metric, v in f.items():
+                for pat in self.backhaul:
+                    if _matches(pat, metric):
+                        if v is True or v == "up":
+                            ups += 1
+                        else:
+                            downs += 1
+                        break
+        if ups + downs == 0:
+            return "unknown"
+        if downs == 0:
+            return "up"
+        return "down" if ups == 0 else "degraded"
+
+    def readings(self):
+        now = self.clock.now()
+        q = rd.GOOD if now is not None else rd.EST_TIME
+        mono = self.clock.mono()
+        on_batt = 0 if self.battery_since is None else int(mono - self.battery_since)
+        out = [
+            rd.Reading(self.site_id, DEVICE, "site.power_source", self.source, "", now, q),
+            rd.Reading(self.site_id, DEVICE, "site.on_battery_s", on_batt, "s", now, q),
+            rd.Reading(self.site_id, DEVICE, "site.backhaul", self.backhaul_state(), "", now, q),
+        ]
+        charge = None
+        for f in self.facts.values():
+            c = _num(f.get("battery.charge"))
+            if c is not None and (charge is None or c < charge):
+                charge = c
+        if charge is not None:
+            out.append(rd.Reading(self.site_id, DEVICE, CHARGE_METRIC, charge, "%", now, q))
+        secs, est = self.runtime()
+        if secs is not None:
+            out.append(rd.Reading(self.site_id, DEVICE, "site.runtime", secs, "s", now, q))
+            out.append(rd.Reading(self.site_id, DEVICE, ESTIMATED_METRIC, est, "", now, q))
+        return out
+
+
+def _mains(f):
+    """True, False or None (no opinion) from one device's facts."""
+    v = f.get("mains.present")
+    if v is True or v is False:
+        return v
+    v = f.get("plant.alarm.mains_lost")
+    if v is True or v is False:
+        return not v
+    s = f.get("ups.status")
+    if isinstance(s, str):
+        tokens = s.split()
+        if "OB" in tokens:
+            return False
+        if "OL" in tokens:
+            return True
+    s = f.get("output.source")
+    if s == "battery":
+        return False
+    if s == "normal":
+        return True
+    return None
+
+
+def _fit(points):
+    """Least-squares slope and intercept of [(x, y)], or (None, None) when x does not vary."""
+    n = len(points)
+    x0 = points[0][0]  # shift x for precision (monotonic seconds can be large)
+    sx = sy = sxx = sxy = 0.0
+    for x, y in points:
+        x -= x0
+        sx += x
+        sy += y
+        sxx += x * x
+        sxy += x * y
+    d = n * sxx - sx * sx
+    if d == 0:
+        return None, None
+    slope = (n * sxy - sx * sy) / d
+    return slope, (sy - slope * sx) / n
