@@ -122,11 +122,27 @@ def lookup(name):
         if len(pattern) != len(parts):
             continue
         for want, got in zip(pattern, parts):
-            if not got or (want[0] != "<" and want != got):
+            if not _part_matches(want, got):
                 break
         else:
             return row
     return None
+
+
+def _part_matches(want, got):
+    """A pattern part is literal, or `prefix<x>suffix` where <x> stands for at least one char."""
+    if not got:
+        return False
+    i = want.find("<")
+    if i < 0:
+        return want == got
+    prefix = want[:i]
+    suffix = want[want.index(">") + 1 :]
+    return (
+        len(got) > len(prefix) + len(suffix)
+        and got.startswith(prefix)
+        and got.endswith(suffix)
+    )
 
 
 def is_known(name):
