@@ -3,6 +3,12 @@
 mosquitto (Debian's package) when it is installed; otherwise amqtt, a pure-Python broker from PyPI,
 in a subprocess. Tests that need mosquitto specifically (TLS, ACLs) ask for it with
 `require_mosquitto=True` and fail with a clear message when it is missing.
+
+mosquitto options for the uplink tests: `tls` (dict: ca_file, cert_file, key_file, and
+require_certificate, default True: mutual TLS), `acl` (the text of an ACL file), `passwords`
+({user: password}, hashed with mosquitto_passwd; anonymous access is then refused) and
+`persistence` (sessions and queued messages survive halt()/restart()). halt() stops the broker
+and keeps its files and port; restart() starts it again on the same port.
 """
 
 import os
@@ -29,11 +35,17 @@ def find_mosquitto():
 class Broker:
     """`with Broker() as b:` gives b.host and b.port; the broker and its files go on exit."""
 
-    def __init__(self, host="127.0.0.1", port=None, require_mosquitto=False, extra_conf=""):
+    def __init__(self, host="127.0.0.1", port=None, require_mosquitto=False, extra_conf="",
+                 tls=None, acl=None, passwords=None, persistence=False):  # fmt: skip
         self.host = host
         self.port = port
-        self.require_mosquitto = require_mosquitto
         self.extra_conf = extra_conf
+        self.tls = tls
+        self.acl = acl
+        self.passwords = passwords
+        self.persistence = persistence
+        self.require_mosquitto = require_mosquitto or bool(tls or acl or passwords or persistence)
+        self.exe = None
         self.proc = None
         self.kind = None
         self.dir = None
@@ -61,15 +73,46 @@ class Broker:
 
     def _start_mosquitto(self, exe):
         self.kind = "mosquitto"
+        self.exe = exe
         conf = os.path.join(self.dir, "mosquitto.conf")
         with open(conf, "w") as f:
             f.write("listener %d %s\n" % (self.port, self.host))
-            f.write("allow_anonymous true\npersistence false\n")
+            if hasattr(os, "geteuid") and os.geteuid() == 0:
+                f.write("user root\n")  # keep access to our private temp dir
+            if self.tls:
+                t = self.tls
+                f.write("cafile %s\ncertfile %s\nkeyfile %s\n"
+                        % (t["ca_file"], t["cert_file"], t["key_file"]))  # fmt: skip
+                f.write("require_certificate %s\n"
+                        % ("true" if t.get("require_certificate", True) else "false"))
+                f.write("tls_version tlsv1.2\n")
+            if self.passwords:
+                pw = os.path.join(self.dir, "passwd")
+                open(pw, "w").close()
+                for user, password in self.passwords.items():
+                    subprocess.run(["mosquitto_passwd", "-b", pw, user, password], check=True,
+                                   capture_output=True)  # fmt: skip
+                f.write("allow_anonymous false\npassword_file %s\n" % pw)
+            else:
+                f.write("allow_anonymous true\n")
+            if self.acl is not None:
+                acl = os.path.join(self.dir, "acl")
+                with open(acl, "w") as a:
+                    a.write(self.acl)
+                f.write("acl_file %s\n" % acl)
+            if self.persistence:
+                f.write("persistence true\npersistence_location %s/\n" % self.dir)
+            else:
+                f.write("persistence false\n")
             f.write("log_dest file %s\n" % os.path.join(self.dir, "broker.log"))
             f.write("log_type error\nlog_type warning\nlog_type notice\n")
             f.write(self.extra_conf)
+        self._spawn_mosquitto()
+
+    def _spawn_mosquitto(self):
+        conf = os.path.join(self.dir, "mosquitto.conf")
         self.proc = subprocess.Popen(
-            [exe, "-c", conf],
+            [self.exe, "-c", conf],
             stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(self.dir, "stderr.log"), "w"),
             start_new_session=True,
@@ -107,6 +150,28 @@ class Broker:
                 with open(p, errors="replace") as f:
                     out.append(f.read()[-4000:])
         return "\n".join(out)
+
+    def halt(self):
+        """Stop the broker (SIGTERM: a persistent one saves its state) but keep its files."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def restart(self):
+        """Start a halted mosquitto again with the same config and port."""
+        if self.kind != "mosquitto":
+            raise BrokerUnavailable("restart() needs mosquitto")
+        self._spawn_mosquitto()
+        try:
+            wait_tcp(self.host, self.port, 15, self.proc)
+        except RuntimeError as e:
+            raise BrokerUnavailable("mosquitto did not restart: %s\n%s" % (e, self.log_text()))
+        return self
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:

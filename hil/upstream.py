@@ -1,6 +1,7 @@
 """The operations centre's side, in miniature: subscribe to a site's topics and collect what
 arrives (used by the demo's live table and by end-to-end tests)."""
 
+import json
 import threading
 import time
 
@@ -10,11 +11,22 @@ from agent.core import contract
 
 
 class Upstream:
-    def __init__(self, host, port, prefix, site_id):
+    """Subscribes to <prefix>/<site>/#. Batches in either form (JSON or compact) are decoded;
+    `seqs` counts every record seq seen (data and alarm), `arrivals` lists (topic kind, batch
+    kind, record count, bytes) in arrival order, `replies` the decoded command replies.
+    `tls` is {ca_file, cert_file, key_file}; `persistent` keeps the subscription (and what is
+    queued for it) across a disconnect or a restart of a persistent broker."""
+
+    def __init__(self, host, port, prefix, site_id, tls=None, persistent=False, client_id=None):
         self.host = host
         self.port = port
+        self.prefix = prefix
+        self.site_id = site_id
         self.filter = "%s/%s/#" % (prefix, site_id)
         self.lock = threading.Lock()
+        self.arrivals = []
+        self.replies = []
+        self.retained = {}  # topic kind -> last payload (status, state, alarms)
         self.latest = {}  # (device, metric) -> (record, arrival time)
         self.seqs = {}  # seq -> times received
         self.status = None
@@ -22,7 +34,16 @@ class Upstream:
         self.bad_payloads = 0
         self.connected = threading.Event()
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id="upstream-%d" % id(self))
+                                  client_id=client_id or "upstream-%d" % id(self),
+                                  clean_session=not persistent)  # fmt: skip
+        self.client.reconnect_delay_set(0.2, 1)
+        if tls:
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=tls["ca_file"])
+            if tls.get("cert_file"):
+                ctx.load_cert_chain(tls["cert_file"], tls.get("key_file"))
+            self.client.tls_set_context(ctx)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
 
@@ -36,8 +57,19 @@ class Upstream:
         if kind == "status":
             with self.lock:
                 self.status = msg.payload.decode(errors="replace")
+        if kind in ("status", "state", "alarms"):
+            with self.lock:
+                self.retained[kind] = bytes(msg.payload)
+                self.arrivals.append((kind, kind, 0, len(msg.payload)))
+        if kind == "reply":
+            try:
+                rep = json.loads(msg.payload)
+            except ValueError:
+                rep = {"undecodable": bytes(msg.payload)}
+            with self.lock:
+                self.replies.append(rep)
             return
-        if kind != "data":
+        if kind not in ("data", "alarm"):
             return
         try:
             body = contract.decode_batch(msg.payload)
@@ -47,8 +79,10 @@ class Upstream:
             return
         with self.lock:
             self.batches += 1
+            self.arrivals.append((kind, body["kind"], len(body["readings"]), len(msg.payload)))
             for rec in body["readings"]:
-                self.latest[(rec["device"], rec["metric"])] = (rec, now)
+                if kind == "data":
+                    self.latest[(rec["device"], rec["metric"])] = (rec, now)
                 self.seqs[rec["seq"]] = self.seqs.get(rec["seq"], 0) + 1
 
     def start(self, timeout=10):
@@ -58,6 +92,11 @@ class Upstream:
             self.stop()
             raise RuntimeError("upstream subscriber could not connect to %s:%s" % (self.host, self.port))
         return self
+
+    def send(self, kind, payload, qos=1):
+        """Publish to <prefix>/<site>/<kind> (commands: kind "cmd")."""
+        topic = "%s/%s/%s" % (self.prefix, self.site_id, kind)
+        return self.client.publish(topic, payload, qos=qos)
 
     def stop(self):
         self.client.disconnect()

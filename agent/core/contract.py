@@ -13,7 +13,8 @@ Batch payloads (data, alarm, state) come in two forms told apart by their first 
 or compact (0xC1, see agent/core/compact.py). The JSON form of a batch:
     {"v": 1, "site": s, "batch": id, "kind": "data"|"alarm"|"state", "readings": [record, ...]}
 A record is Reading.to_dict() (site, device, metric, value, unit, time, quality, seq); an alarm
-event is a record with the extra keys "alarm" (rule id), "state" ("raise"|"clear") and "severity".
+event (agent/core/alarms.py) is a record that also has "alarm" (its id "RULE/device/metric"),
+"event" ("raise"|"clear"), "rule", "severity" and the alarm's context keys.
 A record's time is estimated exactly when its quality is "est" (or it carries "est": true).
 """
 

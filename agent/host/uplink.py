@@ -1,14 +1,31 @@
-"""MQTT uplink on paho-mqtt (host): pulls committed batches from the queue, publishes them at
-QoS 1 and acknowledges each batch to the queue only on its PUBACK.
+"""MQTT uplink on paho-mqtt (host): several brokers in priority order, QoS 1 batches tied to the
+queue, paced backlog, byte budgets, reconnect backoff and commands. Contract: docs/mqtt.md.
 
-Threading: paho runs its network loop in its own thread; every paho callback is handed to the
-asyncio loop with call_soon_threadsafe, so the queue is only ever touched from the asyncio thread.
-Invariants: a batch is acked to the queue only after the broker's PUBACK for the message that
-carried it; after a reconnect, every in-flight batch is read out again (duplicates, never gaps);
-at most `window` batches are in flight.
+Threading: each connection ("session") is one paho client with its own network thread; every
+paho callback is handed to the asyncio loop with call_soon_threadsafe, so the queue, the budgets
+and the session state are only touched from the asyncio thread. A new client is made for every
+connection (clean session): redelivery is ours, from the queue, not paho's.
+Invariants:
+- a batch is acked to the queue only after PUBACK (with a success code) for every message that
+  carried it; after any disconnect or broker switch, queue.requeue() puts in-flight batches back
+  (duplicates, never gaps); at most WINDOW messages are in flight.
+- data flows only after the broker acknowledged our birth message AND delivered it back to us on
+  our own status topic (the echo). MQTT 3.1.1 brokers acknowledge a publish that an ACL silently
+  drops, so the echo is what tells us our topics are writable; without it we keep the data.
+- the backoff is reset only after a connect plus that first acknowledged (and echoed) publish;
+  connection attempts (probes of the preferred broker included) never exceed
+  max_connects_per_min.
+- after each connect the order is: alarm events, then the retained state and active-alarm set,
+  then the backlog oldest first, paced by rate_msgs / rate_bytes; routine traffic never overdraws a
+  broker's byte budget, alarms may.
+- no secret is ever passed to the log: broker lines name host:port and the broker's name only.
 """
 
 import asyncio
+import binascii
+import collections
+import os
+import random
 import ssl
 import time
 
@@ -16,32 +33,103 @@ import paho.mqtt.client as mqtt
 
 from agent import __version__
 from agent.core import contract
+from agent.core.backoff import Backoff, ByteBudget, ConnectLimiter, TokenBucket
+from agent.core.remote import Remote
 
-WINDOW = 4
+WINDOW = 4  # messages in flight per session
+INBOX_MAX = 64  # command payloads waiting for the asyncio thread; more are dropped and counted
+WINDOWS = {"hour": 3600.0, "day": 86400.0}
+
+
+class _Msg:
+    __slots__ = ("topic", "payload", "retain", "urgent", "batch", "kind")
+
+    def __init__(self, topic, payload, retain=False, urgent=False, batch=None, kind=None):
+        self.topic = topic
+        self.payload = payload
+        self.retain = retain
+        self.urgent = urgent
+        self.batch = batch
+        self.kind = kind
+
+
+class _Session:
+    """One connection to one broker. Stale callbacks (from a session already closed) are ignored
+    by comparing the session object."""
+
+    def __init__(self, idx, broker, client):
+        self.idx = idx
+        self.broker = broker
+        self.client = client
+        self.connack = None  # None waiting, True accepted, or the refusal text
+        self.alive = False
+        self.ready = False  # birth acked and echoed: data may flow
+        self.birth_acked = False
+        self.echoed = False
+        self.failed = None  # why the session must end (refused publish, lost link)
+        self.inflight = {}  # mid -> _Msg
+        self.nonce = binascii.hexlify(os.urandom(6)).decode()
+        self.state_sent = False
 
 
 class MqttUplink:
-    def __init__(self, uplink_cfg, site_id, queue, log):
+    def __init__(self, uplink_cfg, site_id, queue, log, facade=None, rand=random.random):
         self.cfg = uplink_cfg
         self.site_id = site_id
         self.queue = queue
         self.log = log
-        self.broker = uplink_cfg["brokers"][0]
+        self.brokers = list(uplink_cfg["brokers"])
         self.prefix = uplink_cfg.get("topic_prefix", "site-agent/v1")
+        self.fmt = uplink_cfg.get("format", "json")
         self.batch_max = uplink_cfg.get("batch_max", 100)
-        self.connected = False
-        self.last_publish = None  # wall time of the last acknowledged batch
+        self.keepalive = uplink_cfg.get("keepalive", 60)
+        self.connect_timeout = float(uplink_cfg.get("connect_timeout", 15))
+        self.echo_timeout = float(uplink_cfg.get("echo_timeout", 10))
+        self.preferred_retry = float(uplink_cfg.get("preferred_retry", 300))
+        self.rand = rand
+        self.backoff = Backoff(
+            rand, uplink_cfg.get("backoff_base", 2.0), uplink_cfg.get("backoff_cap", 300.0)
+        )
+        self.limiter = ConnectLimiter(uplink_cfg.get("max_connects_per_min", 6))
+        self.msg_rate = TokenBucket(uplink_cfg.get("rate_msgs", 20), None, time.monotonic())
+        rb = uplink_cfg.get("rate_bytes", 0)
+        self.byte_rate = TokenBucket(rb, max(rb, 1), time.monotonic())
+        self.budgets = []
+        for b in self.brokers:
+            limit = b.get("budget_bytes", b.get("budget_bytes_per_day", 0))
+            self.budgets.append(ByteBudget(limit, WINDOWS.get(b.get("budget_window", "day"))))
+        self.topics = {k: contract.topic(self.prefix, site_id, k) for k in contract.TOPIC_KINDS}
+        self.remote = None
+        self.facade = None
+        if facade is not None:
+            self.attach(facade)
+        self.session = None
         self.published = 0
         self.acked = 0
+        self.duplicates_possible = 0  # batches put back after a link loss
+        self.last_publish = None
         self.last_error = None
-        self._inflight = {}  # paho mid -> queue batch id
+        self.confirmed_seq = None
+        self.budget_blocked = False
+        self.commands_dropped = 0
+        self._outbox = collections.deque()
+        self._parts = {}  # batch id -> messages of that batch not yet acked
+        self._inbox = collections.deque()
         self._aloop = None
         self._wake = None
-        self._client = None
+        self._next_idx = 0
+        self._next_probe = None
 
-    # --- setup ----------------------------------------------------------------------------
-    def _make_client(self):
-        b = self.broker
+    def attach(self, facade):
+        """Give the uplink the AgentFacade: commands, retained state and active alarms use it."""
+        self.facade = facade
+        self.remote = Remote(facade, log=self.log)
+
+    # --- client setup -------------------------------------------------------------------------
+    def _where(self, broker):
+        return "%s (%s:%s)" % (broker.get("name") or broker["host"], broker["host"], broker["port"])
+
+    def _make_client(self, b, session_box):
         proto = mqtt.MQTTv5 if b.get("protocol") == "5" else mqtt.MQTTv311
         client = mqtt.Client(
             callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
@@ -49,22 +137,33 @@ class MqttUplink:
             protocol=proto,
         )
         if not b.get("insecure"):
+            # Pinned CA: with cafile given, only that CA is trusted (no system store).
             ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=b.get("ca_file"))
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             if b.get("cert_file"):
                 ctx.load_cert_chain(b["cert_file"], b.get("key_file"))
             client.tls_set_context(ctx)
         if b.get("username"):
             client.username_pw_set(b["username"], b.get("password"))
         client.will_set(
-            contract.topic(self.prefix, self.site_id, "status"),
-            contract.status_payload("offline", "connection lost"),
+            self.topics["status"],
+            contract.status_payload(contract.OFFLINE, "connection lost"),
             qos=1,
             retain=True,
         )
-        client.reconnect_delay_set(1, 60)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
+        client.connect_timeout = self.connect_timeout
+        # paho must never reconnect on its own: every attempt goes through our backoff/limiter.
+        client.reconnect_delay_set(3600, 3600)
+        client.on_connect = lambda c, u, f, rc, p=None: self._call(
+            self._on_connack, session_box[0], rc
+        )
+        client.on_disconnect = lambda c, u, f, rc, p=None: self._call(
+            self._on_disconnect, session_box[0], str(rc)
+        )
+        client.on_publish = lambda c, u, mid, rc=None, p=None: self._call(
+            self._on_puback, session_box[0], mid, rc
+        )
+        client.on_message = lambda c, u, msg: self._on_message(session_box[0], msg)
         return client
 
     def _call(self, fn, *args):
@@ -73,125 +172,365 @@ class MqttUplink:
         except RuntimeError:  # the asyncio loop is closed: shutting down
             pass
 
-    # --- paho thread ----------------------------------------------------------------------
-    def _on_connect(self, client, userdata, flags, reason_code, properties=None):
-        self._call(self._connected, str(reason_code), not reason_code.is_failure)
+    # --- callbacks (asyncio thread, except _on_message) ------------------------------------
+    def _on_connack(self, s, rc):
+        if rc.is_failure:
+            s.connack = "broker refused the connection: %s" % rc
+        else:
+            s.connack = True
+            s.alive = True
+        self._wake.set()
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
-        self._call(self._disconnected, str(reason_code))
+    def _on_disconnect(self, s, reason):
+        if s.alive and s.failed is None:
+            s.failed = "disconnected: %s" % reason
+        s.alive = False
+        self._wake.set()
 
-    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
-        self._call(self._acked, mid)
-
-    # --- asyncio thread -------------------------------------------------------------------
-    def _connected(self, reason, ok):
-        if not ok:
-            self.last_error = "broker refused the connection: %s" % reason
-            self.log.error("uplink", "connect refused", broker=self._where(), reason=reason)
+    def _on_puback(self, s, mid, rc):
+        msg = s.inflight.pop(mid, None)
+        if msg is None:
             return
-        self.connected = True
-        self.last_error = None
-        self.log.info("uplink", "connected", broker=self._where())
-        self._inflight.clear()
-        self.queue.requeue()
-        self._client.publish(
-            contract.topic(self.prefix, self.site_id, "status"),
-            contract.status_payload("online", version=__version__),
-            qos=1,
-            retain=True,
-        )
+        if rc is not None and getattr(rc, "is_failure", False):
+            # MQTT 5: the broker refused this publish (typically an ACL): keep the data.
+            s.failed = "broker refused publish to %s: %s" % (msg.topic, rc)
+            self.log.error(
+                "uplink",
+                "broker refused our publish; data kept in the queue (check the broker ACL)",
+                broker=self._where(s.broker),
+                topic=msg.topic,
+                reason=str(rc),
+            )
+            self._wake.set()
+            return
+        if msg.kind == "birth":
+            s.birth_acked = True
+        elif msg.batch is not None:
+            left = self._parts.get(msg.batch, 0) - 1
+            if left <= 0:
+                self._parts.pop(msg.batch, None)
+                self.queue.ack(msg.batch)
+                self.acked += 1
+                self.last_publish = time.time()
+            else:
+                self._parts[msg.batch] = left
         self._wake.set()
 
-    def _disconnected(self, reason):
-        if self.connected:
-            self.log.warning("uplink", "disconnected", broker=self._where(), reason=reason)
-        self.connected = False
-        self.last_error = "disconnected: %s" % reason
+    def _on_message(self, s, msg):
+        # paho thread: only the bounded inbox and a wake-up are touched here.
+        if msg.topic == self.topics["status"]:
+            if s.nonce.encode() in msg.payload:
+                self._call(self._on_echo, s)
+            return
+        if msg.topic != self.topics["cmd"]:
+            return
+        if len(self._inbox) >= INBOX_MAX:
+            self.commands_dropped += 1
+            return
+        self._inbox.append(bytes(msg.payload))
+        self._call(self._wake.set)
 
-    def _acked(self, mid):
-        batch_id = self._inflight.pop(mid, None)
-        if batch_id is None:
-            return  # the status message, or a batch from before a reconnect
-        self.queue.ack(batch_id)
-        self.acked += 1
-        self.last_publish = time.time()
+    def _on_echo(self, s):
+        s.echoed = True
         self._wake.set()
 
-    def _where(self):
-        return "%s:%s" % (self.broker["host"], self.broker["port"])
+    # --- commands ------------------------------------------------------------------------
+    def _serve_commands(self, s):
+        n = 0
+        while self._inbox and n < INBOX_MAX:
+            payload = self._inbox.popleft()
+            n += 1
+            if self.remote is None:
+                continue
+            reply = self.remote.handle(payload)
+            if reply is None:
+                continue
+            if reply.find(b'"ok":false') >= 0:
+                self.log.warning(
+                    "uplink", "command refused", reply=reply[:160].decode(errors="replace")
+                )
+            if s is not None and s.alive:
+                s.client.publish(self.topics["reply"], reply, qos=1)
 
+    # --- sending ---------------------------------------------------------------------------
     def notify(self, confirmed_seq=None):
         """Called by the loop after each commit: new records may be ready."""
+        if confirmed_seq is not None and confirmed_seq != self.confirmed_seq:
+            self.confirmed_seq = confirmed_seq
+            self.log.debug("uplink", "stored", confirmed_seq=confirmed_seq)
         if self._wake is not None:
-            self._aloop.call_soon(self._wake.set)
+            self._wake.set()
 
-    def _pump(self):
-        data_topic = contract.topic(self.prefix, self.site_id, "data")
-        while self.connected and len(self._inflight) < WINDOW:
-            batch = self.queue.next_batch(self.batch_max)
-            if batch is None:
-                return
-            batch_id, records = batch
-            payload = contract.encode_batch(self.site_id, batch_id, records)
-            info = self._client.publish(data_topic, payload, qos=1)
+    def _state_msgs(self):
+        if self.facade is None:
+            return []
+        now = time.time()
+        readings = self.facade.readings()
+        payload = contract.encode_batch(self.site_id, 0, readings, contract.KIND_STATE, self.fmt)
+        alarms = contract.alarms_payload(self.site_id, self.facade.active_alarms(), now)
+        return [
+            _Msg(self.topics["state"], payload, retain=True, urgent=True, kind="state"),
+            _Msg(self.topics["alarms"], alarms, retain=True, urgent=True, kind="state"),
+        ]
+
+    def _fill(self, s):
+        """Move the next batch from the queue into the outbox, in contract order."""
+        batch = self.queue.next_batch(self.batch_max)
+        if batch is None:
+            if not s.state_sent:
+                s.state_sent = True
+                self._outbox.extend(self._state_msgs())
+                return bool(self._outbox)
+            return False
+        batch_id, records = batch
+        alarms = [r for r in records if contract.is_alarm_record(r)]
+        routine = [r for r in records if not contract.is_alarm_record(r)]
+        parts = []
+        if alarms:
+            payload = contract.encode_batch(self.site_id, batch_id, alarms, "alarm", self.fmt)
+            parts.append(_Msg(self.topics["alarm"], payload, urgent=True, batch=batch_id))
+        if routine and not s.state_sent:
+            s.state_sent = True
+            self._outbox.extend(parts)
+            parts = []
+            self._outbox.extend(self._state_msgs())
+        if routine:
+            payload = contract.encode_batch(self.site_id, batch_id, routine, "data", self.fmt)
+            parts.append(_Msg(self.topics["data"], payload, batch=batch_id))
+        self._parts[batch_id] = sum(1 for m in self._outbox if m.batch == batch_id) + len(parts)
+        self._outbox.extend(parts)
+        return True
+
+    def _pump(self, s):
+        """Publish while the window, the pace and the budget allow. Returns seconds until it
+        is worth trying again (None: wait for an event)."""
+        budget = self.budgets[s.idx]
+        while s.ready and not s.failed and len(s.inflight) < WINDOW:
+            if not self._outbox and not self._fill(s):
+                return None
+            msg = self._outbox[0]
+            nbytes = contract.publish_bytes(msg.topic, len(msg.payload))
+            now = time.time()
+            if not budget.allows(now, nbytes, msg.urgent):
+                if not self.budget_blocked:
+                    self.budget_blocked = True
+                    self.log.warning(
+                        "uplink",
+                        "byte budget used up; routine backlog waits, alarms still go",
+                        broker=self._where(s.broker),
+                        used=budget.used,
+                        limit=budget.limit,
+                    )
+                if not s.inflight:
+                    # Give the routine batch back so that alarms arriving later are not stuck
+                    # behind it; the queue reads alarms out first.
+                    self._drop_outbox()
+                    self.queue.requeue()
+                return min(budget.reopens_in(now), 30.0)
+            mono = time.monotonic()
+            wait = max(self.msg_rate.wait_time(mono), self.byte_rate.wait_time(mono, nbytes))
+            if wait > 0:
+                return wait
+            info = s.client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                # Not handed to paho: put the batch back; it goes out after the reconnect.
-                self.queue.requeue()
-                self._inflight.clear()
-                return
-            self._inflight[info.mid] = batch_id
+                s.failed = "publish not accepted by the client: %s" % mqtt.error_string(info.rc)
+                return None
+            self._outbox.popleft()
+            self.msg_rate.take(mono)
+            self.byte_rate.take(mono, nbytes)
+            budget.spend(now, nbytes)
+            s.inflight[info.mid] = msg
             self.published += 1
+            if self.budget_blocked and not msg.urgent:
+                self.budget_blocked = False
+        return None
+
+    def _drop_outbox(self):
+        self._outbox.clear()
+        self._parts.clear()
+
+    # --- connections -----------------------------------------------------------------------
+    async def _connect(self, idx):
+        """One attempt at broker idx; returns a ready session or None (with last_error set)."""
+        b = self.brokers[idx]
+        box = [None]
+        try:
+            client = self._make_client(b, box)
+        except (OSError, ssl.SSLError, ValueError) as e:
+            self.last_error = "TLS setup failed: %s" % e
+            self.log.error("uplink", "cannot set up TLS", broker=self._where(b), error=str(e))
+            return None
+        s = _Session(idx, b, client)
+        box[0] = s
+        self.limiter.record(time.monotonic())
+        self.log.info("uplink", "connecting", broker=self._where(b))
+        try:
+            await asyncio.to_thread(client.connect, b["host"], b["port"], self.keepalive)
+        except (OSError, ssl.SSLError, ValueError) as e:
+            return self._give_up(s, "connect failed: %s" % (e,))
+        client.loop_start()
+        deadline = time.monotonic() + self.connect_timeout
+        while s.connack is None and time.monotonic() < deadline:
+            await self._sleep(deadline - time.monotonic())
+        if s.connack is not True:
+            why = s.connack or "no CONNACK within %gs (broker not answering)" % self.connect_timeout
+            return await self._close(s, why)
+        client.subscribe([(self.topics["status"], 1), (self.topics["cmd"], 1)])
+        birth = contract.status_payload(
+            contract.ONLINE, version=__version__, session=s.nonce, time=time.time()
+        )
+        info = client.publish(self.topics["status"], birth, qos=1, retain=True)
+        s.inflight[info.mid] = _Msg(self.topics["status"], birth, retain=True, kind="birth")
+        deadline = time.monotonic() + self.echo_timeout
+        while not (s.birth_acked and s.echoed) and not s.failed and time.monotonic() < deadline:
+            await self._sleep(deadline - time.monotonic())
+        if not (s.birth_acked and s.echoed):
+            why = s.failed or (
+                "broker did not deliver our birth message back within %gs: an ACL probably "
+                "denies %s/%s/#; data kept" % (self.echo_timeout, self.prefix, self.site_id)
+            )
+            return await self._close(s, why)
+        s.ready = True
+        self.backoff.reset()
+        self.log.info("uplink", "connected", broker=self._where(b), protocol=b.get("protocol"))
+        return s
+
+    def _give_up(self, s, why):
+        self.last_error = why
+        self.log.warning("uplink", "connection attempt failed", broker=self._where(s.broker),
+                         reason=why)  # fmt: skip
+        return None
+
+    async def _close(self, s, why, goodbye=None):
+        """End session s (requeueing whatever it had in flight). Returns None."""
+        if goodbye and s.alive:
+            info = s.client.publish(self.topics["status"], goodbye, qos=1, retain=True)
+            end = time.monotonic() + 2
+            while not info.is_published() and s.alive and time.monotonic() < end:
+                await asyncio.sleep(0.05)
+        s.alive = False
+        s.ready = False
+        if why is not None:
+            self._give_up(s, why)
+        try:
+            s.client.disconnect()
+        except Exception:  # already gone
+            pass
+        await asyncio.to_thread(s.client.loop_stop)
+        if s.inflight or self._parts or self._outbox:
+            self.duplicates_possible += len(self._parts)
+        s.inflight.clear()
+        self._drop_outbox()
+        self.queue.requeue()
+        return None
+
+    async def _sleep(self, seconds):
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), max(0.0, min(seconds, 1.0)))
+        except asyncio.TimeoutError:
+            pass
+
+    async def _wait_for_attempt(self, delay):
+        end = time.monotonic() + delay
+        while True:
+            now = time.monotonic()
+            wait = max(end - now, self.limiter.wait_time(now))
+            if wait <= 0:
+                return
+            self._serve_commands(None)  # drop stale commands; no link to answer on
+            await asyncio.sleep(min(wait, 1.0))
+
+    def _probe_due(self, s):
+        if s.idx == 0 or len(self.brokers) < 2:
+            return False
+        now = time.monotonic()
+        if self._next_probe is None:
+            self._next_probe = now + self.preferred_retry * (0.5 + 0.5 * self.rand())
+        return now >= self._next_probe and self.limiter.wait_time(now) == 0
+
+    async def _serve(self, s):
+        """Pump session s until it fails or a more preferred broker takes over."""
+        self.session = s
+        self.last_error = None
+        self._next_probe = None
+        while s.alive and not s.failed:
+            self._serve_commands(s)
+            wait = self._pump(s)
+            if self._probe_due(s):
+                self._next_probe = None
+                better = await self._connect(0)
+                if better is not None:
+                    self.log.info("uplink", "returning to the preferred broker",
+                                  broker=self._where(better.broker))  # fmt: skip
+                    bye = contract.status_payload(contract.OFFLINE, "moved to preferred broker")
+                    await self._close(s, None, goodbye=bye)
+                    self.session = better
+                    return better
+                continue
+            await self._sleep(1.0 if wait is None else wait)
+        why = s.failed or "disconnected"
+        self.log.warning("uplink", "link lost; in-flight batches will be sent again",
+                         broker=self._where(s.broker), reason=why)  # fmt: skip
+        await self._close(s, None)
+        self.last_error = why
+        self.session = None
+        return None
 
     async def run(self):
         self._aloop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._client = self._make_client()
-        b = self.broker
-        if b.get("insecure"):
-            self.log.warning(
-                "uplink",
-                "insecure = true: MQTT without TLS; readings and credentials cross the network "
-                "in clear text",
-                broker=self._where(),
-            )
-        self._client.connect_async(b["host"], b["port"], self.cfg.get("keepalive", 60))
-        self._client.loop_start()
+        for b in self.brokers:
+            if b.get("insecure"):
+                self.log.warning(
+                    "uplink",
+                    "insecure = true: MQTT without TLS; readings and credentials cross the "
+                    "network in clear text",
+                    broker=self._where(b),
+                )
+        self.log.info("uplink", "started", confirmed_seq=getattr(self.queue, "confirmed_seq", None),
+                      brokers=len(self.brokers), format=self.fmt)  # fmt: skip
+        delay = 0.0
         try:
             while True:
-                self._pump()
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
-                except asyncio.TimeoutError:
-                    pass
+                await self._wait_for_attempt(delay)
+                idx = self._next_idx
+                s = await self._connect(idx)
+                while s is not None:
+                    self._next_idx = 0  # after a loss, start again from the preferred broker
+                    s = await self._serve(s)
+                    delay = self.backoff.next_delay() if s is None else 0.0
+                    if s is None:
+                        break
+                else:
+                    self._next_idx = (idx + 1) % len(self.brokers)
+                    delay = self.backoff.next_delay()
+                    self.log.info("uplink", "next attempt", broker=self._where(
+                        self.brokers[self._next_idx]), delay_s=round(delay, 2))  # fmt: skip
         finally:
             await self._shutdown()
 
     async def _shutdown(self):
-        client = self._client
-        if client is None:
-            return
-        if self.connected:
-            info = client.publish(
-                contract.topic(self.prefix, self.site_id, "status"),
-                contract.status_payload("offline", "agent stopped"),
-                qos=1,
-                retain=True,
-            )
-            deadline = time.monotonic() + 2
-            while not info.is_published() and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-        client.disconnect()
-        client.loop_stop()
-        self.connected = False
+        s = self.session
+        self.session = None
+        if s is not None and s.alive:
+            bye = contract.status_payload(contract.OFFLINE, "agent stopped")
+            await self._close(s, None, goodbye=bye)
 
     def state(self):
+        s = self.session
+        now = time.time()
         return {
-            "connected": self.connected,
-            "broker": self._where(),
+            "connected": bool(s is not None and s.ready),
+            "broker": self._where(s.broker) if s is not None else None,
             "published": self.published,
             "acked": self.acked,
-            "inflight": len(self._inflight),
+            "inflight": len(s.inflight) if s is not None else 0,
             "last_publish": self.last_publish,
             "last_error": self.last_error,
+            "backoff_failures": self.backoff.failures,
+            "budget_blocked": self.budget_blocked,
+            "budgets": [bb.state(now) for bb in self.budgets],
+            "commands": dict(self.remote.counts) if self.remote is not None else None,
+            "commands_dropped": self.commands_dropped,
         }

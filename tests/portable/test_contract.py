@@ -64,7 +64,8 @@ def test_compact_round_trip():
 def test_compact_carries_alarm_event_keys_and_foreign_site():
     ev = {"site": "bts-7", "device": "dc-plant", "metric": "battery.voltage", "value": 45.9,
           "unit": "V", "time": 1760000000.5, "quality": "good", "seq": 7,
-          "alarm": "BATTERY_LOW", "state": "raise", "severity": "major"}  # fmt: skip
+          "alarm": "BATTERY_LOW/dc-plant/battery.voltage", "event": "raise", "rule": "BATTERY_LOW",
+          "severity": "major", "values": [46.1, 45.9]}  # fmt: skip
     other = dict(ev, site="bts-8", seq=8)
     payload = contract.encode_batch("bts-7", 1, [ev, other], "alarm", "compact")
     body = contract.decode_batch(payload)
