@@ -85,9 +85,8 @@ PROFILE = {
         # column, metric, conv, arg, reduce, limit (number of valid rows)
         (_B + "3.3.1.2", "input.frequency", "num", 0.1, "first", _B + "3.2.0"),
         (_B + "3.3.1.3", "input.voltage", "num", 1, "first", _B + "3.2.0"),
-        # Per-phase voltages wait for the registry to match "input.voltage.l<n>" (it matches
-        # whole components only); then: (_B + "3.3.1.3", "input.voltage.l<n>", "num", 1,
-        # "phases", _B + "3.2.0"),
+        # three-phase units: one reading per input phase as well
+        (_B + "3.3.1.3", "input.voltage.l<n>", "num", 1, "phases", _B + "3.2.0"),
         (_B + "4.4.1.2", "output.voltage", "num", 1, "first", _B + "4.3.0"),
         # Three-phase: the most loaded phase is the one that trips, so ups.load is the maximum.
         (_B + "4.4.1.5", "ups.load", "num", 1, "max", _B + "4.3.0"),

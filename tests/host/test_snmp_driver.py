@@ -96,6 +96,8 @@ def test_eaton_ups_mib_matches_the_recording(sim):
     inputs = column(rec, UPS + "3.3.1.3")
     assert lines == len(inputs) == 3
     assert val(s, "input.voltage") == int(inputs[1])
+    for row, v in inputs.items():
+        assert val(s, f"input.voltage.l{row}") == int(v)
     assert val(s, "input.frequency") == pytest.approx(int(column(rec, UPS + "3.3.1.2")[1]) / 10)
     loads = column(rec, UPS + "4.4.1.5")
     assert val(s, "ups.load") == max(int(v) for v in loads.values())

@@ -79,6 +79,10 @@ def test_table_rows_past_the_line_count_are_ignored():
     }
     s = as_dict(engine.evaluate(profiles.lookup("ups-mib"), values, {}, 0.0))
     assert s["ups.load"] == 12.0 and s["input.voltage"] == 230.0
+    assert s["input.voltage.l1"] == 230.0 and s["input.voltage.l2"] == 231.0
+    values[UPS + "3.2.0"] = 1  # single phase: no per-phase readings
+    s = as_dict(engine.evaluate(profiles.lookup("ups-mib"), values, {}, 0.0))
+    assert "input.voltage.l1" not in s and s["input.voltage"] == 230.0
 
 
 def test_status_and_alarms():
