@@ -23,7 +23,7 @@ METRICS = (
     ("output.power", "W", "float", "AC output real power"),
     ("output.source", "", "str", "what feeds the output: normal, battery, bypass, none, boost, trim, other"),
     ("ups.load", "%", "float", "UPS load as a percentage of its rating"),
-    ("ups.status", "", "str", "NUT status tokens separated by spaces: OL, OB, LB, RB, CHRG, DISCHRG, BYPASS, BOOST, TRIM, FSD, ALARM, TEST, OFF"),
+    ("ups.status", "", "str", "NUT status tokens separated by spaces: OL, OB, LB, RB, CHRG, DISCHRG, BYPASS, BOOST, TRIM, OVER, FSD, ALARM, TEST, OFF"),
     ("ups.alarm", "", "str", "active UPS alarms, names separated by spaces ('' when none)"),
     ("ups.alarm.count", "", "int", "number of active UPS alarms"),
     ("ups.temperature", "C", "float", "UPS internal temperature"),

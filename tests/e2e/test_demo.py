@@ -5,7 +5,6 @@ import glob
 import os
 import subprocess
 import sys
-import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,11 +22,14 @@ def _children_of(pid):
     return out
 
 
-def test_demo_shows_readings_and_cleans_up():
-    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "site-agent-*")))
+def test_demo_shows_readings_and_cleans_up(tmp_path):
+    # A private TMPDIR: whatever the demo leaves in it is ours alone to see.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch))
     proc = subprocess.run(
         [sys.executable, "-m", "agent.host.cli", "demo", "--duration", "12", "--plain"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
@@ -41,5 +43,4 @@ def test_demo_shows_readings_and_cleans_up():
     assert "everything it started has been stopped" in proc.stderr
     # Nothing left behind: no child processes of ours, no temp dirs of the run.
     assert _children_of(os.getpid()) == set()
-    after = set(glob.glob(os.path.join(tempfile.gettempdir(), "site-agent-*")))
-    assert after - before == set()
+    assert os.listdir(scratch) == []
