@@ -26,6 +26,8 @@ SNMP_V3_KEYS = (
     "user", "auth_protocol", "auth_key", "priv_protocol", "priv_key", "security_level", "context",
 )  # fmt: skip
 SECRET = "<secret>"
+_TOP_ORDER = [key for key, _ in TOP]
+_RULE_KINDS = ("above", "below", "equals", "contains", "stale")  # a rule has exactly one
 
 
 DEVICE_BASE = DEVICE[: len(DEVICE) - len(SECTIONS)]
@@ -290,15 +292,23 @@ def _alarms(ck, a, raw, devices):
                 path + ("device",),
                 'expected "*" or the id of a configured device, got ' + show(dev),
             )
-        kinds = [k for k in ("above", "below", "equals", "contains") if k in rr]
+        when = r.get("when")
+        if when is not None and not registry.is_known(when[0]):
+            ck.error(
+                path + ("when",),
+                "expected a metric name from agent/core/registry.py first, got " + show(when[0]),
+            )
+        kinds = [k for k in _RULE_KINDS if k in rr]
         if len(kinds) != 1:
             got = " and ".join(kinds) if kinds else "none"
-            ck.error(path, "expected exactly one of above, below, equals or contains, got " + got)
+            ck.error(path, "expected exactly one of " + ", ".join(_RULE_KINDS) + ", got " + got)
             continue
         kind = kinds[0]
+        if "clear_s" in rr and kind not in ("equals", "contains"):
+            ck.error(path + ("clear_s",), "only for equals or contains rules, got " + kind)
         if "clear" not in rr:
             continue
-        if kind in ("equals", "contains"):
+        if kind not in ("above", "below"):
             ck.error(path + ("clear",), "only for above or below rules, got " + kind)
         elif "clear" in r and kind in r:
             bad = r["clear"] >= r[kind] if kind == "above" else r["clear"] <= r[kind]
@@ -415,5 +425,5 @@ def validate(data, source="site.toml", getenv=None, read_file=None):
     if site_id is not None and "name" not in cfg["site"]:
         cfg["site"]["name"] = site_id
     if ck.errors:
-        raise ConfigError(ck.errors)
+        raise ConfigError(ck.sorted_errors(_TOP_ORDER))
     return SiteConfig(cfg, ck.secrets, ck.warnings, source)

@@ -240,8 +240,12 @@ RULE = (
     ("below", field("num")),
     ("equals", field("str")),
     ("contains", field("str", minlen=1)),
+    ("stale", field("int", min=1)),
     ("clear", field("num")),
+    ("clear_s", field("num", min=0)),
     ("for_s", field("num", default=0, min=0)),
+    ("when", field("pair")),
+    ("transition", field("bool")),
     ("severity", field("str", default="major", choices=("critical", "major", "minor", "warning"))),
 )
 ALARMS = (

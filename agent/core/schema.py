@@ -1,7 +1,7 @@
 """Schema machinery for the site config: field specs as data, one checker that collects every error.
 
 A table schema is a tuple of (key, spec) pairs; a spec is a plain dict made by `field()`:
-    kind      "str" | "int" | "num" | "bool" | "table" | "tables" | "secret" | "free"
+    kind      "str" | "int" | "num" | "bool" | "table" | "tables" | "secret" | "free" | "pair"
     required  the key must be present (no default is filled)
     default   filled in when the key is absent (MISSING = nothing is filled)
     choices   tuple of allowed values (compared by type and value: 2 is not "2")
@@ -33,6 +33,7 @@ _KIND_WORDS = {
     "tables": "an array of tables",
     "secret": 'a string or a table { env = "NAME" } or { file = "/path" }',
     "free": "a table",
+    "pair": 'an array of two strings ["metric", "value"]',
 }
 
 
@@ -150,12 +151,25 @@ class Checker:
         self.getenv = getenv
         self.read_file = read_file
         self.errors = []
+        self.paths = []  # the key path of each message in `errors`, for sorted_errors()
         self.warnings = []
         self.secrets = []
         self.literal_secrets = []
 
     def error(self, path, text):
         self.errors.append(self.source + ": " + path_str(path) + ": " + text)
+        self.paths.append(path)
+
+    def sorted_errors(self, order):
+        """The messages in the order of the file's tables: by the top-level key's place in
+        `order` (unknown keys first), then by array index; stable, so messages about one key
+        keep the order in which the checks ran."""
+        ranked = []
+        for n, (path, msg) in enumerate(zip(self.paths, self.errors)):
+            top = order.index(path[0]) if path and path[0] in order else -1
+            ranked.append(([top] + [p for p in path if isinstance(p, int)], n, msg))
+        ranked.sort()
+        return [msg for _, _, msg in ranked]
 
     def warn(self, path, text):
         self.warnings.append(self.source + ": " + path_str(path) + ": " + text)
@@ -222,6 +236,11 @@ class Checker:
             return v
         if kind == "secret":
             return self.secret(v, path)
+        if kind == "pair":  # [metric, value]: an alarm rule's guard
+            if not isinstance(v, list) or len(v) != 2 or not all(isinstance(x, str) for x in v):
+                self.expected(path, 'an array of two strings ["metric", "value"]', v)
+                return MISSING
+            return list(v)
         if "choices" in spec:
             if _same_type(v, spec["choices"]) is MISSING:
                 text = "expected " + choice_words(spec["choices"]) + ", got " + show(v)

@@ -281,10 +281,10 @@ def test_wrong_types():
     data["storage"] = {"commit_records": 2.5}
     data["devices"] = data["devices"][:2]
     errs = errors(data)
-    assert errs == [
-        "site.toml: storage.commit_records: expected an integer, got 2.5",
+    assert errs == [  # in the order of the file's tables, not the order of the checks
         'site.toml: devices[1].enabled: expected true or false, got "yes"',
         'site.toml: devices[1].interval: expected a number, got "30"',
+        "site.toml: storage.commit_records: expected an integer, got 2.5",
     ], errs
 
 
@@ -596,15 +596,15 @@ def test_alarm_rules():
         ]
     }
     assert errors(data) == [
-        'site.toml: alarms.rules[2].id: expected an UPPER_SNAKE id (A-Z 0-9 _), got "hot"',
         (
             'site.toml: alarms.rules[1].id: duplicate rule id "BATT_LOW" (first used by '
             "alarms.rules[0])"
         ),
         (
-            "site.toml: alarms.rules[1]: expected exactly one of above, below, equals or "
-            "contains, got above and below"
+            "site.toml: alarms.rules[1]: expected exactly one of above, below, equals, "
+            "contains, stale, got above and below"
         ),
+        'site.toml: alarms.rules[2].id: expected an UPPER_SNAKE id (A-Z 0-9 _), got "hot"',
         "site.toml: alarms.rules[2].clear: expected less than above (45), got 50",
         "site.toml: alarms.rules[3].clear: only for above or below rules, got contains",
         (
@@ -658,3 +658,47 @@ def test_many_errors_are_all_reported():
     data["storage"] = {"budget_mb": 0}
     data["console"]["idle_timeout"] = -1
     assert len(errors(data)) == 5
+
+
+def test_errors_come_in_file_order():
+    data = base()
+    data["console"]["baud"] = 1
+    data["devices"][3]["id"] = "dc"  # a cross-field rule, checked after the tables
+    data["devices"][0]["snmp"]["port"] = 0
+    data["bogus"] = 1
+    data["site"]["kind"] = "x"
+    paths = [e.split(": ")[1] for e in errors(data)]
+    assert paths == ["bogus", "site.kind", "devices[0].snmp.port", "devices[3].id", "console.baud"]
+
+
+def test_alarm_rule_kinds_of_the_engine():
+    data = base()
+    data["alarms"] = {
+        "defaults": False,
+        "rules": [
+            {"id": "DEVICE_UNREACHABLE", "metric": "agent.device.stale", "stale": 5},
+            {"id": "MAINS_LOST", "metric": "plant.alarm.mains_lost", "equals": "true",
+             "clear_s": 60},
+            {"id": "RUNTIME_LOW", "metric": "site.runtime", "below": 900, "clear": 1800,
+             "when": ["site.power_source", "battery"]},
+            {"id": "LINK_DOWN", "metric": "if.<name>.oper", "equals": "down", "transition": True},
+        ],
+    }  # fmt: skip
+    rules = check(data).alarms["rules"]
+    assert rules[0]["stale"] == 5 and rules[0]["severity"] == "major" and rules[0]["device"] == "*"
+    assert rules[2]["when"] == ["site.power_source", "battery"]
+    data["alarms"]["rules"][0]["clear_s"] = 5
+    data["alarms"]["rules"][2]["when"] = ["site.power", 1]
+    data["alarms"]["rules"][3]["stale"] = 0
+    assert errors(data) == [
+        "site.toml: alarms.rules[0].clear_s: only for equals or contains rules, got stale",
+        (
+            'site.toml: alarms.rules[2].when: expected an array of two strings ["metric", '
+            '"value"], got an array'
+        ),
+        "site.toml: alarms.rules[3].stale: expected an integer >= 1, got 0",
+        (
+            "site.toml: alarms.rules[3]: expected exactly one of above, below, equals, "
+            "contains, stale, got equals and stale"
+        ),
+    ]
