@@ -103,7 +103,9 @@ class MemFs:
 
     def listdir(self, path):
         pre = path.rstrip("/") + "/"
-        return [p[len(pre) :] for p in self.files if p.startswith(pre) and "/" not in p[len(pre) :]]
+        return [
+            p[len(pre) :] for p in self.files if p.startswith(pre) and "/" not in p[len(pre) :]
+        ]
 
     def mkdir(self, path):
         self.dirs.add(path)

@@ -14,8 +14,11 @@ Invariants:
     (write tmp, sync, rename). So old data is not rewritten except during thinning.
   * confirmed_seq covers a record only after the sync of the file holding it.
   * Unsynced meta writes go to the slot that is not the last synced one, so one valid meta always
-    survives. A segment is removed only after a synced meta records that it was delivered and
-    records a seq floor above it, so sequence numbers are never reused.
+    survives. A segment is removed only after a synced meta records that it was delivered.
+  * Sequence numbers are leased: before handing out seq n, a synced meta holds a floor > n
+    (one extra sync per seq_lease appends), and open() starts at or above that floor. So no
+    number is handed out twice, even one whose record was lost unconfirmed in a crash; the cost is
+    a gap of up to seq_lease numbers after each restart.
   * Delivered cursor per lane: every record of the lane with seq <= D was acknowledged. Acks may
     arrive out of order; D moves over the acknowledged prefix of the batches handed out.
 """
@@ -103,9 +106,23 @@ class Store:
     readonly: inspect a stopped agent's directory without repairing or writing anything.
     """
 
-    def __init__(self, path, budget_bytes, sync=None, fs=None, sync_dir=None, segment_bytes=None,
-                 thin_window=900, flush_bytes=65536, max_pending=262144, read_chunk=16384,
-                 counter_device="agent", readonly=False, log=None):
+    def __init__(
+        self,
+        path,
+        budget_bytes,
+        sync=None,
+        fs=None,
+        sync_dir=None,
+        segment_bytes=None,
+        thin_window=900,
+        flush_bytes=65536,
+        max_pending=262144,
+        read_chunk=16384,
+        counter_device="agent",
+        seq_lease=1024,
+        readonly=False,
+        log=None,
+    ):
         self.path = path.rstrip("/") or "/"
         self.budget = budget_bytes
         self._sync = sync
@@ -119,6 +136,8 @@ class Store:
         self.max_pending = max_pending
         self.chunk = read_chunk
         self.counter_device = counter_device
+        self.seq_lease = seq_lease
+        self._lease_end = 0  # a synced meta promises no seq below this was ever handed out
         self.readonly = readonly
         self._log = log
         self.thinned = 0  # routine readings folded into aggregates
@@ -394,6 +413,11 @@ class Store:
         if self.readonly:
             raise QueueError("store opened read-only")
         seq = self._next_seq
+        if seq >= self._lease_end and not self._fault:
+            try:
+                self._write_meta(True)  # lease the next seq_lease numbers: one sync per lease
+            except OSError as e:
+                self._set_fault(e)
         record["seq"] = seq
         fr = codec.encode_record(record)
         self._next_seq = seq + 1
@@ -482,8 +506,10 @@ class Store:
         self.confirmed_seq = conf
         for lane in LANES:
             segs = self._segs[lane]
-            if segs and not segs[-1].sealed and (
-                segs[-1].size >= self.segment_bytes or lane == seal_lane
+            if (
+                segs
+                and not segs[-1].sealed
+                and (segs[-1].size >= self.segment_bytes or lane == seal_lane)
             ):
                 self._seal(segs[-1])
 
@@ -524,17 +550,37 @@ class Store:
     def _emit_counters(self):
         self._emitted = (self.thinned, self.dropped)
         now = wall_time()
-        for metric, value in (("agent.queue.thinned", self.thinned),
-                              ("agent.queue.dropped", self.dropped)):
-            self.append(LANE_ROUTINE, {
-                "site": self.site, "device": self.counter_device, "metric": metric,
-                "value": value, "unit": "", "time": now, "quality": "good", "seq": None})
+        for metric, value in (
+            ("agent.queue.thinned", self.thinned),
+            ("agent.queue.dropped", self.dropped),
+        ):
+            self.append(
+                LANE_ROUTINE,
+                {
+                    "site": self.site,
+                    "device": self.counter_device,
+                    "metric": metric,
+                    "value": value,
+                    "unit": "",
+                    "time": now,
+                    "quality": "good",
+                    "seq": None,
+                },
+            )
 
     def _write_meta(self, durable):
         slot = 1 - self._meta_slot
         self._meta_gen += 1
-        m = {"g": self._meta_gen, "d": [self._D[LANE_ALARM], self._D[LANE_ROUTINE]],
-             "s": self._next_seq, "t": self.thinned, "x": self.dropped}
+        floor = self._lease_end
+        if durable:
+            floor = max(floor, self._next_seq + self.seq_lease)
+        m = {
+            "g": self._meta_gen,
+            "d": [self._D[LANE_ALARM], self._D[LANE_ROUTINE]],
+            "s": max(floor, self._next_seq),
+            "t": self.thinned,
+            "x": self.dropped,
+        }
         data = codec.frame(codec.META, self._meta_gen, codec.dumps(m))
         f = self.fs.open(self._p("meta.%d" % slot), "wb")
         try:
@@ -550,6 +596,7 @@ class Store:
         self.io["bytes"] += len(data)
         if durable:
             self._meta_slot = slot
+            self._lease_end = m["s"]
         self._meta_dirty = False
 
     def _write_snap(self, scan_from):
@@ -617,12 +664,16 @@ class Store:
             ):
                 self._commit_files(LANE_ALARM)
                 continue
-            raise QueueError("budget of %d bytes too small for a %d-byte record" % (
-                self.budget, need))
+            raise QueueError(
+                "budget of %d bytes too small for a %d-byte record" % (self.budget, need)
+            )
 
     def _drop(self, seg):
-        n = self._count_after(seg, self._D[seg.lane]) if seg.first <= self._D[seg.lane] else (
-            seg.count)
+        n = (
+            self._count_after(seg, self._D[seg.lane])
+            if seg.first <= self._D[seg.lane]
+            else (seg.count)
+        )
         self.dropped += n
         self._undeliv[seg.lane] -= n
         self._cancel((seg.lane,))
@@ -765,8 +816,11 @@ class Store:
 
     def latest(self):
         """The latest confirmed routine record of every (device, metric), oldest seq first."""
-        recs = [r for r in self._latest.values() if r.get("seq") is not None
-                and r["seq"] <= self.confirmed_seq]
+        recs = [
+            r
+            for r in self._latest.values()
+            if r.get("seq") is not None and r["seq"] <= self.confirmed_seq
+        ]
         recs.sort(key=lambda r: r["seq"])
         return recs
 
@@ -893,8 +947,12 @@ class Store:
 
     def counters(self):
         """Readings-ready counters: {"agent.queue.depth": n, ...} for the agent's health driver."""
-        return {"agent.queue.depth": self.depth(), "agent.queue.bytes": self._used,
-                "agent.queue.thinned": self.thinned, "agent.queue.dropped": self.dropped}
+        return {
+            "agent.queue.depth": self.depth(),
+            "agent.queue.bytes": self._used,
+            "agent.queue.thinned": self.thinned,
+            "agent.queue.dropped": self.dropped,
+        }
 
     def records(self, lane):
         """Every confirmed, undelivered record of lane, oldest first (a generator; reads files)."""

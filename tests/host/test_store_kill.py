@@ -5,17 +5,16 @@ medium) for every k of a workload: the store reports the error, keeps working, l
 confirmed and recovers by itself once the medium works again."""
 
 import errno
-import json
 import os
 import random
 import signal
 import time
 
+from store_support import FailFs
+
 from agent.core.errors import QueueError
 from agent.core.queue import LANE_ALARM, LANE_ROUTINE
 from agent.core.store import Store
-
-from store_support import FailFs
 
 KILLS = 250
 BUDGET = 1 << 30  # no thinning or dropping here: every confirmed record must stay
@@ -26,8 +25,15 @@ def _fsync(f):
 
 
 def _rec(i):
-    return {"site": "s1", "device": "ups", "metric": "battery.voltage", "value": 13.0 + i % 7,
-            "unit": "V", "time": 1000.0 + i, "quality": "good"}
+    return {
+        "site": "s1",
+        "device": "ups",
+        "metric": "battery.voltage",
+        "value": 13.0 + i % 7,
+        "unit": "V",
+        "time": 1000.0 + i,
+        "quality": "good",
+    }
 
 
 def _writer(path, wfd, seed):
@@ -126,8 +132,7 @@ def _workload(fs, path):
     for cycle in range(12):
         try:
             if st is None:
-                st = Store(path, 64 * 1024, sync=fs.sync, fs=fs, segment_bytes=1024,
-                           thin_window=0)
+                st = Store(path, 64 * 1024, sync=fs.sync, fs=fs, segment_bytes=1024, thin_window=0)
             for _ in range(4):
                 rec = _rec(len(appended))
                 st.append(LANE_ROUTINE if cycle % 5 else LANE_ALARM, rec)
@@ -159,8 +164,7 @@ def test_io_errors_and_disk_full_at_every_operation(tmp_path):
             fs.heal()
             # the medium works again: the same store (or a fresh open) recovers by itself
             if st is None:
-                st = Store(path, 64 * 1024, sync=fs.sync, fs=fs, segment_bytes=1024,
-                           thin_window=0)
+                st = Store(path, 64 * 1024, sync=fs.sync, fs=fs, segment_bytes=1024, thin_window=0)
             st.append(LANE_ROUTINE, _rec(0))
             st.commit()
             st.close()

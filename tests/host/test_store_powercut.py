@@ -7,10 +7,10 @@ intact, nothing partial comes back, and the sequence continues without reuse."""
 
 import copy
 
+from store_support import CutDevice, LfsFs, mount_image, new_lfs
+
 from agent.core.queue import LANE_ALARM, LANE_ROUTINE
 from agent.core.store import Store
-
-from store_support import CutDevice, LfsFs, mount_image, new_lfs
 
 BLOCKS = 128  # 64 KB medium
 BUDGET = 40 * 1024
@@ -18,13 +18,27 @@ SEG = 1024
 
 
 def _reading(i):
-    return {"site": "s1", "device": "dc", "metric": "dc.voltage" if i % 2 else "battery.current",
-            "value": 53.5 + i / 100, "unit": "V", "time": 1000.0 + i, "quality": "good"}
+    return {
+        "site": "s1",
+        "device": "dc",
+        "metric": "dc.voltage" if i % 2 else "battery.current",
+        "value": 53.5 + i / 100,
+        "unit": "V",
+        "time": 1000.0 + i,
+        "quality": "good",
+    }
 
 
 def _alarm(i):
-    return {"id": "al%d" % i, "severity": "major", "state": "raise", "device": "dc",
-            "metric": "dc.voltage", "value": 44.0, "time": 2000.0 + i}
+    return {
+        "id": "al%d" % i,
+        "severity": "major",
+        "state": "raise",
+        "device": "dc",
+        "metric": "dc.voltage",
+        "value": 44.0,
+        "time": 2000.0 + i,
+    }
 
 
 class Log:

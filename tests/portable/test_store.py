@@ -1,22 +1,38 @@
 """Portable tests of the durable store over MemFs (files in a dict), so they run unchanged under
 pytest and under MicroPython. Crash and power-cut behaviour is tested on real media in tests/host."""
 
+from support import raises
+
 from agent.core import codec
 from agent.core.errors import QueueError
 from agent.core.fsio import MemFs
 from agent.core.queue import LANE_ALARM, LANE_ROUTINE
 from agent.core.store import Store
-from support import raises
 
 
 def reading(i, metric="battery.charge", device="ups1", t=None):
-    return {"site": "s1", "device": device, "metric": metric, "value": float(i), "unit": "%",
-            "time": 1000.0 + i if t is None else t, "quality": "good", "seq": None}
+    return {
+        "site": "s1",
+        "device": device,
+        "metric": metric,
+        "value": float(i),
+        "unit": "%",
+        "time": 1000.0 + i if t is None else t,
+        "quality": "good",
+        "seq": None,
+    }
 
 
 def alarm(i):
-    return {"id": "a%d" % i, "severity": "major", "state": "raise", "device": "ups1",
-            "metric": "battery.charge", "value": 5.0, "time": 2000.0 + i}
+    return {
+        "id": "a%d" % i,
+        "severity": "major",
+        "state": "raise",
+        "device": "ups1",
+        "metric": "battery.charge",
+        "value": 5.0,
+        "time": 2000.0 + i,
+    }
 
 
 def open_store(fs, budget=1 << 20, **kw):
@@ -143,7 +159,7 @@ def test_sequence_survives_full_delivery_and_segment_removal():
     assert len(segs) <= 1  # sealed, delivered segments are gone; only a tail may stay
     st.close()
     st2 = open_store(fs, budget=64 * 1024, segment_bytes=1024)
-    assert st2.append(LANE_ROUTINE, reading(0)) == 40
+    assert st2.append(LANE_ROUTINE, reading(0)) >= 40  # a leased gap after restart is allowed
 
 
 def test_torn_tail_is_cut_and_sequence_continues():
@@ -157,7 +173,7 @@ def test_torn_tail_is_cut_and_sequence_continues():
     st2 = open_store(fs)
     assert [r["seq"] for r in st2.records(LANE_ROUTINE)] == [0, 1, 2, 3, 4]
     assert len(fs.files[path]) == 5 * len(codec.encode_record(dict(reading(0), seq=0)))
-    assert st2.append(LANE_ROUTINE, reading(5)) == 5
+    assert st2.append(LANE_ROUTINE, reading(5)) >= 5
 
 
 def test_budget_thins_then_drops_and_counts():
