@@ -19,8 +19,11 @@ DRIVER_SECTIONS = {
     "probe": (("probe",), None),
 }
 
+# The names drivers/profiles/__init__.py PROFILES knows, plus "auto" (a host test keeps them in
+# step; the core does not import drivers).
 SNMP_PROFILES = (
-    "auto", "ups-mib", "apc-powernet", "eltek", "netsure", "if-mib", "host-resources", "router",
+    "auto", "ups-mib", "apc-powernet", "apc-pdu", "eltek", "netsure", "if-mib", "host-resources",
+    "system", "router",
 )  # fmt: skip
 STANDARD_BAUDS = (
     300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400, 460800, 921600,

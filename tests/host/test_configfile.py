@@ -267,3 +267,19 @@ def test_environ_default_is_os_environ(tmp_path, monkeypatch):
     cfg = load(write(tmp_path, GOOD))
     assert cfg.uplink["brokers"][0]["password"] == "from-os-environ"
     assert os.environ["SITE_MQTT_PW"] == "from-os-environ"
+
+
+def test_snmp_profiles_match_the_driver_table():
+    from agent.core.config_schema import SNMP_PROFILES
+    from drivers import profiles
+
+    assert set(SNMP_PROFILES) == {"auto"} | set(profiles.PROFILES)
+
+
+def test_driver_sections_name_only_known_or_planned_drivers():
+    from agent.core.config import DRIVER_SECTIONS
+    from drivers import DRIVERS
+
+    # Every driver the registry can load must be configurable; the config table may list drivers
+    # whose modules are still to come (voltronic, vedirect, ...).
+    assert set(DRIVERS) <= set(DRIVER_SECTIONS)

@@ -310,8 +310,8 @@ def test_bad_enum_suggests_closest():
     data["devices"][0]["snmp"]["profile"] = "upsmib"
     assert only(data) == (
         'site.toml: devices[0].snmp.profile: expected "auto", "ups-mib", "apc-powernet", '
-        '"eltek", "netsure", "if-mib", "host-resources" or "router", got "upsmib" '
-        '(did you mean "ups-mib"?)'
+        '"apc-pdu", "eltek", "netsure", "if-mib", "host-resources", "system" or "router", '
+        'got "upsmib" (did you mean "ups-mib"?)'
     )
 
 
