@@ -7,8 +7,15 @@ drivers stay portable:
     await port.open(cfg)      # cfg = device["serial"]; DeviceError if the port cannot be had
     line = await port.request(b"Q1\\r", b"\\r", 128, 1.0)   # flush input, gap, write, read a line
     await port.write(data); await port.read_until(terminator, max_bytes, timeout)
+    await port.send(data)     # gap, flush input, write: the start of an exchange
+    frame = await port.read_exact(n, timeout)   # binary frames of known length (Modbus RTU)
+    chunk = await port.read_some(max_bytes, timeout)   # streaming devices (VE.Direct)
     port.reset_input()
     await port.close()        # never raises
+
+read_exact returns exactly n bytes or raises DeviceTimeout naming how many of n came (with the
+partial bytes); read_some returns 1 to max_bytes bytes, whatever has arrived, waiting up to the
+timeout for the first. Both raise DeviceError when the port failed.
 
 read_until returns the line including its terminator. It raises DeviceTimeout when nothing, or only
 part of a line, arrived in time (the message says which and shows the partial bytes), ParseError
@@ -229,6 +236,56 @@ class SerialPort:
             except asyncio.TimeoutError:
                 pass
 
+    async def _wait_data(self, deadline):
+        """Wait until bytes arrive, the port fails, or `deadline`; False once it has passed."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        self._data.clear()
+        try:
+            await asyncio.wait_for(self._data.wait(), left)
+        except asyncio.TimeoutError:
+            pass
+        return True
+
+    async def read_exact(self, n, timeout=None):
+        """Exactly `n` bytes (a binary frame whose length is known, as Modbus RTU's is)."""
+        self._check_open()
+        if timeout is None:
+            timeout = self.cfg["read_timeout"]
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self._buf) >= n:
+                out = bytes(self._buf[:n])
+                del self._buf[:n]
+                return out
+            if self._error:
+                raise DeviceError(self._error)
+            if not await self._wait_data(deadline):
+                if self._buf:
+                    part = bytes(self._buf)
+                    raise DeviceTimeout(
+                        "partial reply within %gs (%d of %d bytes): %r"
+                        % (timeout, len(part), n, part[:64])
+                    )
+                raise DeviceTimeout("no reply within %gs" % timeout)
+
+    async def read_some(self, max_bytes=256, timeout=None):
+        """What has arrived (1 to max_bytes bytes), waiting up to `timeout` for the first byte."""
+        self._check_open()
+        if timeout is None:
+            timeout = self.cfg["read_timeout"]
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._buf:
+                out = bytes(self._buf[:max_bytes])
+                del self._buf[:max_bytes]
+                return out
+            if self._error:
+                raise DeviceError(self._error)
+            if not await self._wait_data(deadline):
+                raise DeviceTimeout("no data within %gs" % timeout)
+
     # --- output -----------------------------------------------------------------------------
     async def write(self, data):
         """Write all of `data`, waiting (without blocking the loop) while the OS buffer is full."""
@@ -270,8 +327,8 @@ class SerialPort:
             if self._fd is not None:
                 self._loop.remove_writer(self._fd)
 
-    async def request(self, data, terminator=b"\r", max_bytes=256, timeout=None):
-        """One exchange: drop stale input, keep gap_ms of quiet, write `data`, read one line."""
+    async def send(self, data):
+        """Start an exchange: keep gap_ms of quiet after the last byte, drop stale input, write."""
         self._check_open()
         gap = self.cfg["gap_ms"] / 1000.0
         if gap:
@@ -280,7 +337,16 @@ class SerialPort:
                 await asyncio.sleep(wait)
         self.reset_input()
         await self.write(data)
+
+    async def request(self, data, terminator=b"\r", max_bytes=256, timeout=None):
+        """One exchange: drop stale input, keep gap_ms of quiet, write `data`, read one line."""
+        await self.send(data)
         return await self.read_until(terminator, max_bytes, timeout)
+
+    @property
+    def failed(self):
+        """Why the port failed (peer hung up, adapter unplugged), or None while it works."""
+        return self._error
 
     def _check_open(self):
         if self._ser is None:
@@ -305,3 +371,125 @@ class SerialPort:
             pass
         if thread is not None:
             await self._loop.run_in_executor(None, thread.join, 1.0)
+
+
+# --- a line shared by several devices (RS-485 bus) --------------------------------------------
+# One _Bus per port path, alive while at least one BusPort holds it open. Line settings are
+# the first opener's; a device asking the same path with other settings is refused (one wire
+# cannot run two baud rates).
+_BUSES = {}
+_LINE_KEYS = ("baud", "bytesize", "parity", "stopbits")
+
+
+class _Bus:
+    def __init__(self, loop):
+        self.loop = loop
+        self.port = SerialPort()
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class BusPort:
+    """A device's handle on a serial line that other devices may share (several Modbus slave
+    ids, several BMS addresses on one RS-485 pair). Every BusPort opened on the same path shares
+    one SerialPort and one asyncio.Lock, `lock`.
+
+    Invariant: an exchange (send, then read the whole reply) happens with `lock` held, so two
+    devices' frames never interleave on the wire. `request` takes the lock itself; a driver that
+    frames replies by hand (send + read_exact) holds `lock` around the pair. The lock is not
+    reentrant: do not call `request` while holding it.
+
+    If the shared port has failed (peer gone), the next open() reopens it in place for every
+    user; the others see the failure on their next read and reopen through the same path."""
+
+    def __init__(self):
+        self._bus = None
+        self.cfg = None
+
+    @property
+    def is_open(self):
+        return self._bus is not None
+
+    @property
+    def lock(self):
+        self._check()
+        return self._bus.lock
+
+    async def open(self, cfg):
+        s = settings(cfg)
+        key = s["port"]
+        loop = asyncio.get_running_loop()
+        bus = _BUSES.get(key)
+        if bus is not None and bus.loop is not loop:  # left over from a finished event loop
+            await bus.port.close()
+            bus = None
+        if bus is None:
+            bus = _BUSES[key] = _Bus(loop)
+        elif bus.port.is_open:
+            for k in _LINE_KEYS:
+                if bus.port.cfg[k] != s[k]:
+                    raise DeviceError(
+                        "serial port %s is open with %s=%r; this device asks %r"
+                        % (key, k, bus.port.cfg[k], s[k])
+                    )
+        async with bus.lock:
+            try:
+                if not bus.port.is_open or bus.port.failed:
+                    await bus.port.close()
+                    await bus.port.open(s)
+            except BaseException:
+                if bus.users == 0 and _BUSES.get(key) is bus:
+                    del _BUSES[key]
+                raise
+            bus.users += 1
+        self._bus = bus
+        self.cfg = bus.port.cfg
+
+    async def close(self):
+        bus, self._bus = self._bus, None
+        if bus is None:
+            return
+        bus.users -= 1
+        if bus.users <= 0:
+            if _BUSES.get(bus.port.cfg["port"] if bus.port.cfg else None) is bus:
+                del _BUSES[bus.port.cfg["port"]]
+            await bus.port.close()
+
+    def _check(self):
+        if self._bus is None:
+            raise DeviceError("serial port is not open")
+
+    # The transport contract, delegated to the shared port.
+    async def request(self, data, terminator=b"\r", max_bytes=256, timeout=None):
+        self._check()
+        async with self._bus.lock:
+            return await self._bus.port.request(data, terminator, max_bytes, timeout)
+
+    async def send(self, data):
+        self._check()
+        await self._bus.port.send(data)
+
+    async def write(self, data):
+        self._check()
+        await self._bus.port.write(data)
+
+    async def read_exact(self, n, timeout=None):
+        self._check()
+        return await self._bus.port.read_exact(n, timeout)
+
+    async def read_some(self, max_bytes=256, timeout=None):
+        self._check()
+        return await self._bus.port.read_some(max_bytes, timeout)
+
+    async def read_until(self, terminator=b"\r", max_bytes=256, timeout=None):
+        self._check()
+        return await self._bus.port.read_until(terminator, max_bytes, timeout)
+
+    def reset_input(self):
+        self._check()
+        self._bus.port.reset_input()
+
+
+def open_buses():
+    """{path: number of users} of the shared lines open now (for the console and tests)."""
+    return {k: b.users for k, b in _BUSES.items()}
