@@ -5,6 +5,8 @@ import asyncio
 import json
 import time
 
+import paho.mqtt.client as mqtt
+
 from hil.broker import Broker
 from hil.upstream import Upstream
 from tests.host.uplink_rig import PREFIX, SITE, Agent, broker_cfg, until, uplink_cfg
@@ -133,8 +135,12 @@ def test_command_flood_does_not_stall_polling():
             await until(lambda: agent.uplink.state()["connected"], 10, "connect", agent)
             before = agent.drivers["dev0"].calls
             t0 = time.monotonic()
+            flood = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+            flood.connect(broker.host, broker.port)
+            flood.loop_start()
+            topic = "%s/%s/cmd" % (PREFIX, SITE)
             for i in range(3000):
-                up.send("cmd", json.dumps({"id": str(i), "cmd": "queue_stats"}).encode())
+                flood.publish(topic, json.dumps({"id": str(i), "cmd": "queue_stats"}), qos=0)
             await asyncio.sleep(2.0)
             polls = agent.drivers["dev0"].calls - before
             elapsed = time.monotonic() - t0
@@ -142,6 +148,8 @@ def test_command_flood_does_not_stall_polling():
             _cmd(up, {"id": "after", "cmd": "ping"})
             await until(lambda: any(r.get("id") == "after" for r in up.replies), 10,
                         "a reply after the flood", agent)  # fmt: skip
+            flood.disconnect()
+            flood.loop_stop()
             await agent.stop()
             return agent, polls, elapsed
 
