@@ -13,6 +13,8 @@ Rule kinds (a rule is a dict; the defaults below are data, a site config overrid
   space-separated string (ups.status contains "OB"). Cleared once false for `clear_s`.
 - reachability: "stale" N consecutive failed polls of a device (DEVICE_UNREACHABLE); cleared by
   the first good poll.
+A rule with "when": [metric, value] holds only while that metric of the same device has that
+value (RUNTIME_LOW only on battery); when the guard stops holding, its alarms clear.
 A rule's metric may use the registry's `<x>` form (if.<name>.oper) to match one dotted part, and
 its device may be "*". A rule with "transition": true only raises for a series that has first been
 seen in its normal state (an interface going down, not every unused port that was always down).
@@ -59,7 +61,15 @@ POWER_RULES = (
     _rule("UPS_ON_BATTERY", "ups.status", "major", contains="OB", for_s=10, clear_s=60),
     _rule("UPS_BATTERY_LOW", "ups.status", "critical", contains="LB"),
     _rule("BATTERY_LOW", "battery.charge", "major", below=30, clear=40, for_s=60),
-    _rule("RUNTIME_LOW", "site.runtime", "critical", below=900, clear=1800, for_s=60),
+    _rule(
+        "RUNTIME_LOW",
+        "site.runtime",
+        "critical",
+        below=900,
+        clear=1800,
+        for_s=60,
+        when=["site.power_source", "battery"],
+    ),
     _rule("BACKHAUL_DOWN", "site.backhaul", "critical", equals="down", for_s=30, clear_s=30),
 )
 
@@ -185,6 +195,10 @@ class AlarmEngine:
         self.changed = False  # the active set changed since the caller last cleared this
         self._series = {}  # alarm id -> _Series
         self._failures = {}  # device -> consecutive failed polls
+        # Guards ("when": [metric, value]): a rule only holds while that metric of the same
+        # device has that value; its latest value per device is kept here.
+        self._guards = [r["when"][0] for r in self.rules if r.get("when")]
+        self._latest = {}
 
     # --- input ----------------------------------------------------------------------------
     def feed(self, readings):
@@ -196,6 +210,9 @@ class AlarmEngine:
                 r = rd.Reading.from_dict(r)
             if r.value is None or r.quality == rd.STALE:
                 continue
+            if r.metric in self._guards:
+                self._latest[(r.device, r.metric)] = r.value
+                events.extend(self._guard_changed(r.device, r.metric))
             for rule in self.rules:
                 if "stale" in rule or not _matches(rule["metric"], r.metric):
                     continue
@@ -219,7 +236,33 @@ class AlarmEngine:
                 events.append(ev)
         return events
 
+    def _guard_ok(self, rule, device):
+        w = rule.get("when")
+        if not w:
+            return True
+        return _text(self._latest.get((device, w[0]))).lower() == _text(w[1]).lower()
+
+    def _guard_changed(self, device, metric):
+        """A guard metric changed: alarms of rules it guards clear when it no longer holds (the
+        guarded metric may not be reported at all then, e.g. no runtime estimate on mains)."""
+        events = []
+        for rule in self.rules:
+            w = rule.get("when")
+            if not w or w[0] != metric or self._guard_ok(rule, device):
+                continue
+            pre = "%s/%s/" % (rule["id"], device)
+            for aid in sorted(self._series):
+                s = self._series[aid]
+                if aid.startswith(pre) and (s.active or s.since is not None):
+                    value = s.alarm["value"] if s.active else None
+                    ev = self._step(rule, device, aid[len(pre) :], value, False, True)
+                    if ev is not None:
+                        events.append(ev)
+        return events
+
     def _evaluate(self, rule, device, metric, value):
+        if not self._guard_ok(rule, device):
+            return self._step(rule, device, metric, value, False, True)
         if "above" in rule or "below" in rule:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return None  # a threshold rule on a non-number: nothing to decide

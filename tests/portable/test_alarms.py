@@ -200,3 +200,15 @@ def test_defaults_are_well_formed_data():
             assert r["id"] not in ids, r["id"]
             ids.append(r["id"])
             assert registry.is_known(r["metric"]), r["metric"]
+
+
+def test_guarded_rule_clears_when_its_guard_stops_holding():
+    rule = {"id": "RUNTIME_LOW", "metric": "site.runtime", "below": 900, "clear": 1800,
+            "when": ["site.power_source", "battery"]}  # fmt: skip
+    t, e = engine([rule])
+    assert e.feed([R("site.power_source", "mains", "site"), R("site.runtime", 300, "site")]) == []
+    ev = e.feed([R("site.power_source", "battery", "site"), R("site.runtime", 300, "site")])
+    assert kinds(ev) == [("raise", "RUNTIME_LOW/site/site.runtime")]
+    # Back on mains: no runtime is reported any more, yet the alarm clears on the guard.
+    ev = e.feed([R("site.power_source", "mains", "site")])
+    assert kinds(ev) == [("clear", "RUNTIME_LOW/site/site.runtime")] and e.active() == []

@@ -1,0 +1,250 @@
+"""Typhoon night, one scripted timeline per site kind, on a fake clock.
+
+Wi-Fi point: a real MegatecDriver reads the Megatec Q1 emulator over a pty (the emulator's model
+runs on the same fake clock), and a scripted gateway probe. BTS: a scripted -48 V DC plant (a
+linear discharge at constant load, charge reported in whole percent as controllers do) and a
+scripted router with a fibre and a LEO satellite interface. Each timeline: mains fails (after a
+spell of flapping), the battery discharges, the backhaul drops, mains returns. Asserted: the
+exact alarm event sequence with its times, the runtime estimate against the known discharge, and
+no storm (one raise and at most one clear per alarm) despite flapping input.
+"""
+
+import asyncio
+
+from agent.core import readings as rd
+from agent.core.clock import Clock
+from agent.core.monitor import SiteMonitor
+from agent.core.queue import LANE_ALARM, LANE_ROUTINE, MemoryQueue
+from drivers.megatec import MegatecDriver
+from hil.emulators.megatec import MegatecEmulator
+
+EPOCH = 1788000000.0  # a September 2026 night
+
+
+class FakeTime:
+    def __init__(self):
+        self.m = 5000.0
+
+    def mono(self):
+        return self.m
+
+    def wall(self):
+        return 946684800.0  # never used: the clock is trusted from a given time
+
+
+class Site:
+    """The wiring the runner does: poll results -> SiteMonitor -> queue (alarm and routine)."""
+
+    def __init__(self, kind, backhaul=None):
+        self.t = FakeTime()
+        self.clock = Clock("boot-1", mono=self.t.mono, wall=self.t.wall)
+        self.clock.trust(EPOCH, "test")
+        self.t0 = self.t.m
+        self.mon = SiteMonitor("site-1", kind, self.clock, backhaul=backhaul)
+        self.q = MemoryQueue()
+        self.events = []  # (minute, "raise"/"clear", alarm id)
+        self.derived = {}
+
+    def minute(self):
+        return (self.t.m - self.t0) / 60.0
+
+    def record(self, device, ok, samples):
+        now = self.clock.now()
+        readings = rd.stamp(samples, "site-1", device, now)
+        if not ok:
+            readings.append(rd.Reading("site-1", device, "agent.device.stale", True, "", now))
+        derived, events = self.mon.record(device, ok, readings)
+        for r in readings + derived:
+            self.q.append(LANE_ROUTINE, r.to_dict())
+        for ev in events:
+            self.q.append(LANE_ALARM, ev)
+            self.events.append((round(self.minute(), 1), ev["event"], ev["alarm"]))
+        self.derived = {r.metric: r.value for r in derived}
+
+
+def no_storm(events):
+    per = {}
+    for _m, kind, aid in events:
+        per.setdefault(aid, []).append(kind)
+    for aid, kinds in per.items():
+        assert kinds in (["raise"], ["raise", "clear"]), (aid, kinds)
+
+
+# --- Wi-Fi point: Megatec UPS on a pty, gateway probe ----------------------------------------
+
+WIFI_EXPECTED = [
+    (10.5, "raise", "UPS_ON_BATTERY/ups/ups.status"),
+    (25.5, "raise", "BACKHAUL_DOWN/site/site.backhaul"),
+    (40.5, "clear", "BACKHAUL_DOWN/site/site.backhaul"),
+    (51.0, "raise", "DEVICE_UNREACHABLE/ups/agent.device.stale"),
+    (52.0, "clear", "DEVICE_UNREACHABLE/ups/agent.device.stale"),
+    (90.5, "raise", "UPS_BATTERY_LOW/ups/ups.status"),
+    (91.5, "raise", "RUNTIME_LOW/site/site.runtime"),
+    (99.5, "clear", "UPS_BATTERY_LOW/ups/ups.status"),
+    (99.5, "clear", "RUNTIME_LOW/site/site.runtime"),
+    (100.5, "clear", "UPS_ON_BATTERY/ups/ups.status"),
+]
+
+
+def test_wifi_typhoon_night(capsys):
+    site = Site("wifi")
+    # 30 % load, 1800 s at full load: 100 minutes from full; the model runs on the fake clock.
+    ups = MegatecEmulator(load=30.0, runtime_s=1800.0, clock=site.t.mono)
+    ups.start()
+    accuracy = []  # (true SOC, estimate s, true remaining s)
+    try:
+        drv = MegatecDriver({"id": "ups", "serial": {"port": ups.path, "read_timeout": 0.3}})
+        probe_ok = True
+
+        async def night():
+            nonlocal probe_ok
+            for step in range(0, 110 * 2):  # every 30 s for 110 minutes
+                m = step / 2.0
+                # The script: flapping mains (one poll out, one back) 4-7 min; mains fails at
+                # 10; the gateway probe fails 25-40; the UPS cable glitches 50-52; mains is back
+                # at 99.5 (SOC about 10 %).
+                if 4.0 <= m < 7.0:
+                    ups.set_mains(step % 2 == 1)
+                elif m == 7.0:
+                    ups.set_mains(True)
+                elif m == 10.0:
+                    ups.set_mains(False)
+                elif m == 99.5:
+                    ups.set_mains(True)
+                probe_ok = not (25.0 <= m < 40.0)
+                ups.fault = "silence" if 50.0 <= m < 52.0 else None
+                res = await drv.poll(2.0)
+                site.record("ups", res.ok, res.samples)
+                site.record("gw", True, [("probe.gw.ok", probe_ok, "")])
+                if site.derived.get("experimental.site.runtime_estimated") and res.ok:
+                    st = ups.state
+                    true_left = st["soc"] / 100.0 * 1800.0 * 100.0 / 30.0
+                    accuracy.append((st["soc"], site.derived["site.runtime"], true_left))
+                site.t.m += 30.0
+            await drv.close()
+
+        asyncio.run(night())
+    finally:
+        ups.stop()
+
+    assert site.events == WIFI_EXPECTED
+    no_storm(site.events)
+    # Runtime from the battery-voltage trend (Megatec reports no charge), against the model.
+    # The voltage method runs to a 1.75 V/cell cut-off, which under this load (0.05 V/cell sag
+    # per 100 % load, 0.35 V/cell from full to empty) the model reaches at `cut` % SOC. Against
+    # the time to that cut-off the estimate is within 3 % plus one voltage step all the way down;
+    # against the time to empty (the issue's measure) within 10 % while the cut-off's share is
+    # small (SOC >= 60 %). Below that the estimate is low by about cut/SOC: on the safe side.
+    cut = 0.05 * 30.0 / 0.35  # = 4.3 % SOC
+    # Q1 gives 10 mV per cell: the voltage moves in steps this many seconds apart, so an
+    # estimate can be off by one step's time whatever the method.
+    quantum_s = 0.01 / 0.35 * 6000.0
+    worst = worst_cut = 0.0
+    for soc, est, true_left in accuracy:
+        to_cut = true_left * (soc - cut) / soc
+        worst_cut = max(worst_cut, abs(est - to_cut) / to_cut)
+        assert abs(est - to_cut) <= 0.03 * to_cut + quantum_s, (soc, est, to_cut)
+        if soc >= 60.0:
+            worst = max(worst, abs(est - true_left) / true_left)
+            assert abs(est - true_left) <= 0.10 * true_left, (soc, est, true_left)
+    assert len([a for a in accuracy if a[0] >= 60.0]) >= 30
+    with capsys.disabled():
+        print(
+            "\nwifi runtime estimate: %d estimates; worst error %.1f%% against the time to empty "
+            "while SOC >= 60%%, %.1f%% against the time to the cut-off; last (SOC %.0f%%): "
+            "%.0f s vs %.0f s to empty"
+            % (len(accuracy), 100 * worst, 100 * worst_cut, *accuracy[-1])
+        )
+    # Every event is in the alarm lane, and the alarm lane leaves first.
+    batch = site.q.next_batch(1000) if site.q.commit() is not None else None
+    alarms = [r for r in batch[1] if "event" in r]
+    assert [(r["event"], r["alarm"]) for r in alarms] == [(e[1], e[2]) for e in WIFI_EXPECTED]
+    assert batch[1][: len(alarms)] == alarms
+    assert site.mon.engine.active() == []
+
+
+# --- BTS: DC plant and router, scripted -------------------------------------------------------
+
+
+class Plant:
+    """-48 V plant: a 6-hour bank at constant load, charge reported as a whole percent."""
+
+    FULL_S = 6 * 3600.0
+    RECHARGE_PER_S = 25.0 / 3600.0  # % per second while mains is back
+
+    def __init__(self):
+        self.mains = True
+        self.charge = 100.0
+
+    def advance(self, dt):
+        if self.mains:
+            self.charge = min(100.0, self.charge + self.RECHARGE_PER_S * dt)
+        else:
+            self.charge = max(0.0, self.charge - 100.0 * dt / self.FULL_S)
+
+    def samples(self, noise):
+        return [
+            ("plant.alarm.mains_lost", not self.mains, ""),
+            ("battery.charge", float(round(self.charge + noise)), "%"),
+            ("battery.current", -42.0 if not self.mains else 6.0, "A"),
+            ("battery.lvd", "connected", ""),
+            ("dc.voltage", round(46.0 + 8.0 * self.charge / 100.0, 2), "V"),
+        ]
+
+
+BTS_EXPECTED = [
+    (11.0, "raise", "MAINS_LOST/plant/plant.alarm.mains_lost"),
+    (40.0, "raise", "LINK_DOWN/rtr/if.wan0.oper"),
+    (120.0, "raise", "LINK_DOWN/rtr/if.sat0.oper"),
+    (121.0, "raise", "BACKHAUL_DOWN/site/site.backhaul"),
+    (180.0, "clear", "LINK_DOWN/rtr/if.sat0.oper"),
+    (181.0, "clear", "BACKHAUL_DOWN/site/site.backhaul"),
+    (267.0, "raise", "BATTERY_LOW/plant/battery.charge"),
+    (301.0, "clear", "MAINS_LOST/plant/plant.alarm.mains_lost"),
+    (330.0, "clear", "LINK_DOWN/rtr/if.wan0.oper"),
+    (349.0, "clear", "BATTERY_LOW/plant/battery.charge"),
+]
+
+
+def test_bts_typhoon_night(capsys):
+    site = Site("bts", backhaul=("if.wan0.oper", "if.sat0.oper"))
+    plant = Plant()
+    accuracy = []
+    noise = (0.0, 0.4, -0.4, 0.0)  # a controller's jitter, well inside the 10-point hysteresis
+    for step in range(0, 6 * 60 + 15):  # every 60 s for 6 h 15 min
+        m = float(step)
+        if 5 <= m < 9:
+            plant.mains = step % 2 == 1  # the feed flickers before it goes
+        elif m == 9:
+            plant.mains = True
+        elif m == 10:
+            plant.mains = False
+        elif m == 300:
+            plant.mains = True
+        wan = "down" if 40 <= m < 330 else "up"
+        sat = "down" if 120 <= m < 180 else "up"
+        site.record("plant", True, plant.samples(noise[step % 4]))
+        site.record(
+            "rtr",
+            True,
+            [("if.wan0.oper", wan, ""), ("if.sat0.oper", sat, ""), ("if.eth3.oper", "down", "")],
+        )
+        if site.derived.get("experimental.site.runtime_estimated"):
+            true_left = plant.charge / 100.0 * plant.FULL_S
+            accuracy.append((plant.charge, site.derived["site.runtime"], true_left))
+        if 60 <= m < 300:
+            assert site.derived["site.power_source"] == "battery"
+            assert site.derived["site.on_battery_s"] == (step - 10) * 60
+        site.t.m += 60.0
+        plant.advance(60.0)
+
+    assert site.events == BTS_EXPECTED
+    no_storm(site.events)
+    worst = max(abs(est - true) / true for _c, est, true in accuracy)
+    assert len(accuracy) >= 250 and worst <= 0.10, worst
+    with capsys.disabled():
+        print(
+            "\nbts runtime estimate: %d estimates, worst error %.1f%%"
+            % (len(accuracy), 100 * worst)
+        )
+    assert site.mon.engine.active() == []
