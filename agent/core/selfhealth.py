@@ -39,16 +39,20 @@ def agent_samples(queue=None, uplink=None, clock=None, budget_bytes=None, starte
             if isinstance(depth, dict):
                 out.append(("agent.queue.depth", sum(depth.values()), ""))
             b = st.get("bytes")
+            budget = budget_bytes or st.get("budget")
             if isinstance(b, int):
                 out.append(("agent.queue.bytes", b, "B"))
-                if budget_bytes:
-                    out.append((QUEUE_USED, round(100.0 * b / budget_bytes, 1), "%"))
-            for key, metric in (
-                ("thinned", "agent.queue.thinned"),
-                ("dropped", "agent.queue.dropped"),
-            ):
-                if isinstance(st.get(key), int):
-                    out.append((metric, st[key], ""))
+                if budget:
+                    out.append((QUEUE_USED, round(100.0 * b / budget, 1), "%"))
+        counters = getattr(queue, "counters", None)  # the durable store's thinned/dropped
+        if counters is not None:
+            try:
+                c = counters()
+            except Exception:
+                c = {}
+            for metric in ("agent.queue.thinned", "agent.queue.dropped"):
+                if isinstance(c.get(metric), int):
+                    out.append((metric, c[metric], ""))
     if uplink is not None:
         try:
             out.append(("agent.uplink.connected", bool(uplink.state().get("connected")), ""))

@@ -20,8 +20,11 @@ class SizedQueue(MemoryQueue):
     def stats(self):
         st = MemoryQueue.stats(self)
         st["bytes"] = 900
-        st["dropped"] = 2
+        st["budget"] = 2000
         return st
+
+    def counters(self):
+        return {"agent.queue.thinned": 5, "agent.queue.dropped": 2}
 
 
 def test_queue_depth_budget_uplink_and_clock_as_samples():
@@ -33,9 +36,11 @@ def test_queue_depth_budget_uplink_and_clock_as_samples():
     assert got["agent.queue.depth"] == (2, "")
     assert got["agent.queue.bytes"] == (900, "B")
     assert got["experimental.agent.queue.used"] == (90.0, "%")
-    assert got["agent.queue.dropped"] == (2, "")
+    assert got["agent.queue.dropped"] == (2, "") and got["agent.queue.thinned"] == (5, "")
     assert got["agent.uplink.connected"] == (False, "")
     assert got["experimental.agent.clock.trusted"] == (True, "")
+    got = {m: v for m, v, u in agent_samples(q)}  # budget from the store's own stats
+    assert got["experimental.agent.queue.used"] == 45.0
     assert got["agent.uptime"][0] >= 0
     for m in got:
         assert registry.is_known(m), m
