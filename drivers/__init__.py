@@ -7,6 +7,10 @@ site uses them, so the board never imports pysnmp or pyserial.
 DRIVERS = {
     "snmp": "drivers.snmp:SnmpDriver",
     "megatec": "drivers.megatec:MegatecDriver",
+    "modbus": "drivers.modbus:ModbusDriver",
+    "voltronic": "drivers.voltronic:VoltronicDriver",
+    "vedirect": "drivers.vedirect:VeDirectDriver",
+    "pylontech": "drivers.pylontech:PylontechDriver",
 }
 
 

@@ -1,0 +1,67 @@
+"""Pylontech lithium BMS driver (portable): analog values and alarms of one pack over RS-485.
+
+    [devices.options]
+    address = 2      # the pack's ADR (DIP switches); 2 is the first pack of a US2000/US3000 stack
+
+Each poll asks analog values (CID2 0x42: cell voltages, temperatures, current, voltage,
+capacity, cycles) and alarms (0x44). Several packs on one RS-485 pair are several devices with
+the same port: like Modbus, they share one port and one lock (BusPort), so requests never overlap.
+A non-zero return code is the BMS refusing (stale, with the code in the reason). 9600 8N1.
+"""
+
+from agent.core.errors import ConfigError, DeviceError
+from drivers.base import BETA
+from drivers.proto import pylontech as proto
+from drivers.serial_base import SerialDriver
+
+
+def bus_transport():
+    """The shared-bus transport (as drivers/modbus.py's; not imported from there so a site
+    without Modbus does not load it on the board)."""
+    try:
+        from agent.host.serial_port import BusPort
+    except ImportError:
+        raise DeviceError("no serial transport on this runtime; the board must inject one")
+    return BusPort()
+
+
+class PylontechDriver(SerialDriver):
+    INFO = {
+        "name": "pylontech",
+        "version": "0.1",
+        "maturity": BETA,
+        "transport": "serial",
+        "description": "Pylontech lithium BMS (US2000/US3000 family), RS-485 protocol 3.x",
+    }
+    SERIAL_DEFAULTS = {
+        "baud": 9600,
+        "bytesize": 8,
+        "parity": "N",
+        "stopbits": 1,
+        "read_timeout": 1.0,
+        "gap_ms": 5,
+    }
+
+    def __init__(self, device, transport=None):
+        SerialDriver.__init__(self, device, transport)
+        adr = (device.get("options") or {}).get("address", 2)
+        if not isinstance(adr, int) or not 0 <= adr <= 255:
+            raise ConfigError("options.address: expected a pack address 0-255, got %r" % (adr,))
+        self.address = adr
+        self.cmd_analog = proto.request(adr, proto.GET_ANALOG)
+        self.cmd_alarms = proto.request(adr, proto.GET_ALARMS)
+
+    async def open(self):
+        transport = self._injected if self._injected is not None else bus_transport()
+        await transport.open(self.serial_cfg)
+        self.transport = transport
+
+    async def read(self):
+        raw = {}
+        self.raw = raw
+        line = await self.ask(self.cmd_analog, b"\r", proto.MAX_FRAME + 1)
+        raw["analog"] = repr(bytes(line))[2:-1]
+        samples = proto.parse_analog(proto.reply(line, self.address))
+        line = await self.ask(self.cmd_alarms, b"\r", proto.MAX_FRAME + 1)
+        raw["alarms"] = repr(bytes(line))[2:-1]
+        return samples + proto.parse_alarms(proto.reply(line, self.address))
