@@ -82,7 +82,7 @@ def build_parser():
     qs.add_argument("--json", action="store_true")
     qe = qsub.add_parser("export", help="write the backlog as JSON lines")
     qe.add_argument("data_dir", help="the agent's data directory (storage.dir)")
-    qe.add_argument("out", help="output file ('-' for stdout)")
+    qe.add_argument("out", help="output file (JSON lines), e.g. on a USB stick")
     return p
 
 
@@ -213,6 +213,9 @@ def cmd_demo(args, log):
 def cmd_queue(args, log):
     from agent.host import queue_cli
 
+    if args.queue_command and not os.path.isdir(args.data_dir):
+        sys.stderr.write("site-agent queue: %s: no such data directory\n" % args.data_dir)
+        return EXIT_USAGE
     if args.queue_command == "stats":
         stats = queue_cli.stats(args.data_dir)
         if args.json:

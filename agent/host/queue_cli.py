@@ -1,8 +1,8 @@
 """`site-agent queue stats|export` on a stopped agent's data directory, and the host's store
 factory (os.fsync for files, fsync of the directory for new and renamed entries)."""
 
-import json
 import os
+import time
 
 from agent.core.store import Store
 
@@ -53,19 +53,29 @@ def export(data_dir, out_path):
         st.close()
 
 
-def main(argv):
-    """Small stand-alone entry: queue_cli stats DIR | export DIR OUT."""
-    if len(argv) >= 2 and argv[0] == "stats":
-        print(json.dumps(stats(argv[1]), indent=2, sort_keys=True))
-        return 0
-    if len(argv) >= 3 and argv[0] == "export":
-        print("%d records written to %s" % (export(argv[1], argv[2]), argv[2]))
-        return 0
-    print("usage: queue_cli stats DIR | export DIR OUT")
-    return 2
+def _when(t):
+    if t is None:
+        return "time unknown"
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t))
 
 
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main(sys.argv[1:]))
+def format_stats(s):
+    """Plain text for a technician, 80 columns."""
+    lines = ["%-8s %7s  %-31s %s" % ("LANE", "RECORDS", "OLDEST", "NEWEST")]
+    for lane in sorted(s["depth"]):
+        old = s.get("oldest", {}).get(lane)
+        new = s.get("newest", {}).get(lane)
+        lines.append("%-8s %7d  %-31s %s" % (
+            lane, s["depth"][lane],
+            ("seq %d, %s" % (old["seq"], _when(old.get("time")))) if old else "-",
+            ("seq %d, %s" % (new["seq"], _when(new.get("time")))) if new else "-"))
+    lines.append("")
+    lines.append("bytes used:   %d in %d segment files" % (s["bytes"], sum(s.get("segments", {}).values())))
+    delivered = s.get("delivered", {})
+    lines.append("delivered:    %s" % ", ".join(
+        "%s %s" % (lane, "up to seq %d" % delivered[lane] if delivered[lane] >= 0 else "none yet")
+        for lane in sorted(delivered)))
+    lines.append("next seq:     %d" % s["next_seq"])
+    lines.append("thinned:      %d routine readings aggregated to make room" % s.get("thinned", 0))
+    lines.append("dropped:      %d records dropped to stay within the budget" % s.get("dropped", 0))
+    return "\n".join(line.rstrip() for line in lines) + "\n"

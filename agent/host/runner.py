@@ -42,24 +42,12 @@ def build_drivers(cfg):
     return out
 
 
-def fsync_file(f):
-    os.fsync(f.fileno())
-
-
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def open_queue(cfg, log, volatile=False):
     """The durable store in storage.dir (created if missing), or a volatile queue for one-shot
     polls. Raises QueueError when the directory cannot be used."""
     if volatile:
         return MemoryQueue()
-    from agent.core.store import Store
+    from agent.host.queue_cli import open_store
 
     st = cfg.storage
     path = st["dir"]
@@ -67,13 +55,7 @@ def open_queue(cfg, log, volatile=False):
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise QueueError("storage.dir %s: cannot create: %s" % (path, e.strerror or e))
-    return Store(
-        path,
-        int(st["budget_mb"] * 1024 * 1024),
-        sync=fsync_file,
-        sync_dir=fsync_dir,
-        log=lambda msg: log.info("queue", msg),
-    )
+    return open_store(path, int(st["budget_mb"] * 1024 * 1024), log=lambda msg: log.info("queue", msg))
 
 
 def make_loop(cfg, queue, log):

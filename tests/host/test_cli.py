@@ -1,5 +1,6 @@
 """The CLI as a technician meets it: real subprocesses, exit codes, --help, messages."""
 
+import json
 import os
 import signal
 import subprocess
@@ -169,3 +170,33 @@ def test_run_stops_cleanly_on_signal(tmp_path, sig):
     for line in ("".join(lines) + err).splitlines():
         parts = line.split(" ")
         assert parts[0].endswith("Z") and parts[1] in ("DEBUG", "INFO", "WARNING", "ERROR"), line
+
+
+def test_queue_stats_and_export_on_a_stopped_agents_store(tmp_path):
+    from agent.host.queue_cli import open_store
+
+    data = tmp_path / "data"
+    data.mkdir()
+    st = open_store(str(data), 1 << 20)
+    for i in range(3):
+        st.append("routine", {"site": "s", "device": "ups", "metric": "battery.charge",
+                              "value": 90 - i, "unit": "%", "time": 1.7e9 + i, "quality": "good"})
+    st.append("alarm", {"id": "MAINS_LOST", "state": "raise", "time": 1.7e9})
+    st.commit()
+    st.close()
+    r = cli("queue", "stats", str(data))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["LANE", "RECORDS", "OLDEST", "NEWEST"]
+    assert lines[1].split()[:2] == ["alarm", "1"] and lines[2].split()[:2] == ["routine", "3"]
+    assert all(len(line) <= 80 for line in lines)
+    r = cli("queue", "stats", "--json", str(data))
+    assert json.loads(r.stdout)["depth"] == {"alarm": 1, "routine": 3}
+    out = tmp_path / "backlog.jsonl"
+    r = cli("queue", "export", str(data), str(out))
+    assert r.returncode == 0 and "exported 4 records" in r.stderr
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r.get("metric", r.get("id")) for r in recs] == ["MAINS_LOST"] + ["battery.charge"] * 3
+    assert [r["value"] for r in recs[1:]] == [90, 89, 88]
+    r = cli("queue", "stats", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "no such data directory" in r.stderr
