@@ -435,6 +435,22 @@ class ActiveFile:
         finally:
             f.close()
         self.fs.rename(tmp, self.path)
+        _fsync_dir(self.path)
+
+
+def _fsync_dir(path):
+    """Make the rename itself durable on the host (ext4); a no-op on MicroPython."""
+    try:
+        import os
+
+        d = path.rsplit("/", 1)[0] or "/"
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def _fsync(f):
