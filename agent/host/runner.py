@@ -91,7 +91,11 @@ async def run_agent(cfg, log, stop=None):
     if cfg.uplink:
         from agent.host.uplink import MqttUplink
 
+        from agent.core.facade import AgentFacade
+
         uplink = MqttUplink(cfg.uplink, cfg.site["id"], queue, log)
+        # MQTT commands, the retained state and the active-alarm set go through the facade.
+        uplink.attach(AgentFacade(cfg, loop, queue, uplink, log=log))
         loop.listeners.append(uplink.notify)
         tasks.append(asyncio.create_task(uplink.run()))
     log.info(
