@@ -9,7 +9,7 @@ the same port: like Modbus, they share one port and one lock (BusPort), so reque
 A non-zero return code is the BMS refusing (stale, with the code in the reason). 9600 8N1.
 """
 
-from agent.core.errors import ConfigError, DeviceError
+from agent.core.errors import ConfigError, DeviceError, ParseError
 from drivers.base import BETA
 from drivers.proto import pylontech as proto
 from drivers.serial_base import SerialDriver
@@ -56,12 +56,14 @@ class PylontechDriver(SerialDriver):
         await transport.open(self.serial_cfg)
         self.transport = transport
 
+    async def _info(self, name, command):
+        line = await self.ask(command, b"\r", proto.MAX_FRAME + 1)
+        self.raw[name] = repr(bytes(line))[2:-1]
+        if bytes(line) == command:  # our own frame back: a loopback, or an echoing adapter
+            raise ParseError("pylontech: the line echoed the request (is a BMS connected?)")
+        return proto.reply(line, self.address)
+
     async def read(self):
-        raw = {}
-        self.raw = raw
-        line = await self.ask(self.cmd_analog, b"\r", proto.MAX_FRAME + 1)
-        raw["analog"] = repr(bytes(line))[2:-1]
-        samples = proto.parse_analog(proto.reply(line, self.address))
-        line = await self.ask(self.cmd_alarms, b"\r", proto.MAX_FRAME + 1)
-        raw["alarms"] = repr(bytes(line))[2:-1]
-        return samples + proto.parse_alarms(proto.reply(line, self.address))
+        self.raw = {}
+        samples = proto.parse_analog(await self._info("analog", self.cmd_analog))
+        return samples + proto.parse_alarms(await self._info("alarms", self.cmd_alarms))

@@ -15,7 +15,8 @@ or another function gets silence, as on a real bus. latency_s delays every reply
 controller), so tests can catch two masters' frames interleaving.
 
 Protocol faults beyond hil/emulators/base.py's: "bad_checksum" (CRC off by one), "bad_format"
-(a byte count that does not match the request), "exception" (exception 4, slave device failure).
+(a well-framed reply one register short of the request), "exception" (exception 4, slave
+device failure).
 """
 
 import threading
@@ -161,11 +162,11 @@ class EpeverEmulator(PtyEmulator):
                 values.append(table[a])
             else:
                 return mb.with_crc(bytes((slave, function | 0x80, 2)))  # illegal data address
-        body = bytes((slave, function, 2 * count))
+        if self.fault == "bad_format":  # well framed, but one register short of the request
+            values = values[:-1]
+        body = bytes((slave, function, 2 * len(values)))
         for x in values:
             body += bytes((x >> 8, x & 0xFF))
-        if self.fault == "bad_format":
-            body = body[:2] + bytes((body[2] + 2,)) + body[3:]
         frame = mb.with_crc(body)
         if self.fault == "bad_checksum":
             frame = frame[:-1] + bytes(((frame[-1] + 1) & 0xFF,))
