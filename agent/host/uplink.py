@@ -183,7 +183,7 @@ class MqttUplink:
 
     def _on_disconnect(self, s, reason):
         if s.alive and s.failed is None:
-            s.failed = "disconnected: %s" % reason
+            s.failed = "link closed by the broker or the network (paho: %s)" % reason
         s.alive = False
         self._wake.set()
 
