@@ -55,7 +55,8 @@ class ConnectLimiter:
         self.attempts = []  # times of the attempts in the current window, oldest first
 
     def _trim(self, now):
-        while self.attempts and now - self.attempts[0] >= self.WINDOW:
+        # The same expression as in wait_time(), so float rounding cannot make the two disagree.
+        while self.attempts and self.attempts[0] + self.WINDOW - now <= 0:
             self.attempts.pop(0)
 
     def wait_time(self, now):

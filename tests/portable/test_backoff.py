@@ -78,6 +78,22 @@ def test_limiter_caps_attempts_per_minute():
     assert len(times) >= 60  # and it does allow 6 a minute, not fewer
 
 
+def test_limiter_holds_under_float_rounding():
+    lim = ConnectLimiter(per_min=6)
+    rnd = _Lcg(3)
+    t = 0.0
+    most = 0
+    for _ in range(20000):
+        w = lim.wait_time(t)
+        if w > 0:
+            t += w
+            continue
+        lim.record(t)
+        most = max(most, len(lim.attempts))
+        t += rnd() * 3
+    assert most == 6, most
+
+
 def test_token_bucket_paces_messages():
     tb = TokenBucket(rate=2, burst=2, now=0.0)
     t = 0.0
