@@ -93,7 +93,8 @@ def setups():
                      ("Relay", "OFF"), ("AR", "0"), ("BMV", "700"), ("FW", "0307")))
     hist = vd.block((("H1", "-50000"), ("H2", "-12000"), ("H3", "0"), ("H4", "3")))
     out["vedirect"] = VeDirectDriver({"id": "b"}, Scripted(stream=(hist + main) * 4))
-    alarms = pp.encode(2, 0, bytes((0, 2, 15)) + bytes(15) + bytes((5, 0, 0, 0, 0, 0, 0, 0, 0, 14)))
+    status = bytes((5, 0, 0, 0, 0, 0, 0, 0, 0, 14))
+    alarms = pp.encode(2, 0, bytes((0, 2, 15)) + bytes(15) + status)
     py = {pp.request(2, 0x42): pp.GOLDEN_ANALOG, pp.request(2, 0x44): alarms}
     out["pylontech"] = PylontechDriver({"id": "p"}, Scripted(py))
     return out
