@@ -114,6 +114,7 @@ class EpeverEmulator(PtyEmulator):
         self.registers = {}  # (function, address) -> value: extra registers for any slave
         self.holding = {0x9000: 0, 0x9001: 200}  # battery type (user), capacity Ah
         self._last = clock()
+        self.collisions = 0  # requests that arrived while another was still unanswered
 
     def unit(self, slave):
         return self.units[slave]
@@ -132,6 +133,8 @@ class EpeverEmulator(PtyEmulator):
             return self.units[slave].values()
 
     def split_requests(self, data):
+        # Two frames read in one go means a master sent the second before the first was
+        # answered: on a half-duplex RS-485 bus that is a collision. Counted for tests.
         frames = []
         while len(data) >= 8:
             frame = data[:8]
@@ -140,6 +143,8 @@ class EpeverEmulator(PtyEmulator):
                 data = data[8:]
             else:
                 data = data[1:]  # noise on the bus: slide until a frame checks out
+        if len(frames) > 1:
+            self.collisions += len(frames) - 1
         return frames, data
 
     def reply_for(self, request):

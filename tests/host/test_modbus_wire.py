@@ -201,6 +201,8 @@ def test_two_slaves_on_one_bus_never_interleave():
 
         rounds, shared = asyncio.run(go())
         log = list(bus.log)
+        collisions = bus.collisions
+    assert collisions == 0  # no request went out while another slave's reply was pending
     assert shared == {bus.path: 2}  # one port, two users
     assert open_buses() == {}
     for r1, r2 in rounds:
