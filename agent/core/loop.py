@@ -159,6 +159,8 @@ class Loop:
             self._tasks.pop(dev_id, None)
             if self._pending >= self.commit_records:
                 self.commit()
+            # The loop slept until this poll's hung deadline; the device's next due time is new.
+            self._wake.set()
 
     def _tick(self):
         """One pass: settle hung polls, start due ones, commit when it is time.

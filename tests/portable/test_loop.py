@@ -31,6 +31,9 @@ class Scripted(Driver):
         self.calls += 1
         if step == "hang":
             await asyncio.sleep(3600)
+        if isinstance(step, tuple) and step[0] == "slow":  # ("slow", seconds, samples)
+            await asyncio.sleep(step[1])
+            return step[2]
         if isinstance(step, Exception):
             raise step
         return step
@@ -138,3 +141,22 @@ def test_listeners_hear_only_after_commit():
     loop.add_device(dev("a"), Scripted(dev("a"), [[("ups.load", 1, "%")]]))
     run(loop.poll_all())
     assert heard == [(1, 1)]
+
+
+def test_a_finished_poll_reschedules_without_waiting_for_the_commit_interval():
+    log = Log(write=lambda s: None)
+    loop = Loop("site-1", MemoryQueue(), lambda: 0.0, log, commit_interval=30.0)
+    # Each poll takes 20 ms, so the loop looks again while it is still running.
+    d = Scripted(dev("fast", 0.05, 0.04), [("slow", 0.02, [("ups.load", 1, "%")])])
+    loop.add_device(dev("fast", 0.05, 0.04), d)
+
+    async def main():
+        task = asyncio.create_task(loop.run())
+        await asyncio.sleep(0.5)
+        loop.stop()
+        await task
+
+    run(main())
+    # 0.5 s at a 0.05 s interval: about 10 polls. Without the wake-up after each poll the loop
+    # slept until the poll's hung deadline (budget * 1.5 + 1 s) and managed one.
+    assert d.calls >= 5, d.calls
