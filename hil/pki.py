@@ -14,7 +14,9 @@ class PkiError(RuntimeError):
 def _openssl(*args, cwd):
     exe = shutil.which("openssl")
     if exe is None:
-        raise PkiError("the openssl CLI is not installed (apt-get install openssl); TLS tests need it")
+        raise PkiError(
+            "the openssl CLI is not installed (apt-get install openssl); TLS tests need it"
+        )
     r = subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True)
     if r.returncode != 0:
         raise PkiError("openssl %s failed: %s" % (args[0], r.stderr.strip()[-500:]))

@@ -90,7 +90,9 @@ class Upstream:
         self.client.loop_start()
         if not self.connected.wait(timeout):
             self.stop()
-            raise RuntimeError("upstream subscriber could not connect to %s:%s" % (self.host, self.port))
+            raise RuntimeError(
+                "upstream subscriber could not connect to %s:%s" % (self.host, self.port)
+            )
         return self
 
     def send(self, kind, payload, qos=1):
@@ -114,6 +116,8 @@ class Upstream:
             if predicate(latest):
                 return latest
             if time.monotonic() > deadline:
-                raise TimeoutError("upstream did not see the expected readings; have %d series: %s"
-                                   % (len(latest), sorted(latest)[:40]))
+                raise TimeoutError(
+                    "upstream did not see the expected readings; have %d series: %s"
+                    % (len(latest), sorted(latest)[:40])
+                )
             time.sleep(0.1)

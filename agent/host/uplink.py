@@ -127,7 +127,11 @@ class MqttUplink:
 
     # --- client setup -------------------------------------------------------------------------
     def _where(self, broker):
-        return "%s (%s:%s)" % (broker.get("name") or broker["host"], broker["host"], broker["port"])
+        return "%s (%s:%s)" % (
+            broker.get("name") or broker["host"],
+            broker["host"],
+            broker["port"],
+        )
 
     def _make_client(self, b, session_box):
         proto = mqtt.MQTTv5 if b.get("protocol") == "5" else mqtt.MQTTv311
@@ -373,7 +377,9 @@ class MqttUplink:
         while s.connack is None and time.monotonic() < deadline:
             await self._sleep(deadline - time.monotonic())
         if s.connack is not True:
-            why = s.connack or "no CONNACK within %gs (broker not answering)" % self.connect_timeout
+            why = (
+                s.connack or "no CONNACK within %gs (broker not answering)" % self.connect_timeout
+            )
             return await self._close(s, why)
         client.subscribe([(self.topics["status"], 1), (self.topics["cmd"], 1)])
         birth = contract.status_payload(
@@ -488,8 +494,9 @@ class MqttUplink:
                     "network in clear text",
                     broker=self._where(b),
                 )
-        self.log.info("uplink", "started", confirmed_seq=getattr(self.queue, "confirmed_seq", None),
-                      brokers=len(self.brokers), format=self.fmt)  # fmt: skip
+        confirmed = getattr(self.queue, "confirmed_seq", None)
+        self.log.info("uplink", "started", confirmed_seq=confirmed, brokers=len(self.brokers),
+                      format=self.fmt)  # fmt: skip
         delay = 0.0
         try:
             while True:

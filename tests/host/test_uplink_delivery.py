@@ -22,6 +22,7 @@ def _all_delivered(agent, up):
         seqs = up.snapshot()[1]
         return (sum(st["depth"].values()) == 0 and st["confirmed_seq"] >= 0
                 and all(s in seqs for s in range(st["confirmed_seq"] + 1)))  # fmt: skip
+
     return pred
 
 
@@ -51,7 +52,7 @@ def test_outage_then_order_alarms_state_backlog_and_no_gaps():
             first_state = kinds.index("state")
             assert set(kinds[:first_state]) == {"alarm"}
             assert kinds[first_state + 1] == "alarms"
-            assert set(kinds[first_state + 2:]) <= {"data", "state", "alarms"}
+            assert set(kinds[first_state + 2 :]) <= {"data", "state", "alarms"}
             state = json.loads(up.retained["alarms"])
             assert state["site"] == SITE and state["alarms"] == []
             assert json.loads(status)["state"] == "offline"  # the goodbye
@@ -116,8 +117,11 @@ def test_commands_over_mqtt_and_bad_payloads():
         by_id = {r.get("id"): r for r in up.replies}
         assert by_id["p1"]["ok"] and by_id["p1"]["result"]["pong"]
         assert by_id["s1"]["ok"] and interval == 7.0 and other == 3600
-        assert by_id["c1"]["ok"] and "password" not in json.dumps(by_id["c1"]) or \
-            by_id["c1"]["result"]["uplink"]["brokers"][0].get("password") in (None, "<secret>")
+        assert (
+            by_id["c1"]["ok"]
+            and "password" not in json.dumps(by_id["c1"])
+            or by_id["c1"]["result"]["uplink"]["brokers"][0].get("password") in (None, "<secret>")
+        )
         assert by_id["q1"]["ok"] and "depth" in by_id["q1"]["result"]
         assert by_id["x1"]["error"]["code"] == "unknown_command"
         codes = sorted(r["error"]["code"] for r in up.replies if r.get("id") is None)

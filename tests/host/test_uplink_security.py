@@ -9,7 +9,7 @@ import shutil
 import tempfile
 
 from hil.broker import Broker
-from hil.pki import make_ca, make_cert, make_pki
+from hil.pki import make_ca, make_pki
 from hil.upstream import Upstream
 from tests.host.uplink_rig import PASSWORD, PREFIX, SITE, Agent, broker_cfg, until, uplink_cfg
 

@@ -3,6 +3,8 @@
 import asyncio
 import json
 
+from support import run
+
 from agent.core import config
 from agent.core.facade import AgentFacade
 from agent.core.log import Log
@@ -10,7 +12,6 @@ from agent.core.loop import Loop
 from agent.core.queue import MemoryQueue
 from agent.core.remote import MAX_BYTES, Remote
 from drivers.base import Driver
-from support import run
 
 SECRET = "hunter2-do-not-leak"
 
@@ -104,8 +105,10 @@ def test_bad_requests_change_nothing():
         ({"id": "x" * 65, "cmd": "ping"}, "malformed"),
         ([1, 2], "malformed"),
         ({"id": "a", "cmd": "set_interval", "args": {"device": "ups", "seconds": 0}}, "bad_args"),
-        ({"id": "a", "cmd": "set_interval", "args": {"device": "ups", "seconds": "9"}}, "bad_args"),
-        ({"id": "a", "cmd": "set_interval", "args": {"device": "ups", "seconds": True}}, "bad_args"),
+        ({"id": "a", "cmd": "set_interval", "args": {"device": "ups", "seconds": "9"}},
+         "bad_args"),
+        ({"id": "a", "cmd": "set_interval", "args": {"device": "ups", "seconds": True}},
+         "bad_args"),
         ({"id": "a", "cmd": "set_interval", "args": {"seconds": 9}}, "bad_args"),
         ({"id": "a", "cmd": "set_interval", "args": {"device": "nope", "seconds": 9}},
          "unknown_device"),
