@@ -213,7 +213,10 @@ BROKER = (
     ("username", field("str", minlen=1)),
     ("password", field("secret")),
     ("protocol", field("str", default="3.1.1", choices=("3.1.1", "5"))),
-    ("budget_bytes_per_day", field("int", default=0, min=0)),
+    ("budget_bytes", field("int", default=0, min=0)),
+    ("budget_window", field("str", default="day", choices=("hour", "day"))),
+    # Payload form on this broker; a metered broker (budget_bytes > 0) defaults to "compact".
+    ("format", field("str", choices=("json", "compact"))),
 )
 UPLINK = (
     ("client_id", field("str", minlen=1, maxlen=256)),
@@ -224,6 +227,11 @@ UPLINK = (
     ("rate_msgs", field("num", default=20, gt=0)),
     ("rate_bytes", field("int", default=0, min=0)),
     ("max_connects_per_min", field("int", default=6, min=1, max=60)),
+    ("connect_timeout", field("num", default=15, gt=0)),
+    ("echo_timeout", field("num", default=10, gt=0)),
+    ("preferred_retry", field("num", default=300, min=10)),
+    ("backoff_base", field("num", default=2, gt=0)),
+    ("backoff_cap", field("num", default=300, gt=0)),
     ("brokers", field("tables", True, fields=BROKER)),
 )
 STORAGE = (

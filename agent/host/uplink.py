@@ -96,7 +96,7 @@ class MqttUplink:
         self.byte_rate = TokenBucket(rb, max(rb, 1), time.monotonic())
         self.budgets = []
         for b in self.brokers:
-            limit = b.get("budget_bytes", b.get("budget_bytes_per_day", 0))
+            limit = b.get("budget_bytes", 0)
             self.budgets.append(ByteBudget(limit, WINDOWS.get(b.get("budget_window", "day"))))
         self.topics = {k: contract.topic(self.prefix, site_id, k) for k in contract.TOPIC_KINDS}
         self.remote = None
@@ -265,12 +265,21 @@ class MqttUplink:
         if self._wake is not None:
             self._wake.set()
 
+    def _fmt(self):
+        """Payload form for the current broker: its own `format`, else compact on a metered
+        broker (one with a byte budget), else the uplink's `format`."""
+        s = self.session
+        if s is None:
+            return self.fmt
+        b = s.broker
+        return b.get("format") or ("compact" if b.get("budget_bytes") else self.fmt)
+
     def _state_msgs(self):
         if self.facade is None:
             return []
         now = time.time()
         readings = self.facade.readings()
-        payload = contract.encode_batch(self.site_id, 0, readings, contract.KIND_STATE, self.fmt)
+        payload = contract.encode_batch(self.site_id, 0, readings, contract.KIND_STATE, self._fmt())
         alarms = contract.alarms_payload(self.site_id, self.facade.active_alarms(), now)
         return [
             _Msg(self.topics["state"], payload, retain=True, urgent=True, kind="state"),
@@ -291,7 +300,7 @@ class MqttUplink:
         routine = [r for r in records if not contract.is_alarm_record(r)]
         parts = []
         if alarms:
-            payload = contract.encode_batch(self.site_id, batch_id, alarms, "alarm", self.fmt)
+            payload = contract.encode_batch(self.site_id, batch_id, alarms, "alarm", self._fmt())
             parts.append(_Msg(self.topics["alarm"], payload, urgent=True, batch=batch_id))
         if routine and not s.state_sent:
             s.state_sent = True
@@ -299,7 +308,7 @@ class MqttUplink:
             parts = []
             self._outbox.extend(self._state_msgs())
         if routine:
-            payload = contract.encode_batch(self.site_id, batch_id, routine, "data", self.fmt)
+            payload = contract.encode_batch(self.site_id, batch_id, routine, "data", self._fmt())
             parts.append(_Msg(self.topics["data"], payload, batch=batch_id))
         self._parts[batch_id] = sum(1 for m in self._outbox if m.batch == batch_id) + len(parts)
         self._outbox.extend(parts)

@@ -196,7 +196,7 @@ def test_bts_example_has_the_devices_the_issue_lists():
     bms = next(d for d in cfg.devices if d["driver"] == "pylontech")
     assert bms["serial"]["port"] == "/dev/ttyUSB1"
     sat = cfg.uplink["brokers"][1]
-    assert sat["budget_bytes_per_day"] > 0
+    assert sat["budget_bytes"] > 0 and sat["budget_window"] == "day"
     assert cfg.storage["budget_mb"] == 512 and cfg.console["port"] == "/dev/ttyGS0"
     assert cfg.alarms["rules"]
 

@@ -37,7 +37,7 @@ class Counting(Driver):
 
 def broker_cfg(broker, name="primary", **kw):
     b = {"name": name, "host": broker.host, "port": broker.port, "insecure": True,
-         "protocol": "3.1.1", "budget_bytes_per_day": 0}  # fmt: skip
+         "protocol": "3.1.1", "budget_bytes": 0, "budget_window": "day"}  # fmt: skip
     b.update(kw)
     return b
 
