@@ -34,6 +34,7 @@ import json
 
 from agent.core import readings as rd
 from agent.core.errors import ConfigError
+from agent.core.registry import unit_of
 
 SEVERITIES = ("critical", "major", "minor", "warning")
 STALE_METRIC = "agent.device.stale"
@@ -312,6 +313,7 @@ class AlarmEngine:
                 "site": self.site_id,
                 "device": device,
                 "metric": metric,
+                "unit": unit_of(metric),  # events are records too (docs/mqtt.md)
                 "condition": _condition(rule),
                 "value": value,
                 "values": list(s.values),

@@ -39,7 +39,7 @@ def test_threshold_raises_only_after_for_s_with_first_seen_and_values():
     assert a["severity"] == "major" and a["device"] == "ups" and a["metric"] == "battery.charge"
     assert a["values"] == [25.0, 24.0, 23.0] and a["value"] == 23.0
     assert a["first_seen"] == EPOCH and a["last_seen"] == EPOCH + 60 and a["time"] == EPOCH + 60
-    assert a["quality"] == rd.GOOD and a["site"] == "s1"
+    assert a["quality"] == rd.GOOD and a["site"] == "s1" and a["unit"] == "%"
     assert a["condition"] == "below 30 for 60s, clear above 40"
     assert [x["alarm"] for x in e.active()] == ["BATTERY_LOW/ups/battery.charge"]
 
