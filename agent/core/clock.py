@@ -62,7 +62,7 @@ class Clock:
         self.boot = boot
         self.mono = mono
         self.wall = wall
-        self.state = state
+        self.store = state
         self.log = log
         self.source = None  # what made the clock trusted: "ntp", "broker", "console", ...
         self.offset = None  # wall - mono now (follows steps); None while untrusted
@@ -143,7 +143,8 @@ class Clock:
         self.boots[-1][2] = self.mono()
         self._save()
 
-    def state_dict(self):
+    def state(self):
+        """For the console and the status command (AgentFacade.status)."""
         return {
             "boot": self.boot,
             "trusted": self.trusted(),
@@ -197,9 +198,9 @@ class Clock:
         return record if out is None else out
 
     def _save(self):
-        if self.state is not None:
+        if self.store is not None:
             try:
-                self.state.save({"v": 1, "boots": self.boots})
+                self.store.save({"v": 1, "boots": self.boots})
             except OSError as e:  # time bookkeeping must not stop the agent
                 if self.log is not None:
                     self.log.error("clock", "cannot save anchors", error=repr(e))

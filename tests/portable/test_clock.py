@@ -114,7 +114,7 @@ def test_anchor_is_fixed_by_the_first_trust_later_trusts_are_steps():
     c.trust(EPOCH + 500, "console")  # someone sets the time again, 480 s ahead
     assert c.steps == 1 and c.now() == EPOCH + 500
     assert c.resolve(r)["time"] == EPOCH  # earlier records keep the first anchor
-    assert c.state_dict()["trusted"] is True and c.state_dict()["boot"] == "x"
+    assert c.state()["trusted"] is True and c.state()["boot"] == "x"
 
 
 def test_broker_trusted_clock_ignores_a_plausible_but_wrong_system_clock():
