@@ -128,7 +128,13 @@ class Console:
     # --- input ----------------------------------------------------------------------------
     async def feed(self, data):
         self.last_active = self.clock()
-        for kind, val in self.ld.feed(data):
+        i = 0
+        while i < len(data) and not self.closed:
+            events, i = self.ld.step(data, i)
+            await self._events(events)
+
+    async def _events(self, events):
+        for kind, val in events:
             if self.closed:
                 return
             if kind == "echo":

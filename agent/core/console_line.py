@@ -71,9 +71,24 @@ class LineDiscipline:
         self.noise_total += n
 
     def feed(self, data):
+        """All events for data at once (the mask cannot change midway; see step)."""
+        out = []
+        i = 0
+        while i < len(data):
+            ev, i = self.step(data, i)
+            out.extend(ev)
+        return out
+
+    def step(self, data, i=0):
+        """(events, next index): bytes of data from i up to and including the first line end,
+        Ctrl-C or Ctrl-U. The caller acts on a line (which may turn the mask on for a PIN)
+        before the bytes typed after it are echoed."""
         out = []
         echo = []
-        for b in data:
+        n = len(data)
+        while i < n:
+            b = data[i]
+            i += 1
             st = self.state
             if st != _NORMAL:
                 self.esc_len += 1
@@ -115,6 +130,7 @@ class LineDiscipline:
                     out.append(("echo", bytes(echo)))
                     echo = []
                 self._end(out)
+                return out, i
             elif b == 0x08 or b == 0x7F:
                 if self.buf and not self.overflow:
                     self.buf.pop()
@@ -133,10 +149,11 @@ class LineDiscipline:
                 self.noise = 0
                 self.overflow = 0
                 out.append(("cancel", None))
+                return out, i
             elif b == 0x09 or b == 0x00 or b == 0x11 or b == 0x13:
                 pass  # tab, NUL (a break), XON/XOFF: harmless, ignored
             else:
                 self._noise()
         if echo:
             out.append(("echo", bytes(echo)))
-        return out
+        return out, i

@@ -384,3 +384,11 @@ def test_a_failing_facade_costs_one_command_not_the_console():
     con.facade.queue_stats = broken
     assert "error: internal: RuntimeError: boom" in type_(con, scr, "queue\r")
     assert "TestPython" in type_(con, scr, "version\r")
+
+
+def test_type_ahead_pin_is_masked_too():
+    # A paste or a fast typist: the PIN arrives in the same read as "login"; the mask must
+    # already be on when its characters are echoed.
+    con, scr, _, _ = make()
+    out = type_(con, scr, "login\r" + PIN + "\rversion\r")
+    assert PIN not in out and "PIN: ****\r\n" in out and "TestPython" in out
