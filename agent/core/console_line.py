@@ -12,6 +12,7 @@ Invariants:
 - Escape sequences (arrow and function keys: ESC [ ... final, ESC O x, ESC ] ... BEL or ESC \\,
   ESC x) are swallowed whole and never reach the line; one that runs past MAX_ESC bytes is given
   up and counted as noise.
+- NUL, Ctrl-D, BEL, tab, Ctrl-L, XON/XOFF and Ctrl-Z are ignored (habit keys, a break).
 - Any other byte that is not printable ASCII (control codes, 0x80-0xff: line noise, a wrong baud
   rate, binary garbage) is noise: the line it lands in is thrown away at its end with an "error"
   rather than run with characters missing, because a half-heard command must not run.
@@ -28,6 +29,9 @@ _OSC = 4  # ESC ] ... up to BEL or ESC \
 _OSC_ESC = 5  # ESC inside an OSC string
 
 MAX_ESC = 32
+# Keys people press out of habit, and what a line gives on a break: ignored, not noise. NUL
+# (break), Ctrl-D, BEL, tab, Ctrl-L (clear screen), XON/XOFF, Ctrl-Z.
+_HARMLESS = (0x00, 0x04, 0x07, 0x09, 0x0C, 0x11, 0x13, 0x1A)
 BS_ECHO = b"\x08 \x08"
 EOL = b"\r\n"
 
@@ -150,8 +154,8 @@ class LineDiscipline:
                 self.overflow = 0
                 out.append(("cancel", None))
                 return out, i
-            elif b == 0x09 or b == 0x00 or b == 0x11 or b == 0x13:
-                pass  # tab, NUL (a break), XON/XOFF: harmless, ignored
+            elif b in _HARMLESS:
+                pass
             else:
                 self._noise()
         if echo:

@@ -107,7 +107,7 @@ class SocketConsole:
             if con.closed:
                 try:
                     await asyncio.wait_for(writer.drain(), 2.0)
-                except (asyncio.TimeoutError, OSError):
+                except (TimeoutError, OSError):
                     pass
         except (ConnectionError, OSError):
             pass

@@ -14,10 +14,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from agent.core.log import DEBUG, Log  # noqa: E402
-from agent.host.configfile import load  # noqa: E402
-from agent.host.console_host import make_facade, start_consoles  # noqa: E402
-from agent.host.runner import make_loop, open_queue  # noqa: E402
+from agent.core.log import DEBUG, Log
+from agent.host.configfile import load
+from agent.host.console_host import make_facade, start_consoles
+from agent.host.runner import make_loop, open_queue
 
 
 async def main(path):

@@ -15,7 +15,6 @@ import sys
 import time
 
 import pytest
-
 from console_support import (
     BROKER_PASSWORD,
     PIN,
@@ -27,6 +26,7 @@ from console_support import (
     fits,
     write_config,
 )
+
 from hil.broker import Broker
 from hil.emulators.megatec import MegatecEmulator
 

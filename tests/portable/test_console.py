@@ -392,3 +392,9 @@ def test_type_ahead_pin_is_masked_too():
     con, scr, _, _ = make()
     out = type_(con, scr, "login\r" + PIN + "\rversion\r")
     assert PIN not in out and "PIN: ****\r\n" in out and "TestPython" in out
+
+
+def test_habit_keys_are_ignored_not_noise():
+    ld = LineDiscipline()
+    assert lines(ld, b"\x0cst\x00a\x04t\x09u\x1as\x07\r") == ["status"]
+    assert ld.noise_total == 0
