@@ -279,3 +279,13 @@ def test_hash_pin_tool_prints_a_hash_the_console_accepts():
     add_parser(p.add_subparsers(dest="command"))
     args = p.parse_args(["console", "--hash-pin", "--iterations", "5000"])
     assert args.hash_pin and args.iterations == 5000
+
+
+def test_docs_list_every_command_of_help():
+    from agent.core.console import HELP
+
+    doc = (REPO / "docs" / "console.md").read_text()
+    rows = [line.split("|")[1].strip() for line in doc.splitlines() if line.startswith("| `")]
+    documented = " ".join(rows)
+    for name, _open, usage, _what in HELP:
+        assert "`%s" % name in documented, "docs/console.md does not list %s" % usage
