@@ -29,6 +29,8 @@ CONFIG_TEMPLATE = """\
 id = "{site_id}"
 kind = "bts"
 name = "Simulated hardened BTS (demo)"
+# The machine running the demo keeps its own time; a real Pi without an RTC would say "ntp".
+clock = "system"
 
 [site.location]
 commune = "Demo commune"

@@ -27,6 +27,7 @@ class Upstream:
         self.arrivals = []
         self.replies = []
         self.retained = {}  # topic kind -> last payload (status, state, alarms)
+        self.alarm_events = []  # every alarm event record received, in arrival order
         self.latest = {}  # (device, metric) -> (record, arrival time)
         self.seqs = {}  # seq -> times received
         self.status = None
@@ -81,6 +82,8 @@ class Upstream:
             self.batches += 1
             self.arrivals.append((kind, body["kind"], len(body["readings"]), len(msg.payload)))
             for rec in body["readings"]:
+                if kind == "alarm":
+                    self.alarm_events.append(rec)
                 if kind == "data":
                     self.latest[(rec["device"], rec["metric"])] = (rec, now)
                 self.seqs[rec["seq"]] = self.seqs.get(rec["seq"], 0) + 1

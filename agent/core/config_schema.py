@@ -132,6 +132,9 @@ SITE = (
     ("id", field("str", True, minlen=1, maxlen=64, chars=ID_CHARS, chars_words=_ID_WORDS)),
     ("kind", field("str", True, choices=("bts", "wifi"))),
     ("name", field("str")),
+    # When the system clock counts as right: "ntp" once the kernel says NTP synchronised it;
+    # "system" at once (hosts with a battery-backed RTC). Until then readings carry boot + mono.
+    ("clock", field("str", default="ntp", choices=("ntp", "system"))),
     ("location", field("table", fields=LOCATION, fill=True)),
 )
 DEFAULTS = (

@@ -11,7 +11,7 @@ import asyncio
 
 from agent.core import readings as rd
 from agent.core.compat import monotonic, wall_time
-from agent.core.queue import LANE_ROUTINE
+from agent.core.queue import LANE_ALARM, LANE_ROUTINE
 from agent.core.scheduler import Scheduler
 
 STALE_METRIC = "agent.device.stale"
@@ -29,6 +29,9 @@ class Loop:
         commit_interval=5.0,
         commit_records=500,
         backoff_max=300,
+        monitor=None,
+        clock=None,
+        on_pass=None,
     ):
         self.site_id = site_id
         self.queue = queue
@@ -42,6 +45,11 @@ class Loop:
         self.latest = {}  # (device, metric) -> Reading, newest value of every series
         self.last_result = {}  # device -> PollResult
         self.listeners = []  # called as fn(confirmed_seq) after each commit
+        self.monitor = monitor  # SiteMonitor: site state and alarm events from each poll result
+        self.clock = clock  # Clock: (boot, mono) stamps on records made before time is trusted
+        self.on_pass = on_pass  # called on every loop pass (the watchdog's proof of progress)
+        self.alarm_listeners = []  # called as fn() after a commit when the active set changed
+        self._alarms_changed = False
         self.store_error = None  # last queue error text, None when the store works
         self._tasks = {}
         self._pending = 0
@@ -108,9 +116,24 @@ class Loop:
             for key, r in self.latest.items():
                 if key[0] == dev_id and r.metric != STALE_METRIC:
                     r.quality = rd.STALE
-        for r in out:
-            self.latest[(dev_id, r.metric)] = r
-            self._append(LANE_ROUTINE, r.to_dict())
+        derived = ()
+        if self.monitor is not None:
+            try:
+                derived, events = self.monitor.record(dev_id, result.ok, out)
+            except Exception as e:  # a rule bug must not cost the readings
+                self.log.error("alarm", "rule evaluation failed", device=dev_id, error=repr(e))
+                derived, events = (), ()
+            for event in events:
+                self._append(LANE_ALARM, event)
+            if self.monitor.take_changed():
+                self._alarms_changed = True
+        for group in (out, derived):
+            for r in group:
+                self.latest[(r.device, r.metric)] = r
+                rec = r.to_dict()
+                if self.clock is not None:
+                    self.clock.mark(rec)
+                self._append(LANE_ROUTINE, rec)
 
     def _append(self, lane, record):
         try:
@@ -138,9 +161,15 @@ class Loop:
             self.log.info("queue", "store working again")
             self.store_error = None
         self._pending = 0
-        for fn in self.listeners:
+        self._tell(self.listeners, seq)
+        if self._alarms_changed:
+            self._alarms_changed = False
+            self._tell(self.alarm_listeners)
+
+    def _tell(self, listeners, *args):
+        for fn in listeners:
             try:
-                fn(seq)
+                fn(*args)
             except Exception as e:
                 self.log.error("loop", "listener failed", error=repr(e))
 
@@ -166,6 +195,8 @@ class Loop:
         """One pass: settle hung polls, start due ones, commit when it is time.
         Returns the seconds to sleep before the next pass."""
         now = self.mono()
+        if self.on_pass is not None:
+            self.on_pass()
         for dev_id in self.sched.hung(now):
             task = self._tasks.pop(dev_id, None)
             if task is not None:

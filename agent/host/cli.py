@@ -213,8 +213,9 @@ def cmd_demo(args, log):
 def cmd_queue(args, log):
     from agent.host import queue_cli
 
-    if args.queue_command and not os.path.isdir(args.data_dir):
-        sys.stderr.write("site-agent queue: %s: no such data directory\n" % args.data_dir)
+    if args.queue_command and not os.path.isdir(queue_cli.queue_dir(args.data_dir)):
+        sys.stderr.write("site-agent queue: %s: no queue here (give the agent's storage.dir)\n"
+                         % args.data_dir)
         return EXIT_USAGE
     if args.queue_command == "stats":
         stats = queue_cli.stats(args.data_dir)

@@ -6,6 +6,7 @@ import time
 
 from agent.core.store import Store
 
+QUEUE_SUBDIR = "queue"  # storage.dir also holds clock.json, alarms.json and console.sock
 _INSPECT_BUDGET = 1 << 62  # inspection never writes, so the budget does not matter
 
 
@@ -26,10 +27,16 @@ def open_store(data_dir, budget_bytes, **kw):
     return Store(data_dir, budget_bytes, sync=fsync_file, sync_dir=fsync_dir, **kw)
 
 
+def queue_dir(data_dir):
+    """Where the store lives inside the agent's data directory (storage.dir)."""
+    return os.path.join(data_dir, QUEUE_SUBDIR)
+
+
 def _inspect(data_dir):
-    if not os.path.isdir(data_dir):
-        raise FileNotFoundError("no queue directory at %s" % data_dir)
-    return Store(data_dir, _INSPECT_BUDGET, readonly=True)
+    path = queue_dir(data_dir)
+    if not os.path.isdir(path):
+        raise FileNotFoundError("no queue at %s (is %s the agent's storage.dir?)" % (path, data_dir))
+    return Store(path, _INSPECT_BUDGET, readonly=True)
 
 
 def stats(data_dir):

@@ -11,9 +11,20 @@ import random
 import signal
 
 import drivers
+from agent.core.alarms import ActiveFile
+from agent.core.clock import Clock, ClockFile, boot_id
+from agent.core.compat import monotonic, wall_time
 from agent.core.errors import ConfigError, QueueError
+from agent.core.facade import AgentFacade
 from agent.core.loop import Loop
+from agent.core.monitor import SiteMonitor
 from agent.core.queue import MemoryQueue
+from agent.host.health import HealthDriver
+from agent.host.timesync import ntp_synced
+from agent.host.watchdog import Watchdog
+
+HEALTH_DEVICE = "agent"  # the device id under which the agent reports its own health
+CLOCK_CHECK_S = 60
 
 
 def build_drivers(cfg):
@@ -47,10 +58,10 @@ def open_queue(cfg, log, volatile=False):
     polls. Raises QueueError when the directory cannot be used."""
     if volatile:
         return MemoryQueue()
-    from agent.host.queue_cli import open_store
+    from agent.host.queue_cli import open_store, queue_dir
 
     st = cfg.storage
-    path = st["dir"]
+    path = queue_dir(st["dir"])
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
@@ -58,19 +69,34 @@ def open_queue(cfg, log, volatile=False):
     return open_store(path, int(st["budget_mb"] * 1024 * 1024), log=lambda msg: log.info("queue", msg))
 
 
-def make_loop(cfg, queue, log):
+def make_loop(cfg, queue, log, monitor=None, clock=None, on_pass=None):
     st = cfg.storage
     loop = Loop(
         cfg.site["id"],
         queue,
         random.random,
         log,
+        mono=clock.mono if clock is not None else monotonic,
+        wall=clock.now if clock is not None else wall_time,
         commit_interval=st.get("commit_interval", 5.0),
         commit_records=st.get("commit_records", 500),
+        monitor=monitor,
+        clock=clock,
+        on_pass=on_pass,
     )
     for dev, drv in build_drivers(cfg):
         loop.add_device(dev, drv)
     return loop
+
+
+async def _keep_time(clock, every_s=CLOCK_CHECK_S):
+    """Trust the system clock once the kernel says NTP has synchronised it; persist how far this
+    boot has run, so records of a boot that never got time can be dated later."""
+    while True:
+        if not clock.trusted() and ntp_synced():
+            clock.trust(None, "ntp")
+        clock.checkpoint()
+        await asyncio.sleep(every_s)
 
 
 async def run_agent(cfg, log, stop=None):
@@ -84,44 +110,71 @@ async def run_agent(cfg, log, stop=None):
             pass
     for w in cfg.warnings:
         log.warning("config", w)
+    data_dir = cfg.storage["dir"]
     queue = open_queue(cfg, log)
-    loop = make_loop(cfg, queue, log)
+    clock = Clock(boot_id(), state=ClockFile(os.path.join(data_dir, "clock.json")), log=log)
+    if cfg.site.get("clock") == "system" and not clock.trusted():
+        clock.trust(None, "system")
+    monitor = SiteMonitor(
+        cfg.site["id"],
+        cfg.site["kind"],
+        clock,
+        cfg.alarms,
+        active_file=ActiveFile(os.path.join(data_dir, "alarms.json")),
+        log=log,
+    )
+    watchdog = Watchdog.from_env()
+    loop = make_loop(cfg, queue, log, monitor, clock, watchdog.kick if watchdog else None)
     uplink = None
-    tasks = [asyncio.create_task(loop.run())]
     if cfg.uplink:
         from agent.host.uplink import MqttUplink
 
-        from agent.core.facade import AgentFacade
-
         uplink = MqttUplink(cfg.uplink, cfg.site["id"], queue, log)
+    # The agent watches itself like any device: CPU, memory, disk, its queue and its uplink.
+    health = {"id": HEALTH_DEVICE, "driver": "health", "interval": 60, "timeout": 10, "jitter": 0.1}
+    budget = int(cfg.storage["budget_mb"] * 1024 * 1024)
+    loop.add_device(health, HealthDriver(health, data_dir, queue, uplink, clock, budget))
+    facade = AgentFacade(cfg, loop, queue, uplink, clock=clock, log=log)
+    facade.alarms = monitor.engine
+    tasks = [asyncio.create_task(loop.run()), asyncio.create_task(_keep_time(clock))]
+    if uplink is not None:
         # MQTT commands, the retained state and the active-alarm set go through the facade.
-        uplink.attach(AgentFacade(cfg, loop, queue, uplink, log=log))
+        uplink.attach(facade)
         loop.listeners.append(uplink.notify)
+        loop.alarm_listeners.append(uplink.alarms_changed)
         tasks.append(asyncio.create_task(uplink.run()))
+    if watchdog is not None:
+        tasks.append(asyncio.create_task(watchdog.run()))
+        watchdog.ready()
     log.info(
         "agent",
         "started",
         site=cfg.site["id"],
         devices=len(loop.drivers),
         pid=os.getpid(),
-        data=cfg.storage.get("dir"),
+        data=data_dir,
+        clock="trusted" if clock.trusted() else "untrusted",
     )
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait(tasks + [stopper], return_when=asyncio.FIRST_COMPLETED)
     code = 0
     for t in done:
-        if t is not stopper and t.exception() is not None:
+        if t is not stopper and not t.cancelled() and t.exception() is not None:
             log.error("agent", "task failed", error=repr(t.exception()))
             code = 1
+    if watchdog is not None:
+        watchdog.stopping()
     loop.stop()
     await asyncio.gather(tasks[0], return_exceptions=True)
     if uplink is not None:
         # Give the uplink a moment to send what the final commit confirmed.
         uplink.notify()
         await asyncio.sleep(0.2)
-        tasks[1].cancel()
-        await asyncio.gather(tasks[1], return_exceptions=True)
+    for t in tasks[1:]:
+        t.cancel()
+    await asyncio.gather(*tasks[1:], return_exceptions=True)
     stopper.cancel()
+    clock.checkpoint()
     queue.close()
     log.info("agent", "stopped", site=cfg.site["id"])
     return code

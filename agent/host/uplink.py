@@ -119,6 +119,7 @@ class MqttUplink:
         self._wake = None
         self._next_idx = 0
         self._next_probe = None
+        self._alarms_dirty = False
 
     def attach(self, facade):
         """Give the uplink the AgentFacade: commands, retained state and active alarms use it."""
@@ -286,8 +287,31 @@ class MqttUplink:
             _Msg(self.topics["alarms"], alarms, retain=True, urgent=True, kind="state"),
         ]
 
+    def alarms_changed(self):
+        """Called by the loop after a commit when the active-alarm set changed: the retained
+        set is published again (at once when connected, else with the state after the connect)."""
+        self._alarms_dirty = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def _resolve(self, records):
+        """Give records stamped before the clock was trusted their estimated wall time now, at
+        read-out (the store keeps them as they were made; see agent/core/clock.py)."""
+        clock = self.facade.clock if self.facade is not None else None
+        if clock is None:
+            return records
+        return [clock.resolve(r) for r in records]
+
     def _fill(self, s):
         """Move the next batch from the queue into the outbox, in contract order."""
+        if self._alarms_dirty and self.facade is not None:
+            self._alarms_dirty = False
+            if s.state_sent:  # else the state about to go out carries the new set anyway
+                body = contract.alarms_payload(self.site_id, self.facade.active_alarms(), time.time())
+                self._outbox.append(
+                    _Msg(self.topics["alarms"], body, retain=True, urgent=True, kind="state")
+                )
+                return True
         batch = self.queue.next_batch(self.batch_max)
         if batch is None:
             if not s.state_sent:
@@ -296,6 +320,7 @@ class MqttUplink:
                 return bool(self._outbox)
             return False
         batch_id, records = batch
+        records = self._resolve(records)
         alarms = [r for r in records if contract.is_alarm_record(r)]
         routine = [r for r in records if not contract.is_alarm_record(r)]
         parts = []

@@ -113,3 +113,41 @@ def test_sequence_numbers_are_unique_and_the_agent_is_online(running_site):
     by_seq = {}
     for (dev, metric), (rec, _) in latest.items():
         assert by_seq.setdefault(rec["seq"], (dev, metric)) == (dev, metric)
+
+
+def test_mains_failure_raises_an_alarm_upstream(running_site):
+    """Runs last in this module: it changes the emulator's state. Pull mains on the serial UPS:
+    the agent sees OB, the default rule UPS_ON_BATTERY (OB for 10 s) raises, the event arrives on
+    the alarm topic and the retained active-alarm set names it; the site state says battery."""
+    import json
+    import time
+
+    site, upstream, agent, log_path = running_site
+    site.ups_serial.set_mains(False)
+    deadline = time.monotonic() + 60
+    raised = []
+    while time.monotonic() < deadline and not raised:
+        with upstream.lock:
+            raised = [e for e in upstream.alarm_events
+                      if e.get("rule") == "UPS_ON_BATTERY" and e.get("event") == "raise"]
+        time.sleep(0.2)
+    if not raised:
+        with open(log_path) as f:
+            raise AssertionError("no UPS_ON_BATTERY event; agent log:\n" + f.read()[-3000:])
+    event = raised[0]
+    assert event["alarm"] == "UPS_ON_BATTERY/ups-serial/ups.status"
+    assert event["severity"] == "major" and event["device"] == "ups-serial"
+    assert "OB" in json.dumps(event).split('"value"', 1)[1][:40]
+    assert isinstance(event["seq"], int) and isinstance(event["time"], float)
+    # The retained set is republished after the event's commit.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with upstream.lock:
+            retained = upstream.retained.get("alarms")
+        if retained and b"UPS_ON_BATTERY" in retained:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("retained alarm set never named UPS_ON_BATTERY: %r" % retained)
+    latest = upstream.wait_for(lambda l: l.get(("site", "site.power_source"), ({},))[0].get("value") == "battery", 20)
+    assert latest[("site", "site.power_source")][0]["value"] == "battery"

@@ -173,11 +173,11 @@ def test_run_stops_cleanly_on_signal(tmp_path, sig):
 
 
 def test_queue_stats_and_export_on_a_stopped_agents_store(tmp_path):
-    from agent.host.queue_cli import open_store
+    from agent.host.queue_cli import open_store, queue_dir
 
     data = tmp_path / "data"
     data.mkdir()
-    st = open_store(str(data), 1 << 20)
+    st = open_store(queue_dir(str(data)), 1 << 20)
     for i in range(3):
         st.append("routine", {"site": "s", "device": "ups", "metric": "battery.charge",
                               "value": 90 - i, "unit": "%", "time": 1.7e9 + i, "quality": "good"})
@@ -199,4 +199,4 @@ def test_queue_stats_and_export_on_a_stopped_agents_store(tmp_path):
     assert [r.get("metric", r.get("id")) for r in recs] == ["MAINS_LOST"] + ["battery.charge"] * 3
     assert [r["value"] for r in recs[1:]] == [90, 89, 88]
     r = cli("queue", "stats", str(tmp_path / "missing"))
-    assert r.returncode == 2 and "no such data directory" in r.stderr
+    assert r.returncode == 2 and "no queue here" in r.stderr
