@@ -64,6 +64,13 @@ def _defaults_rules(ck, d):
         )  # fmt: skip
 
 
+# Device ids the agent itself reports under; a configured device may not take them.
+RESERVED_DEVICE_IDS = {
+    "agent": "the agent reports its own health under this device id",
+    "site": "the derived site state (power source, runtime, backhaul) uses this device id",
+}
+
+
 def _devices(ck, raw, defaults):
     if not isinstance(raw, list):
         ck.expected(("devices",), "an array of tables ([[devices]])", raw)
@@ -76,7 +83,9 @@ def _devices(ck, raw, defaults):
         if not isinstance(item, dict):
             continue
         dev_id = d.get("id")
-        if dev_id is not None:
+        if dev_id in RESERVED_DEVICE_IDS:
+            ck.error(path + ("id",), show(dev_id) + " is reserved: " + RESERVED_DEVICE_IDS[dev_id])
+        elif dev_id is not None:
             if dev_id in first:
                 ck.error(
                     path + ("id",),

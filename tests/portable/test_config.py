@@ -702,3 +702,10 @@ def test_alarm_rule_kinds_of_the_engine():
             "contains, stale, got equals and stale"
         ),
     ]
+
+
+def test_reserved_device_ids():
+    for reserved in ("agent", "site"):
+        d = base()
+        d["devices"][0]["id"] = reserved
+        assert only(d).startswith('site.toml: devices[0].id: "%s" is reserved' % reserved)
