@@ -9,6 +9,8 @@ import sys
 from agent import __version__
 from agent.core.errors import ConfigError
 from agent.core.log import DEBUG, ERROR, INFO, WARNING, Log
+from agent.host.console_host import add_parser as add_console_parser
+from agent.host.console_host import cmd_console
 
 DEFAULT_CONFIG = os.environ.get("SITE_AGENT_CONFIG", "/etc/site-agent/site.toml")
 LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
@@ -72,6 +74,8 @@ def build_parser():
                    help="show every metric, not only each device's headline values")
     d.add_argument("--keep", metavar="DIR", help="write the demo's config and data here and "
                    "keep them afterwards")
+
+    add_console_parser(sub)
 
     q = sub.add_parser("queue", help="inspect a stopped agent's store",
                        description="Inspect the store in a data directory while the agent is "
@@ -198,10 +202,16 @@ def format_table(header, rows):
 
 
 def cmd_run(args, log):
-    from agent.host.runner import run_agent
+    from agent.host.runner import EXIT_RESTART, run_agent
 
     cfg = _load(args.config)
-    return asyncio.run(run_agent(cfg, log))
+    code = asyncio.run(run_agent(cfg, log))
+    if code == EXIT_RESTART:
+        if os.environ.get("INVOCATION_ID"):
+            return EXIT_OK  # under systemd: Restart=always starts the agent again
+        log.info("agent", "restarting", argv=" ".join(sys.argv[1:]))
+        os.execv(sys.executable, [sys.executable, "-m", "agent.host.cli"] + sys.argv[1:])
+    return code
 
 
 def cmd_demo(args, log):
@@ -233,7 +243,8 @@ def cmd_queue(args, log):
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "poll": cmd_poll, "demo": cmd_demo,
-            "queue": cmd_queue}
+            "queue": cmd_queue,
+            "console": lambda args, log: cmd_console(args, log, DEFAULT_CONFIG)}
 
 
 def main(argv=None):

@@ -111,6 +111,10 @@ class SocketConsole:
                     pass
         except (ConnectionError, OSError):
             pass
+        except asyncio.CancelledError:
+            # The agent is stopping. Ending quietly here (the handler's own task) keeps asyncio
+            # from logging the cancellation as an error in its stream callback.
+            pass
         finally:
             if ticker is not None:
                 ticker.cancel()

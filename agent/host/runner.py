@@ -15,14 +15,15 @@ from agent.core.alarms import ActiveFile
 from agent.core.clock import Clock, ClockFile, boot_id
 from agent.core.compat import monotonic, wall_time
 from agent.core.errors import ConfigError, QueueError
-from agent.core.facade import AgentFacade
 from agent.core.loop import Loop
 from agent.core.monitor import SiteMonitor
 from agent.core.queue import MemoryQueue
+from agent.host.console_host import make_facade, start_consoles
 from agent.host.health import HealthDriver
 from agent.host.timesync import ntp_synced
 from agent.host.watchdog import Watchdog
 
+EXIT_RESTART = 3  # run_agent's answer to a console `reboot`: start the agent again
 HEALTH_DEVICE = "agent"  # the device id under which the agent reports its own health
 CLOCK_CHECK_S = 60
 
@@ -103,9 +104,15 @@ async def run_agent(cfg, log, stop=None):
     """Run until `stop` (an asyncio.Event) is set or a signal arrives. Returns the exit code."""
     stop = stop or asyncio.Event()
     aloop = asyncio.get_running_loop()
+    signalled = []  # a SIGTERM or SIGINT wins over a pending console restart
+
+    def on_signal(signum):
+        signalled.append(signum)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            aloop.add_signal_handler(sig, stop.set)
+            aloop.add_signal_handler(sig, on_signal, sig)
         except (NotImplementedError, RuntimeError):
             pass
     for w in cfg.warnings:
@@ -134,7 +141,15 @@ async def run_agent(cfg, log, stop=None):
     health = {"id": HEALTH_DEVICE, "driver": "health", "interval": 60, "timeout": 10, "jitter": 0.1}
     budget = int(cfg.storage["budget_mb"] * 1024 * 1024)
     loop.add_device(health, HealthDriver(health, data_dir, queue, uplink, clock, budget))
-    facade = AgentFacade(cfg, loop, queue, uplink, clock=clock, log=log)
+    restart_requested = []
+
+    def restart():  # the console's `reboot`: let it answer, then stop and ask to be started again
+        restart_requested.append(True)
+        aloop.call_later(0.2, stop.set)
+
+    # One facade for the console and MQTT commands, so both always mean the same thing.
+    facade = make_facade(cfg, loop, queue, uplink, log, restart=restart, config_path=cfg.source,
+                         clock=clock)  # fmt: skip
     facade.alarms = monitor.engine
     tasks = [asyncio.create_task(loop.run()), asyncio.create_task(_keep_time(clock))]
     if uplink is not None:
@@ -146,6 +161,7 @@ async def run_agent(cfg, log, stop=None):
     if watchdog is not None:
         tasks.append(asyncio.create_task(watchdog.run()))
         watchdog.ready()
+    console = await start_consoles(cfg, facade, log)
     log.info(
         "agent",
         "started",
@@ -162,6 +178,8 @@ async def run_agent(cfg, log, stop=None):
         if t is not stopper and not t.cancelled() and t.exception() is not None:
             log.error("agent", "task failed", error=repr(t.exception()))
             code = 1
+    if console is not None:
+        await console.close()
     if watchdog is not None:
         watchdog.stopping()
     loop.stop()
@@ -176,5 +194,6 @@ async def run_agent(cfg, log, stop=None):
     stopper.cancel()
     clock.checkpoint()
     queue.close()
-    log.info("agent", "stopped", site=cfg.site["id"])
-    return code
+    restart = bool(restart_requested) and not signalled and code == 0
+    log.info("agent", "stopped", site=cfg.site["id"], restart=restart)
+    return EXIT_RESTART if restart else code

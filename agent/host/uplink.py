@@ -120,6 +120,7 @@ class MqttUplink:
         self._next_idx = 0
         self._next_probe = None
         self._alarms_dirty = False
+        self._drain_requested = False
 
     def attach(self, facade):
         """Give the uplink the AgentFacade: commands, retained state and active alarms use it."""
@@ -465,16 +466,29 @@ class MqttUplink:
         return None
 
     async def _sleep(self, seconds):
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives as the event fires, and run() then never stops.
         self._wake.clear()
         try:
-            await asyncio.wait_for(self._wake.wait(), max(0.0, min(seconds, 1.0)))
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(max(0.0, min(seconds, 1.0))):
+                await self._wake.wait()
+        except TimeoutError:
             pass
+
+    def drain(self):
+        """Send the backlog now (a technician's `drain`): cut the current reconnect wait short.
+        The cap on connection attempts per minute still holds: it protects the broker."""
+        self._drain_requested = True
+        if self._wake is not None:
+            self._wake.set()
 
     async def _wait_for_attempt(self, delay):
         end = time.monotonic() + delay
         while True:
             now = time.monotonic()
+            if self._drain_requested:
+                self._drain_requested = False
+                end = now
             wait = max(end - now, self.limiter.wait_time(now))
             if wait <= 0:
                 return

@@ -12,7 +12,7 @@ import pytest
 from agent import __version__
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SUBCOMMANDS = ["run", "check", "poll", "demo", "queue"]
+SUBCOMMANDS = ["run", "check", "poll", "demo", "queue", "console"]
 
 
 def cli(*args, timeout=60, **kw):
@@ -165,7 +165,7 @@ def test_run_stops_cleanly_on_signal(tmp_path, sig):
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
-    assert " agent: stopped site=cli-test" in err
+    assert " agent: stopped restart=False site=cli-test" in err
     # Structured lines: "<time> <LEVEL> <component>: <message> key=value ..."
     for line in ("".join(lines) + err).splitlines():
         parts = line.split(" ")
