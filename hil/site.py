@@ -1,6 +1,7 @@
 """A simulated BTS site on loopback: real SNMP agents (snmpsim serving snmpsim-data recordings),
-a Megatec Q1 UPS emulated on a pseudo-terminal, and an MQTT broker; plus the site config that points
-an agent at them. Used by `site-agent demo` and the end-to-end tests.
+a Megatec Q1 UPS, an EPEVER solar charge controller (Modbus RTU) and a Pylontech lithium BMS, each
+emulated on a pseudo-terminal, and an MQTT broker; plus the site config that points an agent at
+them. Used by `site-agent demo` and the end-to-end tests.
 
     with SimulatedSite() as site:
         site.config_path      # a site.toml for the agent
@@ -15,6 +16,8 @@ import tempfile
 
 from hil.broker import Broker
 from hil.emulators.megatec import MegatecEmulator
+from hil.emulators.modbus_epever import EpeverEmulator
+from hil.emulators.pylontech import PylontechEmulator
 from hil.snmpsim import SnmpSim
 
 SITE_ID = "demo-bts-01"
@@ -75,6 +78,35 @@ timeout = {timeout}
 port = "{pty}"
 baud = 2400
 
+[[devices]]
+id = "solar"
+driver = "modbus"
+name = "EPEVER solar charge controller on RS-485 (Modbus RTU emulator)"
+interval = {interval}
+timeout = {timeout}
+
+[devices.serial]
+port = "{solar_pty}"
+baud = 115200
+
+[devices.modbus]
+slave = 1
+map = "epever"
+
+[[devices]]
+id = "li-bms"
+driver = "pylontech"
+name = "Lithium bank BMS on RS-485 (Pylontech emulator)"
+interval = {interval}
+timeout = {timeout}
+
+[devices.serial]
+port = "{bms_pty}"
+baud = 9600
+
+[devices.options]
+address = 2
+
 [uplink]
 topic_prefix = "{prefix}"
 
@@ -100,6 +132,8 @@ class SimulatedSite:
         self.broker = None
         self.snmp = None
         self.ups_serial = None
+        self.solar = None
+        self.bms = None
         self.config_path = None
         self.site_id = SITE_ID
         self.prefix = TOPIC_PREFIX
@@ -115,6 +149,10 @@ class SimulatedSite:
             self.snmp = SnmpSim([UPS_RECORDING, ROUTER_RECORDING]).start()
             self.ups_serial = MegatecEmulator()
             pty = self.ups_serial.start()
+            self.solar = EpeverEmulator(slaves=(1,))
+            solar_pty = self.solar.start()
+            self.bms = PylontechEmulator(addresses=(2,))
+            bms_pty = self.bms.start()
             self.config_path = os.path.join(self.dir, "site.toml")
             with open(self.config_path, "w") as f:
                 f.write(
@@ -126,6 +164,8 @@ class SimulatedSite:
                         ups_rec=self.snmp.community_for(UPS_RECORDING),
                         router_rec=self.snmp.community_for(ROUTER_RECORDING),
                         pty=pty,
+                        solar_pty=solar_pty,
+                        bms_pty=bms_pty,
                         prefix=TOPIC_PREFIX,
                         mqtt_port=self.broker.port,
                         data_dir=os.path.join(self.dir, "data"),
@@ -137,13 +177,13 @@ class SimulatedSite:
         return self
 
     def stop(self):
-        for part in (self.ups_serial, self.snmp, self.broker):
+        for part in (self.bms, self.solar, self.ups_serial, self.snmp, self.broker):
             if part is not None:
                 try:
                     part.stop()
                 except Exception:
                     pass
-        self.ups_serial = self.snmp = self.broker = None
+        self.bms = self.solar = self.ups_serial = self.snmp = self.broker = None
         if self.dir and not self.keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None

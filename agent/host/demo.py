@@ -12,9 +12,11 @@ from agent.host.cli import format_table, format_value
 REFRESH_S = 1.0
 # What a person watching the site wants first; everything else is counted ("+N more").
 HEADLINE = (
-    "ups.status", "output.source", "battery.charge", "battery.runtime", "battery.voltage",
-    "input.voltage", "output.voltage", "ups.load", "dc.voltage", "rectifier.current",
-    "router.uptime", "router.cpu", "router.memory", "agent.device.stale",
+    "site.power_source", "site.runtime", "site.backhaul",
+    "ups.status", "battery.charge", "battery.runtime", "battery.voltage", "battery.current",
+    "input.voltage", "ups.load", "solar.power", "charger.status", "dc.voltage",
+    "rectifier.current", "router.uptime", "router.cpu", "router.memory",
+    "agent.queue.depth", "agent.uplink.connected",
 )
 
 

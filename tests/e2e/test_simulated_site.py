@@ -115,14 +115,32 @@ def test_sequence_numbers_are_unique_and_the_agent_is_online(running_site):
         assert by_seq.setdefault(rec["seq"], (dev, metric)) == (dev, metric)
 
 
+def test_solar_controller_and_bms_readings_match_their_emulators(running_site):
+    site, upstream, agent, log_path = running_site
+    keys = [("solar", "solar.voltage"), ("solar", "battery.charge"), ("li-bms", "battery.charge"),
+            ("li-bms", "battery.cell.1.voltage"), ("li-bms", "battery.cycles")]
+    latest = _wait(upstream, agent, log_path, keys)
+    solar = site.solar.state(1)
+    bms = site.bms.state(2)
+    assert latest[("solar", "solar.voltage")][0]["value"] == solar["pv_v"]
+    assert abs(latest[("solar", "battery.charge")][0]["value"] - solar["soc"]) <= 1
+    assert abs(latest[("li-bms", "battery.charge")][0]["value"] - bms["soc"]) <= 1
+    assert latest[("li-bms", "battery.cycles")][0]["value"] == bms["cycles"]
+    cell = latest[("li-bms", "battery.cell.1.voltage")][0]
+    assert cell["unit"] == "V" and 3.0 < cell["value"] < 3.6
+
+
 def test_mains_failure_raises_an_alarm_upstream(running_site):
     """Runs last in this module: it changes the emulator's state. Pull mains on the serial UPS:
     the agent sees OB, the default rule UPS_ON_BATTERY (OB for 10 s) raises, the event arrives on
-    the alarm topic and the retained active-alarm set names it; the site state says battery."""
+    the alarm topic and the retained active-alarm set names it; at night the site state says
+    battery."""
     import json
     import time
 
     site, upstream, agent, log_path = running_site
+    # A typhoon night: no sun on the panels (else the site would rightly say "solar"), then mains goes.
+    site.solar.unit(1).set_sun(0.0)
     site.ups_serial.set_mains(False)
     deadline = time.monotonic() + 60
     raised = []
