@@ -1,8 +1,10 @@
 """An MQTT broker on loopback for tests and the demo.
 
 mosquitto (Debian's package) when it is installed; otherwise amqtt, a pure-Python broker from PyPI,
-in a subprocess. Tests that need mosquitto specifically (TLS, ACLs) ask for it with
-`require_mosquitto=True` and fail with a clear message when it is missing.
+started in this process (hil/pybroker.py). SITE_AGENT_BROKER=amqtt (or =mosquitto) forces the
+choice, so the fallback is tested on machines that have mosquitto. Tests that need mosquitto
+specifically (TLS, ACLs) ask for it with `require_mosquitto=True` and fail with a clear message
+when it is missing.
 
 mosquitto options for the uplink tests: `tls` (dict: ca_file, cert_file, key_file, and
 require_certificate, default True: mutual TLS), `acl` (the text of an ACL file), `passwords`
@@ -15,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 
 from hil.net import free_port, wait_tcp
@@ -47,6 +48,7 @@ class Broker:
         self.require_mosquitto = require_mosquitto or bool(tls or acl or passwords or persistence)
         self.exe = None
         self.proc = None
+        self.inproc = None
         self.kind = None
         self.dir = None
 
@@ -54,10 +56,11 @@ class Broker:
         self.dir = tempfile.mkdtemp(prefix="site-agent-broker-")
         if self.port is None:
             self.port = free_port(self.host)
-        exe = find_mosquitto()
+        want = os.environ.get("SITE_AGENT_BROKER", "")
+        exe = find_mosquitto() if want != "amqtt" else None
         if exe:
             self._start_mosquitto(exe)
-        elif self.require_mosquitto:
+        elif self.require_mosquitto or want == "mosquitto":
             raise BrokerUnavailable(
                 "mosquitto is not installed (apt-get install mosquitto); this test needs it"
             )
@@ -120,27 +123,15 @@ class Broker:
         )
 
     def _start_amqtt(self):
+        from hil.pybroker import InProcessBroker
+
         self.kind = "amqtt"
-        conf = os.path.join(self.dir, "amqtt.yaml")
-        with open(conf, "w") as f:
-            f.write(
-                "listeners:\n  default:\n    type: tcp\n    bind: %s:%d\n"
-                "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
-                "    allow_anonymous: true\n" % (self.host, self.port)
-            )
-        exe = os.path.join(os.path.dirname(sys.executable), "amqtt")
-        if not os.path.exists(exe):
+        try:
+            self.inproc = InProcessBroker(self.host, self.port).start()
+        except RuntimeError as e:
             raise BrokerUnavailable(
-                "no MQTT broker: install mosquitto (apt-get install mosquitto) or amqtt "
-                "(pip install 'site-agent[sim]')"
+                "no MQTT broker: mosquitto is not installed (apt-get install mosquitto) and %s" % e
             )
-        self.proc = subprocess.Popen(
-            [exe, "-c", conf],
-            stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(self.dir, "stderr.log"), "w"),
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
 
     def log_text(self):
         out = []
@@ -174,6 +165,9 @@ class Broker:
         return self
 
     def stop(self):
+        if self.inproc is not None:
+            self.inproc.stop()
+            self.inproc = None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
