@@ -11,6 +11,7 @@ DRIVERS = {
     "voltronic": "drivers.voltronic:VoltronicDriver",
     "vedirect": "drivers.vedirect:VeDirectDriver",
     "pylontech": "drivers.pylontech:PylontechDriver",
+    "probe": "drivers.probe:ProbeDriver",
 }
 
 
