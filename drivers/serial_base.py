@@ -6,16 +6,24 @@ the one this runtime has: the host's pyserial SerialPort on CPython. The board a
 machine.UART transport the same way, so the driver file is the same on both.
 """
 
+from agent.core.compat import MICROPYTHON
 from agent.core.errors import DeviceError
 from drivers.base import Driver
 
 
 def default_transport():
-    """A new, unopened serial transport for this runtime; DeviceError when there is none."""
+    """A new, unopened serial transport for this runtime: the host's pyserial SerialPort on
+    CPython, the board's machine.UART UartPort on MicroPython; DeviceError when there is none."""
+    if MICROPYTHON:
+        try:
+            from agent.board.uart import UartPort
+        except ImportError:
+            raise DeviceError("no serial transport on this board: agent/board/uart.py is missing") from None
+        return UartPort()
     try:
         from agent.host.serial_port import SerialPort
     except ImportError:
-        raise DeviceError("no serial transport on this runtime; the board must inject one")
+        raise DeviceError("no serial transport on this runtime: pyserial is not installed") from None
     return SerialPort()
 
 
