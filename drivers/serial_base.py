@@ -18,12 +18,16 @@ def default_transport():
         try:
             from agent.board.uart import UartPort
         except ImportError:
-            raise DeviceError("no serial transport on this board: agent/board/uart.py is missing") from None
+            raise DeviceError(
+                "no serial transport on this board: agent/board/uart.py is missing"
+            ) from None
         return UartPort()
     try:
         from agent.host.serial_port import SerialPort
     except ImportError:
-        raise DeviceError("no serial transport on this runtime: pyserial is not installed") from None
+        raise DeviceError(
+            "no serial transport on this runtime: pyserial is not installed"
+        ) from None
     return SerialPort()
 
 
