@@ -1,6 +1,7 @@
 """Our UPS-MIB readings against an independent reader: NUT's snmp-ups driver (Debian nut-snmp),
-run once (-d 1) against the same snmpsim recordings. Where NUT and we disagree on purpose (values
-the device marks unknown, Huawei's out-of-spec scales), the test says so."""
+run once (-d 1) against the same snmpsim recordings, for every UPS recording issue 5 names (eaton,
+phoenixtec, huawei, eastpower). Where NUT and we disagree (values the device marks unknown,
+Huawei's out-of-spec scales, EAST's extra ".0" after the table index), the test says why."""
 
 import asyncio
 import os
@@ -14,7 +15,8 @@ from drivers.snmp import SnmpDriver
 from hil.snmpsim import SnmpSim
 
 SNMP_UPS = "/lib/nut/snmp-ups"
-RECORDINGS = ["UPS/eaton-93e-80", "UPS/phoenixtec-power", "UPS/huawei-gse200m"]
+EAST = "UPS/eastpower-istars-swv053"
+RECORDINGS = ["UPS/eaton-93e-80", "UPS/phoenixtec-power", "UPS/huawei-gse200m", EAST]
 # NUT variable -> ours, for the names both produce with the same meaning and unit
 SAME = (
     "battery.charge",
@@ -115,3 +117,49 @@ def test_where_we_differ_from_nut_on_purpose(sim):
     assert float(theirs["input.voltage"]) == 2369 and mine["input.voltage"] == 236.9
     for k in ("battery.voltage", "ups.load", "ups.status", "ups.mfr"):
         assert same(mine[k], theirs[k]), k
+
+
+def test_eastpower_three_phase_with_nut(sim):
+    """EAST iStars (EA9080, 80 kVA, three-phase): the five values issue 5 point 4 names."""
+    theirs, mine = nut(sim, EAST), ours(sim, EAST)
+    rec = sim.expected(EAST)
+    # battery.charge: upsEstimatedChargeRemaining 100 %; both read it as is.
+    assert rec["1.3.6.1.2.1.33.1.2.4.0"][1] == "100"
+    assert same(mine["battery.charge"], theirs["battery.charge"]) and mine["battery.charge"] == 100
+    # battery.voltage: upsBatteryVoltage is 0.1 V on the wire (2130 -> 213 V, a 180-cell string
+    # of this size); both apply the RFC 1628 scale.
+    assert rec["1.3.6.1.2.1.33.1.2.5.0"][1] == "2130"
+    assert (
+        same(mine["battery.voltage"], theirs["battery.voltage"]) and mine["battery.voltage"] == 213
+    )
+    # battery.runtime: upsEstimatedMinutesRemaining is 0 while on line with a full battery. Odd,
+    # but it is what the device sends and 0 is not an RFC 1628 "unknown" marker, so both report
+    # 0 (NUT in seconds after its x60, we likewise).
+    assert rec["1.3.6.1.2.1.33.1.2.3.0"][1] == "0"
+    assert (
+        same(mine["battery.runtime"], theirs["battery.runtime"]) and mine["battery.runtime"] == 0
+    )
+    # Output source / status: upsOutputSource = normal(3). NUT turns it into ups.status "OL" and
+    # publishes no source variable; we publish both output.source and the NUT-style ups.status.
+    assert rec["1.3.6.1.2.1.33.1.4.1.0"][1] == "3"
+    assert theirs["ups.status"] == "OL" and mine["ups.status"] == "OL"
+    assert mine["output.source"] == "normal" and "output.source" not in theirs
+    # input.voltage: DIFFERENCE, explained. This firmware puts an extra ".0" after the row index
+    # of every table cell (upsInputVoltage.1.0, not upsInputVoltage.1). NUT's ietf mapping GETs
+    # the exact instance upsInputVoltage.1 (and .2, .3 for its three-phase names), gets
+    # noSuchInstance and publishes no input voltage at all (nor input.frequency, output.voltage,
+    # ups.load). We parse table columns by prefix and take the row from the first index
+    # component, so we read the phases the recording holds: 236, 236, 234 V.
+    phases = [rec["1.3.6.1.2.1.33.1.3.3.1.3.%d.0" % n][1] for n in (1, 2, 3)]
+    assert phases == ["236", "236", "234"]
+    assert "1.3.6.1.2.1.33.1.3.3.1.3.1" not in rec  # the instance NUT asks for does not exist
+    assert not [
+        k for k in theirs if k.startswith("input.") and "voltage" in k and "nominal" not in k
+    ]
+    assert [mine["input.voltage.l%d" % n] for n in (1, 2, 3)] == [236, 236, 234]
+    assert mine["input.voltage"] == 236  # phase 1, as for single-phase devices
+    # Where both do read a value, they agree (nominal values and the like only NUT publishes).
+    for k in ("output.frequency", "battery.temperature", "battery.current", "ups.mfr",
+              "ups.firmware", "ups.model"):  # fmt: skip
+        theirs_k = theirs.get(k) if k != "ups.model" else theirs.get("device.model")
+        assert same(mine[k], theirs_k.strip() if isinstance(mine[k], str) else theirs_k), k
