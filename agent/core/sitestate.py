@@ -15,16 +15,25 @@ Derived readings (device "site"):
     site.backhaul       up, down, degraded, unknown
 
 Runtime estimate: a least-squares line through the (time, charge) points since the site went on
-battery (within `window_s`); runtime = (charge - floor) / discharge rate. Without a charge reading
-the battery voltage is used instead, down to `cutoff_cell_v` per cell (lead-acid, cells from the
-rated battery voltage at 2 V per cell). No estimate before `min_span_s` of trend and a
-measurable fall (MIN_DROP_*): a fresh discharge has a transfer sag, and whole-percent readings
-over a few minutes are mostly rounding. The long default window (an hour) and span (20 min)
-trade a slower answer to a load change for an estimate that does not jump with every reading.
-The voltage method's end point (1.75 V/cell) is a convention, not the device's own cut-off, so
-near the end its error grows as (SOC at that voltage) / SOC; a device-reported runtime wins.
+battery (within `window_s`); runtime = (fitted charge now - floor) / discharge rate. The fitted
+value, not the last reading, is the "now": a reading is rounded (whole percent, 10 mV per cell)
+and near the end one rounding step is a large share of what is left. Without a charge reading
+the battery voltage is used instead, down to the device's end-of-discharge voltage, in this order:
+  1. learned: the voltage this device shut down at (status FSD) in an earlier discharge, taken
+     from the fitted line at that moment (a single reading is 10 mV per cell coarse);
+  2. `cutoff_cell_v` per cell if the site config gives it (cells = rated battery voltage / 2 V);
+  3. NUT's guess for a Q1 UPS that does not say (nutdrv_qx, blazer): battery.voltage.low =
+     104/120 of the rated battery voltage from F, 10.4 V per 12 V block (1.733 V per cell).
+The LB flag is not used for the end point: it is the firmware's warning threshold, whose
+distance to the cut-off differs by model; it already raises its own alarm.
+No estimate before `min_span_s` of trend and a measurable fall (MIN_DROP_*): a fresh discharge
+has a transfer sag, and whole-percent readings over a few minutes are mostly rounding. The long
+default window (an hour) and span (20 min) trade a slower answer to a load change for an
+estimate that does not jump with every reading. The method assumes the fall is near linear in
+time, as it is for lead-acid at UPS rates until the last minutes; an end point off by d volts per
+cell shifts the estimate by d / (fall per second), which is why the device's own is preferred.
 Measured in tests/host/test_typhoon.py: charge trend within 6 % of the known discharge; voltage
-trend within 10 % while SOC >= 60 %, then low by about 4 % / SOC.
+trend within 10 % of the time to shutdown at every estimate made with at least 5 minutes left.
 
 Invariants: facts from a device that went stale are forgotten (not reused as if current);
 nothing here raises on odd input: a value of the wrong type is ignored.
@@ -35,6 +44,9 @@ from agent.core import readings as rd
 DEVICE = "site"
 SOLAR_MIN_W = 20.0  # below this the array is not what powers the site
 CELL_NOMINAL_V = 2.0  # lead-acid nominal volts per cell, to count cells from a rated voltage
+# End of discharge as a share of the rated battery voltage when nothing better is known: NUT's
+# default battery.voltage.low for Q1 UPSes (nutdrv_qx / blazer "guesstimation").
+CUTOFF_OF_RATED = 104.0 / 120.0
 MAX_POINTS = 128
 # The fitted fall over the trend must reach this before an estimate is made: a fall within the
 # device's resolution (whole percent, 10 mV per cell) would give a runtime of noise.
@@ -62,7 +74,7 @@ class SiteState:
         backhaul=("probe.<name>.ok",),
         window_s=3600.0,
         min_span_s=1200.0,
-        cutoff_cell_v=1.75,
+        cutoff_cell_v=None,
         floor_pct=0.0,
     ):
         self.site_id = site_id
@@ -70,7 +82,11 @@ class SiteState:
         self.backhaul = tuple(backhaul)  # metric patterns whose state is the backhaul's
         self.window_s = window_s
         self.min_span_s = min_span_s
-        self.cutoff_cell_v = cutoff_cell_v
+        self.cutoff_cell_v = cutoff_cell_v  # configured end of discharge per cell, or None
+        # device -> whole-battery volts at which it shut down in an earlier discharge. Kept for
+        # the life of this object; a runner may persist and restore it (plain dict of floats).
+        self.cutoffs = {}
+        self._shut = []  # devices seen shutting down in this discharge (learn once each)
         self.floor_pct = floor_pct
         self.facts = {}  # device -> {metric: value}, newest good values
         self.source = "unknown"
@@ -101,6 +117,12 @@ class SiteState:
                 f = self.facts[dev]
                 c, v = _num(f.get("battery.charge")), _num(f.get("battery.voltage"))
                 if c is None and v is None:
+                    continue
+                if _has_token(f.get("ups.status"), "FSD"):
+                    # Shut down: the voltage from now on is not the discharge curve any more.
+                    if dev not in self._shut:
+                        self._shut.append(dev)
+                        self._learn_cutoff(dev, now)
                     continue
                 pts = self.trend.setdefault(dev, [])
                 pts.append((now, c, v))
@@ -136,10 +158,24 @@ class SiteState:
         if src == "battery" and self.battery_since is None:
             self.battery_since = now
             self.trend = {}
+            self._shut = []
         elif src != "battery" and src != "unknown":
             self.battery_since = None
             self.trend = {}
+            self._shut = []
         self.source = src
+
+    def _learn_cutoff(self, dev, now):
+        """Remember the voltage `dev` shut down at: the fitted discharge line, halfway between
+        the last reading before the shutdown and the first one showing it (it fell in between)."""
+        pts = [(p[0], p[2]) for p in self.trend.get(dev, ()) if p[2] is not None]
+        if len(pts) < 3:
+            return
+        slope, icept = _fit(pts)
+        if slope is None or slope >= 0:
+            return
+        at = (pts[-1][0] + now) / 2.0
+        self.cutoffs[dev] = icept + slope * (at - pts[0][0])
 
     # --- output ---------------------------------------------------------------------------
     def runtime(self):
@@ -152,14 +188,23 @@ class SiteState:
         if best is not None:
             return int(best), False
         for dev, pts in self.trend.items():
-            est = self._estimate(pts, self.facts.get(dev, {}))
+            est = self._estimate(dev, pts, self.facts.get(dev, {}))
             if est is not None and (best is None or est < best):
                 best = est
         if best is None:
             return None, None
         return int(best), True
 
-    def _estimate(self, pts, f):
+    def _end_voltage(self, dev, rated):
+        """Whole-battery volts at which `dev`'s discharge ends (see the module docstring)."""
+        learned = _num(self.cutoffs.get(dev))
+        if learned is not None:
+            return learned
+        if self.cutoff_cell_v:
+            return rated / CELL_NOMINAL_V * self.cutoff_cell_v
+        return rated * CUTOFF_OF_RATED
+
+    def _estimate(self, dev, pts, f):
         if len(pts) < 3 or pts[-1][0] - pts[0][0] < self.min_span_s:
             return None
         if all(p[1] is not None for p in pts):
@@ -168,16 +213,16 @@ class SiteState:
             min_drop = MIN_DROP_PCT
         else:
             rated = _num(f.get("ups.rating.battery_voltage"))
-            if not rated or any(p[2] is None for p in pts):
+            if not rated or rated <= 0 or any(p[2] is None for p in pts):
                 return None
             level = [(p[0], p[2]) for p in pts]
-            cells = rated / CELL_NOMINAL_V
-            end = cells * self.cutoff_cell_v
-            min_drop = cells * MIN_DROP_CELL_V
-        slope, _ = _fit(level)
-        if slope is None or -slope * (level[-1][0] - level[0][0]) < min_drop:
+            end = self._end_voltage(dev, rated)
+            min_drop = rated / CELL_NOMINAL_V * MIN_DROP_CELL_V
+        slope, icept = _fit(level)
+        span = level[-1][0] - level[0][0]
+        if slope is None or -slope * span < min_drop:
             return None  # not discharging measurably (yet): no honest estimate
-        left = level[-1][1] - end
+        left = icept + slope * span - end  # the fitted level now, not the rounded last reading
         return max(0.0, left / -slope)
 
     def backhaul_state(self):
@@ -242,6 +287,10 @@ def _mains(f):
     if s == "normal":
         return True
     return None
+
+
+def _has_token(status, token):
+    return isinstance(status, str) and token in status.split()
 
 
 def _fit(points):

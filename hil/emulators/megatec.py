@@ -11,9 +11,21 @@ below 200 V (x1.15) and trim above 250 V (x0.87), both flagged by bit b5; the ba
 towards full at 100 % per recharge_s. On battery the input reads 0, the inverter gives the rated
 230 V, SOC falls at a rate set by the load (runtime_s at 100 % load, longer in proportion at lower
 loads), the beeper sounds, b6 (battery low) is set below 20 %, and at 0 % the output drops and b1
-(shutdown active) is set. Battery voltage follows SOC: cell volts 1.75 + 0.35 x SOC on battery
-(minus a load sag), 2.15 + 0.10 x SOC while charging, reported per cell or for the whole battery
-(battery_report="per_cell" as on-line units do, "whole" as standby units do).
+(shutdown active) is set. Battery voltage follows SOC: on battery it falls in a straight line
+from 2.10 V per cell (minus a load sag of 0.05 V at 100 % load) at full to the firmware's cut-off
+`cutoff_cell_v` at empty, where the output drops; 2.15 + 0.10 x SOC while charging. It is reported
+per cell or for the whole battery (battery_report="per_cell" as on-line units do, "whole" as
+standby units do). SOC is the charge usable down to the cut-off at the present load.
+
+Why these end points: a standby UPS has no charge counter; its firmware stops the inverter when
+the battery voltage under load reaches a cut-off, so "empty" must be that voltage at every load
+(the model used to end at 1.75 - 0.05 x load V, a cut-off that moved with the load and that no
+firmware setting gave). The default cut-off is 104/120 of the rated battery voltage (10.4 V per
+12 V block), what NUT's Q1 drivers assume for battery.voltage.low; lead-acid makers give 1.70 to
+1.75 V per cell as the final voltage for discharges of 30 minutes to a few hours, the emulator's
+range (runtime_s at 100 % load, 1800 s in the typhoon scenario; 100 minutes at 30 %). A real
+curve is not straight: it sags at the transfer, runs nearly flat, and bends down over the last
+10-15 % (the knee); this model keeps the straight line and says so (docs/alarms.md).
 
 Protocol faults, beyond the common ones of hil/emulators/base.py:
     "bad_format"  Q1 fields separated by commas (a reply of the right length that does not parse)
@@ -29,6 +41,7 @@ from hil.emulators.base import PtyEmulator
 
 RATED_V = 230.0
 RATED_HZ = 50.0
+CUTOFF_OF_RATED = 104.0 / 120.0  # firmware cut-off as a share of the rated battery voltage
 
 
 class MegatecEmulator(PtyEmulator):
@@ -49,12 +62,15 @@ class MegatecEmulator(PtyEmulator):
         mfr="EMULATED",
         model="Q1-SIM",
         firmware="V0.1",
+        cutoff_cell_v=None,
         **kw,
     ):
         PtyEmulator.__init__(self, **kw)
         if battery_report not in ("per_cell", "whole"):
             raise ValueError("battery_report must be 'per_cell' or 'whole'")
         self.cells = cells
+        # Volts per cell at which the firmware stops the inverter (the end of the runtime).
+        self.cutoff_cell_v = 2.0 * CUTOFF_OF_RATED if cutoff_cell_v is None else cutoff_cell_v
         self.battery_report = battery_report
         self.runtime_s = runtime_s
         self.recharge_s = recharge_s
@@ -83,9 +99,12 @@ class MegatecEmulator(PtyEmulator):
         if self._mains:
             self._soc = min(100.0, self._soc + 100.0 * dt / self.recharge_s)
         else:
-            # Runtime grows as the load shrinks (floor of 5 % so an idle UPS still drains).
-            runtime = self.runtime_s * 100.0 / max(self._load, 5.0)
-            self._soc = max(0.0, self._soc - 100.0 * dt / runtime)
+            self._soc = max(0.0, self._soc - 100.0 * dt / self._runtime_full())
+
+    def _runtime_full(self):
+        """Seconds from full to empty at the present load."""
+        # Runtime grows as the load shrinks (floor of 5 % so an idle UPS still drains).
+        return self.runtime_s * 100.0 / max(self._load, 5.0)
 
     def set_mains(self, present):
         with self._lock:
@@ -141,7 +160,8 @@ class MegatecEmulator(PtyEmulator):
         else:
             vin, freq, avr = 0.0, 0.0, None
             vout = RATED_V if soc > 0.0 else 0.0
-            cell = 1.75 + 0.35 * soc / 100.0 - 0.05 * self._load / 100.0
+            full = 2.10 - 0.05 * self._load / 100.0
+            cell = self.cutoff_cell_v + (full - self.cutoff_cell_v) * soc / 100.0
         cell = round(cell, 2)
         low = (not self._mains) and soc < 20.0
         shutdown = (not self._mains) and soc <= 0.0
@@ -179,6 +199,8 @@ class MegatecEmulator(PtyEmulator):
             "failed": self._failed,
             "status": " ".join(tokens),
             "rating_battery_voltage": 2.0 * self.cells,
+            # seconds until the output drops at the present load (0 on mains: not discharging)
+            "runtime_left": 0.0 if self._mains else soc / 100.0 * self._runtime_full(),
             "fault": self.fault,
             "requests": self.requests,
         }

@@ -1,8 +1,9 @@
 """Typhoon night, one scripted timeline per site kind, on a fake clock.
 
 Wi-Fi point: a real MegatecDriver reads the Megatec Q1 emulator over a pty (the emulator's model
-runs on the same fake clock), and a scripted gateway probe. BTS: a scripted -48 V DC plant (a
-linear discharge at constant load, charge reported in whole percent as controllers do) and a
+runs on the same fake clock), and a scripted gateway probe; two more Wi-Fi tests run the UPS's
+battery all the way to its shutdown. BTS: a scripted -48 V DC plant (a linear discharge at
+constant load, charge reported in whole percent as controllers do; why scripted: see Plant) and a
 scripted router with a fibre and a LEO satellite interface. Each timeline: mains fails (after a
 spell of flapping), the battery discharges, the backhaul drops, mains returns. Asserted: the
 exact alarm event sequence with its times, the runtime estimate against the known discharge, and
@@ -70,6 +71,18 @@ def no_storm(events):
         assert kinds in (["raise"], ["raise", "clear"]), (aid, kinds)
 
 
+def check_estimates(accuracy, margin_s=300.0, within=0.10):
+    """Every (soc, estimate, true seconds left) made while at least margin_s remain is within
+    `within` of the truth; returns the worst relative error among them."""
+    worst = 0.0
+    for soc, est, true_left in accuracy:
+        if true_left >= margin_s:
+            err = abs(est - true_left) / true_left
+            assert err <= within, (soc, est, true_left)
+            worst = max(worst, err)
+    return worst
+
+
 # --- Wi-Fi point: Megatec UPS on a pty, gateway probe ----------------------------------------
 
 WIFI_EXPECTED = [
@@ -79,7 +92,9 @@ WIFI_EXPECTED = [
     (51.0, "raise", "DEVICE_UNREACHABLE/ups/agent.device.stale"),
     (52.0, "clear", "DEVICE_UNREACHABLE/ups/agent.device.stale"),
     (90.5, "raise", "UPS_BATTERY_LOW/ups/ups.status"),
-    (91.5, "raise", "RUNTIME_LOW/site/site.runtime"),
+    # Empty at 110.0 (100 minutes at 30 % load from 10.0): 900 s left at 95.0, then the 60 s
+    # debounce, seen at the next 30 s poll.
+    (96.5, "raise", "RUNTIME_LOW/site/site.runtime"),
     (99.5, "clear", "UPS_BATTERY_LOW/ups/ups.status"),
     (99.5, "clear", "RUNTIME_LOW/site/site.runtime"),
     (100.5, "clear", "UPS_ON_BATTERY/ups/ups.status"),
@@ -118,8 +133,7 @@ def test_wifi_typhoon_night(capsys):
                 site.record("gw", True, [("probe.gw.ok", probe_ok, "")])
                 if site.derived.get("experimental.site.runtime_estimated") and res.ok:
                     st = ups.state
-                    true_left = st["soc"] / 100.0 * 1800.0 * 100.0 / 30.0
-                    accuracy.append((st["soc"], site.derived["site.runtime"], true_left))
+                    accuracy.append((st["soc"], site.derived["site.runtime"], st["runtime_left"]))
                 site.t.m += 30.0
             await drv.close()
 
@@ -129,31 +143,15 @@ def test_wifi_typhoon_night(capsys):
 
     assert site.events == WIFI_EXPECTED
     no_storm(site.events)
-    # Runtime from the battery-voltage trend (Megatec reports no charge), against the model.
-    # The voltage method runs to a 1.75 V/cell cut-off, which under this load (0.05 V/cell sag
-    # per 100 % load, 0.35 V/cell from full to empty) the model reaches at `cut` % SOC. Against
-    # the time to that cut-off the estimate is within 3 % plus one voltage step all the way down;
-    # against the time to empty (the issue's measure) within 10 % while the cut-off's share is
-    # small (SOC >= 60 %). Below that the estimate is low by about cut/SOC: on the safe side.
-    cut = 0.05 * 30.0 / 0.35  # = 4.3 % SOC
-    # Q1 gives 10 mV per cell: the voltage moves in steps this many seconds apart, so an
-    # estimate can be off by one step's time whatever the method.
-    quantum_s = 0.01 / 0.35 * 6000.0
-    worst = worst_cut = 0.0
-    for soc, est, true_left in accuracy:
-        to_cut = true_left * (soc - cut) / soc
-        worst_cut = max(worst_cut, abs(est - to_cut) / to_cut)
-        assert abs(est - to_cut) <= 0.03 * to_cut + quantum_s, (soc, est, to_cut)
-        if soc >= 60.0:
-            worst = max(worst, abs(est - true_left) / true_left)
-            assert abs(est - true_left) <= 0.10 * true_left, (soc, est, true_left)
-    assert len([a for a in accuracy if a[0] >= 60.0]) >= 30
+    # Runtime from the battery-voltage trend (Megatec reports no charge), against the model's
+    # time to shutdown, at every estimate (mains is back with about 10 minutes left; the whole
+    # discharge to the cut-off is test_wifi_discharge_to_shutdown below).
+    worst = check_estimates(accuracy)
+    assert len(accuracy) >= 120
     with capsys.disabled():
         print(
-            "\nwifi runtime estimate: %d estimates; worst error %.1f%% against the time to empty "
-            "while SOC >= 60%%, %.1f%% against the time to the cut-off; last (SOC %.0f%%): "
-            "%.0f s vs %.0f s to empty"
-            % (len(accuracy), 100 * worst, 100 * worst_cut, *accuracy[-1])
+            "\nwifi runtime estimate: %d estimates, worst error %.1f%%; last (SOC %.0f%%): "
+            "%.0f s vs %.0f s" % (len(accuracy), 100 * worst, *accuracy[-1])
         )
     # Every event is in the alarm lane, and the alarm lane leaves first.
     batch = site.q.next_batch(1000) if site.q.commit() is not None else None
@@ -163,7 +161,114 @@ def test_wifi_typhoon_night(capsys):
     assert site.mon.engine.active() == []
 
 
+# --- Wi-Fi point: the whole discharge, down to the UPS's own shutdown -------------------------
+
+
+async def discharge(site, ups, drv, accuracy, step_s=30.0, limit_s=4 * 3600.0):
+    """Poll every step_s on battery until the UPS reports its shutdown (FSD); collect
+    (soc, estimate, true seconds left) for every estimate. Returns the seconds it ran."""
+    t = 0.0
+    while t < limit_s:
+        res = await drv.poll(2.0)
+        assert res.ok, res
+        site.record("ups", True, res.samples)
+        st = ups.state
+        if st["shutdown"]:
+            return t
+        if site.derived.get("experimental.site.runtime_estimated"):
+            accuracy.append((st["soc"], site.derived["site.runtime"], st["runtime_left"]))
+        site.t.m += step_s
+        t += step_s
+    raise AssertionError("no shutdown within %d s" % limit_s)
+
+
+def test_wifi_discharge_to_shutdown(capsys):
+    # Two UPSes the Q1 protocol covers: per-cell report at 30 % load (100 min), whole-battery
+    # report at 60 % load (50 min). No charge reading: the estimate is the voltage trend down to
+    # the end of discharge from F's rated battery voltage (NUT's 104/120 rule).
+    lines = []
+    for load, report in ((30.0, "per_cell"), (60.0, "whole")):
+        site = Site("wifi")
+        ups = MegatecEmulator(
+            load=load, runtime_s=1800.0, battery_report=report, clock=site.t.mono
+        )
+        ups.start()
+        try:
+            drv = MegatecDriver({"id": "ups", "serial": {"port": ups.path, "read_timeout": 0.3}})
+            ups.set_mains(False)
+            accuracy = []
+
+            async def run(site, ups, drv, accuracy):
+                ran = await discharge(site, ups, drv, accuracy)
+                await drv.close()
+                return ran
+
+            ran = asyncio.run(run(site, ups, drv, accuracy))
+        finally:
+            ups.stop()
+        full = 1800.0 * 100.0 / load
+        assert abs(ran - full) <= 30.0, (ran, full)
+        worst = check_estimates(accuracy)
+        # Estimates start after the 20 min trend and go on to the last poll before shutdown.
+        assert min(a[2] for a in accuracy) < 60.0
+        assert len([a for a in accuracy if a[2] >= 300.0]) >= (full - 1200 - 300) / 30 - 2
+        lines.append(
+            "load %d%% (%s): %d estimates, worst %.1f%% with >= 5 min left"
+            % (load, report, len(accuracy), 100 * worst)
+        )
+    with capsys.disabled():
+        print("\nwifi discharge to shutdown: " + "; ".join(lines))
+
+
+def test_wifi_end_point_learned_from_a_shutdown(capsys):
+    # A UPS whose firmware cuts off at 1.75 V per cell (10.5 V per block), not where NUT's rule
+    # puts it: the first discharge's estimate runs long near the end; the agent takes the voltage
+    # the UPS shut down at (fitted line at the FSD) and the next discharge is right to the end.
+    site = Site("wifi")
+    ups = MegatecEmulator(load=30.0, runtime_s=1800.0, cutoff_cell_v=1.75, clock=site.t.mono)
+    ups.start()
+    try:
+        drv = MegatecDriver({"id": "ups", "serial": {"port": ups.path, "read_timeout": 0.3}})
+        first, second = [], []
+
+        async def run():
+            ups.set_mains(False)
+            await discharge(site, ups, drv, first)
+            # Mains back, the battery recharged, mains fails again.
+            ups.set_mains(True)
+            site.record("ups", True, (await drv.poll(2.0)).samples)
+            assert site.derived["site.power_source"] == "mains"
+            ups.set_soc(100.0)
+            ups.set_mains(False)
+            await discharge(site, ups, drv, second)
+            await drv.close()
+
+        asyncio.run(run())
+    finally:
+        ups.stop()
+    learned = site.mon.site.cutoffs["ups"]
+    assert abs(learned - 12 * 1.75) <= 12 * 0.002, learned  # within 2 mV per cell
+    worst_first = max(abs(e - t) / t for _s, e, t in first if t >= 300.0)
+    assert worst_first > 0.10  # the default end point is wrong for this UPS: the test can fail
+    worst = check_estimates(second)
+    with capsys.disabled():
+        print(
+            "\nwifi learned cut-off %.3f V/cell; worst with >= 5 min left: %.1f%% before, "
+            "%.1f%% after" % (learned / 12, 100 * worst_first, 100 * worst)
+        )
+
+
 # --- BTS: DC plant and router, scripted -------------------------------------------------------
+
+
+# Why the DC plant is scripted and not emulated: the plant controllers (Eltek Smartpack, Vertiv
+# NetSure) speak SNMP, and the SNMP rig serves snmpsim recordings (hil/recordings/power/), which
+# are snapshots: a recording cannot discharge a battery over six hours or drop mains on cue.
+# The SNMP path from those recordings to these same readings (plant.alarm.mains_lost,
+# battery.charge, battery.lvd, ...) is tested in tests/host/test_snmp_driver.py; what this test
+# adds is the timeline, and for that readings at the driver's output are what matter. A plant
+# that reports its charge also makes the estimate the charge method, which the Wi-Fi tests do
+# not cover.
 
 
 class Plant:

@@ -131,3 +131,62 @@ def test_derived_readings_are_device_site_with_registry_names():
     for r in s.readings():
         assert r.device == "site" and r.site == "s1" and registry.is_known(r.metric), r
         assert r.time is not None and r.quality == rd.GOOD
+
+
+def _volt_discharge(s, t, v0, per_min, minutes, status="OB"):
+    """Feed a 12-cell battery falling per_min volts a minute (2 decimals, as Q1 gives)."""
+    v = v0
+    for _ in range(minutes):
+        s.feed([R("ups.status", status), R("battery.voltage", round(v, 2))])
+        t.advance(60)
+        v -= per_min
+    return v + per_min  # the last voltage fed
+
+
+def test_voltage_end_point_defaults_to_nut_rule_from_the_rated_voltage():
+    # No configured cut-off: 104/120 of F's rated 24 V = 20.8 V for the whole battery.
+    t, s = make(min_span_s=120)
+    s.feed([R("ups.status", "OB"), R("ups.rating.battery_voltage", 24.0)])
+    last = _volt_discharge(s, t, 24.6, 0.12, 8)
+    got = derived(s)["site.runtime"]
+    left = (last - 20.8) / 0.12 * 60
+    assert abs(got - left) <= 0.02 * left, (got, left)
+
+
+def test_estimate_uses_the_fitted_level_not_the_rounded_last_reading():
+    # 12 cells falling 3.5 mV per cell a minute for an hour, reported in 10 mV steps per cell,
+    # about 5 minutes left at the end; ten phases of the rounding against the steps. The last
+    # reading is up to 5 mV per cell (86 s here) off the line; the fitted level is not.
+    errs = []
+    for i in range(10):
+        t, s = make(min_span_s=120, cutoff_cell_v=1.75)
+        s.feed([R("ups.status", "OB"), R("ups.rating.battery_voltage", 24.0)])
+        cell = 1.75 + 0.0035 * 64 + 0.001 * i
+        for _ in range(60):
+            s.feed([R("battery.voltage", round(round(cell, 2) * 12, 2))])
+            t.advance(60)
+            cell -= 0.0035
+        true_left = (cell + 0.0035 - 1.75) / 0.0035 * 60
+        errs.append(abs(derived(s)["site.runtime"] - true_left) / true_left)
+    assert max(errs) <= 0.05 and sum(errs) / len(errs) <= 0.03, errs
+
+
+def test_cut_off_is_learned_from_a_shutdown_and_used_next_time():
+    t, s = make(min_span_s=120)
+    s.feed([R("ups.status", "OB"), R("ups.rating.battery_voltage", 24.0)])
+    last = _volt_discharge(s, t, 24.0, 0.1, 30)  # down to 21.1 V
+    s.feed([R("ups.status", "OB FSD"), R("battery.voltage", 21.1)])
+    # Shut down half a minute after the last reading on the line: 21.05 V.
+    assert abs(s.cutoffs["ups"] - (last - 0.05)) < 0.01, s.cutoffs
+    t.advance(60)
+    s.feed([R("ups.status", "OL"), R("battery.voltage", 26.0)])
+    assert "site.runtime" not in derived(s)
+    t.advance(60)
+    last = _volt_discharge(s, t, 24.0, 0.1, 10)
+    got = derived(s)["site.runtime"]
+    left = (last - s.cutoffs["ups"]) / 0.1 * 60
+    assert abs(got - left) <= 0.02 * left, (got, left)
+    # A shutdown with no trend behind it teaches nothing.
+    _, s2 = make()
+    s2.feed([R("ups.status", "OB FSD"), R("battery.voltage", 21.0)])
+    assert s2.cutoffs == {}
