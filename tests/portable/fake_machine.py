@@ -167,8 +167,8 @@ class UART:
         self._tx_pending = 0
 
     def txdone(self):
-        if self.peer.stuck:
-            return False
+        if self.peer.stuck:  # idle only if nothing was ever held (CTS off since)
+            return self._tx_pending == 0 and monotonic() >= self._tx_end
         if self._tx_pending:  # held bytes left when the far end started reading again
             self.unstick()
         return monotonic() >= self._tx_end
