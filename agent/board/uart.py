@@ -27,6 +27,9 @@ Invariants:
 - The loop never blocks on the UART: the UART is made with timeout=0 so read() returns at once;
   waiting is asyncio.sleep_ms between polls of uart.any() (every poll_ms, only while a read is
   pending). Input is claimed only by reads; unclaimed bytes are kept up to _BUFFER_CAP.
+  asyncio.StreamReader(uart) would wake on data without polling, but bounding a read then needs
+  wait_for to cancel a stream read, and a stand-in UART cannot be polled by select: polling any()
+  keeps one code path, the one the tests run. Cost: a wake-up per poll_ms during an exchange.
 - Writes go in chunks no larger than the driver's TX buffer (txbuf) and only when txdone() says
   the line is idle, so uart.write() never waits for buffer space (it would, on the ESP32).
 - Trade-off: releasing DE must follow the last byte within a few character times (a Modbus slave
