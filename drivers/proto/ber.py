@@ -101,11 +101,13 @@ def error_name(status):
 def _len(n):
     if n < 0x80:
         return bytes((n,))
-    body = bytearray()
+    body = []
     while n:
-        body.insert(0, n & 0xFF)
+        body.append(n & 0xFF)
         n >>= 8
-    return bytes((0x80 | len(body),)) + bytes(body)
+    body.append(0x80 | len(body))
+    body.reverse()  # lists, not bytearray: MicroPython's bytearray has no insert/reverse
+    return bytes(body)
 
 
 def tlv(tag, body):
@@ -114,11 +116,12 @@ def tlv(tag, body):
 
 def int_body(value):
     """Minimal two's complement, big-endian (at least one byte)."""
-    out = bytearray()
+    out = []
     while True:
-        out.insert(0, value & 0xFF)
+        out.append(value & 0xFF)
         value >>= 8  # arithmetic shift: -1 stays -1
-        if (value == 0 and not out[0] & 0x80) or (value == -1 and out[0] & 0x80):
+        if (value == 0 and not out[-1] & 0x80) or (value == -1 and out[-1] & 0x80):
+            out.reverse()
             return bytes(out)
 
 
@@ -149,11 +152,12 @@ def oid_parts(oid):
 
 
 def _base128(n, out):
-    chunk = bytearray((n & 0x7F,))
+    chunk = [n & 0x7F]
     n >>= 7
     while n:
-        chunk.insert(0, 0x80 | (n & 0x7F))
+        chunk.append(0x80 | (n & 0x7F))
         n >>= 7
+    chunk.reverse()
     out.extend(chunk)
 
 
@@ -170,14 +174,136 @@ def _varbind(oid, value_tlv=b"\x05\x00"):
     return tlv(SEQUENCE, enc_oid(oid) + value_tlv)
 
 
+# The request encoder writes backward into one buffer (lengths are known once the content is
+# written), parsing OIDs in place: a 20-varbind GET costs a few allocations, not hundreds. On a
+# board every allocation is garbage the GC must later walk.
+_SUB_LIMIT = 1 << 32
+
+
+def _put_len(buf, pos, n):
+    if n < 0x80:
+        pos -= 1
+        buf[pos] = n
+        return pos
+    k = 0
+    while n:
+        pos -= 1
+        buf[pos] = n & 0xFF
+        n >>= 8
+        k += 1
+    pos -= 1
+    buf[pos] = 0x80 | k
+    return pos
+
+
+def _put_int(buf, pos, value):
+    end = pos
+    while True:
+        pos -= 1
+        b = value & 0xFF
+        buf[pos] = b
+        value >>= 8
+        if (value == 0 and not b & 0x80) or (value == -1 and b & 0x80):
+            break
+    pos = _put_len(buf, pos, end - pos)
+    pos -= 1
+    buf[pos] = INTEGER
+    return pos
+
+
+def _put_sub(buf, pos, n):
+    pos -= 1
+    buf[pos] = n & 0x7F
+    n >>= 7
+    while n:
+        pos -= 1
+        buf[pos] = 0x80 | (n & 0x7F)
+        n >>= 7
+    return pos
+
+
+def _put_oid(buf, pos, oid):
+    """The OID TLV of a dotted str, written backward, parsed without splitting."""
+    s = oid.encode() if isinstance(oid, str) else oid
+    end = pos
+    first = 1 if s and s[0] == 0x2E else 0
+    idx = s.count(b".") - first  # index of the last sub-id
+    if idx < 1 or idx >= MAX_SUBIDS:
+        raise ConfigError("bad OID %r" % (oid,))
+    n = 0
+    mul = 1
+    seen = False
+    second = 0
+    i = len(s)
+    while True:
+        i -= 1
+        c = s[i] if i >= first else 0x2E
+        if 0x30 <= c <= 0x39:
+            n += (c - 0x30) * mul
+            mul *= 10
+            seen = True
+            if n >= _SUB_LIMIT:
+                raise ConfigError("bad OID %r (a sub-id of 2**32 or more)" % (oid,))
+            continue
+        if c != 0x2E or not seen:
+            raise ConfigError("bad OID %r" % (oid,))
+        if idx >= 2:
+            pos = _put_sub(buf, pos, n)
+        elif idx == 1:
+            second = n
+        else:
+            if n > 2 or (n < 2 and second > 39):
+                raise ConfigError("bad OID %r" % (oid,))
+            pos = _put_sub(buf, pos, 40 * n + second)
+            break
+        idx -= 1
+        n = 0
+        mul = 1
+        seen = False
+    pos = _put_len(buf, pos, end - pos)
+    pos -= 1
+    buf[pos] = OID
+    return pos
+
+
+def _put_header(buf, pos, tag, end):
+    pos = _put_len(buf, pos, end - pos)
+    pos -= 1
+    buf[pos] = tag
+    return pos
+
+
 def encode_request(version, community, pdu_type, request_id, oids, a=0, b=0):
     """A request message. `a`, `b` are error-status/index (0) or, for GET_BULK, non-repeaters
-    and max-repetitions. `community` is bytes or str; every varbind value is NULL."""
+    and max-repetitions. `community` is bytes or str; every varbind value is NULL. A bad OID
+    string raises ConfigError."""
     if isinstance(community, str):
         community = community.encode()
-    vbs = b"".join(_varbind(o) for o in oids)
-    pdu = tlv(pdu_type, enc_int(request_id) + enc_int(a) + enc_int(b) + tlv(SEQUENCE, vbs))
-    return tlv(SEQUENCE, enc_int(version) + tlv(OCTET_STRING, community) + pdu)
+    cap = 48 + len(community)
+    for oid in oids:
+        cap += len(oid) + 12  # OID body <= its text; headers 2-4 each; NULL 2
+    buf = bytearray(cap)
+    pos = cap
+    j = len(oids)
+    while j:
+        j -= 1
+        vb_end = pos
+        pos -= 2  # NULL value: 05 00
+        buf[pos] = NULL
+        pos = _put_oid(buf, pos, oids[j])
+        pos = _put_header(buf, pos, SEQUENCE, vb_end)
+    pos = _put_header(buf, pos, SEQUENCE, cap)
+    pos = _put_int(buf, pos, b)
+    pos = _put_int(buf, pos, a)
+    pos = _put_int(buf, pos, request_id)
+    pos = _put_header(buf, pos, pdu_type, cap)
+    pdu_start = pos
+    pos -= len(community)
+    buf[pos:pdu_start] = community
+    pos = _put_header(buf, pos, OCTET_STRING, pdu_start)
+    pos = _put_int(buf, pos, version)
+    pos = _put_header(buf, pos, SEQUENCE, cap)
+    return bytes(memoryview(buf)[pos:])
 
 
 def encode_value(tag, value):
@@ -251,35 +377,73 @@ def dec_int(buf, start, end, unsigned_bits=0):
     return v
 
 
-def dec_oid(buf, start, end):
-    if start >= end:
-        raise ParseError("BER: empty OID at byte %d" % start)
-    parts = []
+def _ndigits(n):
+    d = 1
+    while n >= 10:
+        n //= 10
+        d += 1
+    return d
+
+
+def _put_digits(out, end, n):
+    while True:
+        end -= 1
+        out[end] = 0x30 + n % 10
+        n //= 10
+        if not n:
+            return
+
+
+def _oid_pass(buf, start, end, out):
+    """Walk the sub-ids of an OID body; with out=None check it and return the length of its
+    dotted text, else write that text into out. Two passes, so the text is built in place."""
     n = 0
     first = True
     fresh = True  # at the first byte of a sub-id
+    count = 0
+    size = 0
     for i in range(start, end):
         b = buf[i]
         if fresh and b == 0x80:
             raise ParseError("BER: OID sub-id with a leading 0x80 at byte %d" % i)
         n = (n << 7) | (b & 0x7F)
-        if n >= 1 << 32 and not (first and n < (1 << 32) + 80):
+        if n >= _SUB_LIMIT and not (first and n < _SUB_LIMIT + 80):
             raise ParseError("BER: OID sub-id of 2**32 or more at byte %d" % i)
         fresh = not b & 0x80
-        if fresh:
-            if first:
-                x = 0 if n < 40 else 1 if n < 80 else 2
-                parts.append(str(x))
-                parts.append(str(n - 40 * x))
-                first = False
-            else:
-                parts.append(str(n))
-            n = 0
-            if len(parts) > MAX_SUBIDS:
-                raise ParseError("BER: OID of more than %d sub-ids" % MAX_SUBIDS)
+        if not fresh:
+            continue
+        if first:
+            x = 0 if n < 40 else 1 if n < 80 else 2
+            y = n - 40 * x
+            if out is not None:
+                out[size] = 0x30 + x
+                out[size + 1] = 0x2E
+                _put_digits(out, size + 2 + _ndigits(y), y)
+            size += 2 + _ndigits(y)
+            count = 2
+            first = False
+        else:
+            d = _ndigits(n)
+            if out is not None:
+                out[size] = 0x2E
+                _put_digits(out, size + 1 + d, n)
+            size += 1 + d
+            count += 1
+        n = 0
+        if count > MAX_SUBIDS:
+            raise ParseError("BER: OID of more than %d sub-ids" % MAX_SUBIDS)
     if not fresh:
         raise ParseError("BER: OID ends inside a sub-id at byte %d" % (end - 1))
-    return ".".join(parts)
+    return size
+
+
+def dec_oid(buf, start, end):
+    """The dotted text of the OID body buf[start:end]."""
+    if start >= end:
+        raise ParseError("BER: empty OID at byte %d" % start)
+    out = bytearray(_oid_pass(buf, start, end, None))
+    _oid_pass(buf, start, end, out)
+    return str(out, "ascii")
 
 
 def dec_value(buf, tag, start, end):
