@@ -4,11 +4,15 @@
 
 Figures: appends per second with one commit (fsync) per poll cycle, syncs per reading, bytes
 written to the medium per byte appended (delivered-position updates and thinning included),
-time to open a store of --mb megabytes after a crash, and the read-out rate when draining."""
+time to open a store of --mb megabytes after a crash, the read-out rate when draining, and the
+peak live MicroPython heap of the same workload scaled down (bench/mpy_queue_workload.py on the
+WebAssembly port via bench/mpy_queue_heap.mjs; needs node and tests/mpy/install.sh; --no-mpy
+leaves it out)."""
 
 import argparse
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 
@@ -140,10 +144,29 @@ def bench_open(path, mb):
     st2.close()
 
 
+def bench_mpy_heap():
+    node = shutil.which("node")
+    if not node:
+        raise SystemExit("node is not installed: needed for the MicroPython heap figure")
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run(
+        [node, os.path.join(here, "mpy_queue_heap.mjs")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=os.path.dirname(here),
+    )
+    if r.returncode != 0:
+        raise SystemExit("MicroPython heap run failed:\n" + r.stdout + r.stderr)
+    for line in r.stdout.splitlines():
+        print("micropython: " + line)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=100)
     ap.add_argument("--n", type=int, default=200000)
+    ap.add_argument("--no-mpy", action="store_true", help="skip the MicroPython heap run")
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="queue-bench-", dir=os.environ.get("BENCH_DIR"))
     try:
@@ -151,6 +174,8 @@ def main():
         bench_drain_and_wear(root + "/a", args.n)
         bench_budget(root + "/b")
         bench_open(root + "/c", args.mb)
+        if not args.no_mpy:
+            bench_mpy_heap()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -99,7 +99,7 @@ export function moduleName(file) {
 }
 
 // --- one interpreter --------------------------------------------------------------------------
-async function boot(target) {
+export async function boot(target) {
   const { loadMicroPython } = await import(url.pathToFileURL(path.join(packageDir(), "micropython.mjs")));
   const out = (line) => process.stdout.write(line + "\n");
   const mp = await loadMicroPython({ heapsize: CONFIG.micropython.heap_bytes, stdout: out, stderr: out });
@@ -145,7 +145,7 @@ import mpy_runner
 }
 
 // Run code at the top level; a Python exception is printed and returned as false.
-function py(mp, code) {
+export function py(mp, code) {
   try {
     mp.runPython(code);
     return true;
@@ -157,7 +157,7 @@ function py(mp, code) {
 }
 
 // Live heap in bytes: collect at the top level, then read the figure in a second call.
-function liveHeap(mp) {
+export function liveHeap(mp) {
   py(mp, "gc.collect()");
   py(mp, "_heap = gc.mem_alloc()");
   return mp.globals.get("_heap");
