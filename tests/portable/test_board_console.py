@@ -64,6 +64,20 @@ async def session(uc, script):
             pass
 
 
+def board_test(fn):
+    """Run the test with the stand-in machine module, and take it out again afterwards so no
+    later test in the same interpreter sees it."""
+
+    def test():
+        try:
+            fn()
+        finally:
+            fake_machine.uninstall()
+
+    return test
+
+
+@board_test
 def test_login_and_a_command_over_the_uart():
     uc, _clock, made = rig()
 
@@ -90,6 +104,7 @@ def test_login_and_a_command_over_the_uart():
     run(session(uc, script))
 
 
+@board_test
 def test_garbage_and_an_overlong_line_are_reported_and_the_console_recovers():
     uc, clock, _made = rig()
 
@@ -106,6 +121,7 @@ def test_garbage_and_an_overlong_line_are_reported_and_the_console_recovers():
     run(session(uc, script))
 
 
+@board_test
 def test_a_terminal_that_never_reads_costs_a_bounded_buffer_and_never_stalls_the_agent():
     uc, _clock, made = rig(out_limit=1024)
     p = fake_machine.peer(UART)
@@ -143,6 +159,7 @@ def test_a_terminal_that_never_reads_costs_a_bounded_buffer_and_never_stalls_the
     run(session(uc, script))
 
 
+@board_test
 def test_a_failing_uart_ends_the_session_and_the_console_comes_back():
     uc, _clock, made = rig()
     p = fake_machine.peer(UART)
@@ -163,6 +180,7 @@ def test_a_failing_uart_ends_the_session_and_the_console_comes_back():
     run(session(uc, script))
 
 
+@board_test
 def test_uart_out_drops_beyond_its_limit_and_notes_how_much():
     fake_machine.install()
     import machine

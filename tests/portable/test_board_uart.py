@@ -58,6 +58,20 @@ def megatec_peer(uart_id=1):
     return p
 
 
+def board_test(fn):
+    """Run the test with the stand-in machine module, and take it out again afterwards so no
+    later test in the same interpreter sees it."""
+
+    def test():
+        try:
+            fn()
+        finally:
+            fake_machine.uninstall()
+
+    return test
+
+
+@board_test
 def test_megatec_poll_puts_exact_bytes_on_the_wire_and_reads_q1_f_i():
     setup()
     megatec_peer()
@@ -80,6 +94,7 @@ def test_megatec_poll_puts_exact_bytes_on_the_wire_and_reads_q1_f_i():
     assert u.deinited and board.open_lines() == {}
 
 
+@board_test
 def test_megatec_silence_is_stale_with_the_reason_then_recovers():
     setup()
     p = megatec_peer()
@@ -95,6 +110,7 @@ def test_megatec_silence_is_stale_with_the_reason_then_recovers():
     run(drv.close())
 
 
+@board_test
 def test_megatec_garbage_is_a_parse_error_reason_and_the_clean_line_recovers():
     setup()
     p = megatec_peer()
@@ -110,6 +126,7 @@ def test_megatec_garbage_is_a_parse_error_reason_and_the_clean_line_recovers():
     run(drv.close())
 
 
+@board_test
 def test_a_dripping_reply_is_read_whole_and_a_truncated_one_is_a_partial_timeout():
     setup()
     p = megatec_peer()
@@ -124,6 +141,7 @@ def test_a_dripping_reply_is_read_whole_and_a_truncated_one_is_a_partial_timeout
     run(drv.close())
 
 
+@board_test
 def test_rs485_direction_pin_is_high_exactly_around_the_frame():
     setup()
     p = fake_machine.peer(2)
@@ -164,6 +182,7 @@ def _epever_slave(regs):
     return answer
 
 
+@board_test
 def test_modbus_epever_map_polls_every_block_with_the_gap_between_exchanges():
     setup()
     regs = {0x3100: 3850, 0x3104: 2645, 0x311A: 87}
@@ -184,6 +203,7 @@ def test_modbus_epever_map_polls_every_block_with_the_gap_between_exchanges():
     run(drv.close())
 
 
+@board_test
 def test_modbus_timeout_is_retried_then_stale_and_recovers():
     setup()
     p = fake_machine.peer(2)
@@ -208,6 +228,7 @@ def test_modbus_timeout_is_retried_then_stale_and_recovers():
 # --- the transport contract itself ------------------------------------------------------------
 
 
+@board_test
 def test_read_errors_are_the_host_transports():
     setup()
 
@@ -252,6 +273,7 @@ async def _raises(exc, coro):
     raise AssertionError("did not raise %s" % exc.__name__)
 
 
+@board_test
 def test_a_tx_that_never_drains_times_out_releases_de_and_never_blocks():
     setup()
 
@@ -276,6 +298,7 @@ def test_a_tx_that_never_drains_times_out_releases_de_and_never_blocks():
     run(go())
 
 
+@board_test
 def test_long_writes_go_in_chunks_that_never_wait_for_buffer_room():
     setup()
 
@@ -292,6 +315,7 @@ def test_long_writes_go_in_chunks_that_never_wait_for_buffer_room():
     run(go())
 
 
+@board_test
 def test_devices_on_one_uart_share_it_and_must_agree_on_line_settings():
     setup()
 
@@ -311,6 +335,7 @@ def test_devices_on_one_uart_share_it_and_must_agree_on_line_settings():
     run(go())
 
 
+@board_test
 def test_config_is_checked_and_every_problem_listed():
     setup()
     e = raises(
@@ -325,6 +350,7 @@ def test_config_is_checked_and_every_problem_listed():
     assert s["parity"] == "E" and s["pins"]["de"] == DE
 
 
+@board_test
 def test_dtr_and_rts_drive_board_pins_only_where_the_board_wires_them():
     setup({"uart1": {"dtr_pin": 25, "rts_pin": 26}})
 
@@ -338,6 +364,7 @@ def test_dtr_and_rts_drive_board_pins_only_where_the_board_wires_them():
     run(go())
 
 
+@board_test
 def test_no_machine_module_is_a_device_error_not_a_crash():
     setup()
     fake_machine.uninstall()
@@ -346,6 +373,7 @@ def test_no_machine_module_is_a_device_error_not_a_crash():
     assert not r.ok and r.error.startswith("cannot open serial port uart1"), r.error
 
 
+@board_test
 def test_default_transport_is_the_runtimes():
     t = default_transport()
     assert type(t).__name__ == ("UartPort" if MICROPYTHON else "SerialPort")
