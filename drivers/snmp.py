@@ -12,6 +12,8 @@ Unknown values (noSuch*, endOfMibView, -1) give no sample. No answer raises Devi
 failures DeviceError with the reason.
 """
 
+import asyncio
+
 from pyasn1.type import univ
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
@@ -93,6 +95,25 @@ def _oid_tuple(oid):
     return tuple(int(x) for x in oid.split("."))
 
 
+# One engine per event loop for all v1/v2c devices: each SnmpEngine costs about 3 MB once used,
+# and community-based requests share nothing but the dispatcher. v3 devices get their own engine,
+# because their users and keys live in the engine's USM tables.
+_shared_engines = {}
+
+
+def _engine_for(version):
+    """(engine, owned): owned engines are closed with their device, shared ones with their loop."""
+    if version == "3":
+        return SnmpEngine(), True
+    loop = asyncio.get_running_loop()
+    for old in [k for k in _shared_engines if k.is_closed()]:
+        del _shared_engines[old]  # engines of finished event loops (one-shot polls, tests)
+    engine = _shared_engines.get(loop)
+    if engine is None:
+        engine = _shared_engines[loop] = SnmpEngine()
+    return engine, False
+
+
 class SnmpDriver(Driver):
     INFO = {
         "name": "snmp",
@@ -120,6 +141,7 @@ class SnmpDriver(Driver):
         self.profile = None
         self.state = {}  # the engine's memory between polls (counters, last uptime)
         self.snmp = None
+        self.own_engine = False
         self.target = None
         self.auth = None
         self.context = None
@@ -127,7 +149,7 @@ class SnmpDriver(Driver):
 
     # --- Driver ------------------------------------------------------------------------------
     async def open(self):
-        self.snmp = SnmpEngine()
+        self.snmp, self.own_engine = _engine_for(self.version)
         cls = Udp6TransportTarget if ":" in self.host else UdpTransportTarget
         try:
             self.target = await cls.create(
@@ -155,7 +177,7 @@ class SnmpDriver(Driver):
         self._close_engine()
 
     def _close_engine(self):
-        if self.snmp is not None:
+        if self.snmp is not None and self.own_engine:
             try:
                 self.snmp.close_dispatcher()
             except Exception:

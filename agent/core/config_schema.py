@@ -187,6 +187,7 @@ PROBE = (
     ("target", field("str", check=_host)),
     ("port", field("int", min=1, max=65535)),
     ("url", field("str", check=_url)),
+    ("server", field("str", check=_host)),  # dns: ask this resolver (UDP) instead of the system's
     ("name", field("str", minlen=1, maxlen=32, chars=_NAME_CHARS, chars_words="A-Z a-z 0-9 _ -")),
 )
 SECTIONS = (
