@@ -50,9 +50,9 @@ def _rule(rule_id, metric, severity, **kw):
 # Rules every site gets: reachability and the agent's own health.
 COMMON_RULES = (
     _rule("DEVICE_UNREACHABLE", STALE_METRIC, "major", stale=3),
-    _rule("AGENT_STORE_NEAR_BUDGET", "experimental.agent.queue.used", "major", above=90, clear=80),
+    _rule("AGENT_STORE_NEAR_BUDGET", "agent.queue.used", "major", above=90, clear=80),
     _rule("AGENT_DISK_FULL", "agent.disk_used", "major", above=90, clear=85, for_s=60),
-    _rule("AGENT_CLOCK_UNTRUSTED", "experimental.agent.clock.trusted", "warning",
+    _rule("AGENT_CLOCK_UNTRUSTED", "agent.clock.trusted", "warning",
           equals="false", for_s=900),
     _rule("AGENT_HOT", "agent.temperature", "minor", above=80, clear=70, for_s=60),
 )  # fmt: skip

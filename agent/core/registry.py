@@ -16,6 +16,7 @@ METRICS = (
     ("input.voltage.fault", "V", "float", "input voltage at the last fault (Megatec)"),
     ("input.transfer.count", "", "int", "times the input went bad (upsInputLineBads)"),
     ("mains.present", "", "bool", "mains is present at the site"),
+    ("generator.running", "", "bool", "a generator feeds the site"),
     # AC output (UPS, inverter)
     ("output.voltage", "V", "float", "AC output voltage"),
     ("output.frequency", "Hz", "float", "AC output frequency"),
@@ -87,6 +88,8 @@ METRICS = (
     # Derived site state
     ("site.power_source", "", "str", "mains, battery, generator, solar, unknown"),
     ("site.runtime", "s", "int", "estimated runtime left for the site"),
+    ("site.runtime_estimated", "", "bool", "site.runtime is the agent's estimate from the discharge trend, not a device's figure"),
+    ("site.battery_charge", "%", "float", "the lowest state of charge any device at the site reports"),
     ("site.on_battery_s", "s", "int", "seconds the site has been on battery"),
     ("site.backhaul", "", "str", "up, down, degraded, unknown"),
     # The agent itself
@@ -97,9 +100,12 @@ METRICS = (
     ("agent.disk_used", "%", "float", "use of the filesystem holding the data directory"),
     ("agent.temperature", "C", "float", "SoC temperature"),
     ("agent.uptime", "s", "int", "seconds since the agent started"),
+    ("agent.clock.trusted", "", "bool", "the agent trusts its wall clock (NTP synchronised, RTC, or set by broker or console)"),
+    ("agent.reset_cause", "", "str", "why the board last reset: power_on, hard, watchdog, deep_sleep, soft"),
     ("agent.device.stale", "", "bool", "the device's last poll failed (value of the device's reason in unit-less form)"),
     ("agent.queue.depth", "", "int", "records waiting in the store"),
     ("agent.queue.bytes", "B", "int", "bytes the store uses"),
+    ("agent.queue.used", "%", "float", "share of the store's byte budget in use"),
     ("agent.queue.thinned", "", "int", "routine readings aggregated to make room"),
     ("agent.queue.dropped", "", "int", "records dropped to stay within the byte budget"),
     ("agent.uplink.connected", "", "bool", "the uplink holds a broker connection"),

@@ -10,9 +10,9 @@ Nothing here raises: a part that cannot be read is left out (never a made-up zer
 
 from agent.core.compat import monotonic
 
-QUEUE_USED = "experimental.agent.queue.used"  # % of the store's byte budget in use
-CLOCK_TRUSTED = "experimental.agent.clock.trusted"
-RESET_CAUSE = "experimental.agent.reset_cause"
+QUEUE_USED = "agent.queue.used"  # % of the store's byte budget in use
+CLOCK_TRUSTED = "agent.clock.trusted"
+RESET_CAUSE = "agent.reset_cause"
 
 # machine.reset_cause() constants by name -> our word (the values differ between ports).
 RESET_NAMES = (

@@ -7,11 +7,11 @@
 Derived readings (device "site"):
     site.power_source   mains, battery, generator, solar, unknown
     site.on_battery_s   seconds since the site went on battery (0 otherwise)
-    experimental.site.battery_charge   the lowest state of charge any device reports (not
+    site.battery_charge   the lowest state of charge any device reports (not
                         battery.charge, so a device's battery rules do not fire twice)
     site.runtime        seconds left: the lowest runtime a device reports; otherwise estimated
                         from the discharge trend while on battery (see below)
-    experimental.site.runtime_estimated   true when site.runtime is our estimate, not a device's
+    site.runtime_estimated   true when site.runtime is our estimate, not a device's
     site.backhaul       up, down, degraded, unknown
 
 Runtime estimate: a least-squares line through the (time, charge) points since the site went on
@@ -52,8 +52,8 @@ MAX_POINTS = 128
 # device's resolution (whole percent, 10 mV per cell) would give a runtime of noise.
 MIN_DROP_PCT = 2.0
 MIN_DROP_CELL_V = 0.02
-CHARGE_METRIC = "experimental.site.battery_charge"
-ESTIMATED_METRIC = "experimental.site.runtime_estimated"
+CHARGE_METRIC = "site.battery_charge"
+ESTIMATED_METRIC = "site.runtime_estimated"
 
 
 def _num(v):
@@ -138,7 +138,7 @@ class SiteState:
                 mains = False
             elif m is True and mains is None:
                 mains = True
-            if f.get("experimental.generator.running") is True:
+            if f.get("generator.running") is True:
                 gen = True
             p = _num(f.get("solar.power"))
             if p is not None and p >= SOLAR_MIN_W:

@@ -131,7 +131,7 @@ def test_wifi_typhoon_night(capsys):
                 res = await drv.poll(2.0)
                 site.record("ups", res.ok, res.samples)
                 site.record("gw", True, [("probe.gw.ok", probe_ok, "")])
-                if site.derived.get("experimental.site.runtime_estimated") and res.ok:
+                if site.derived.get("site.runtime_estimated") and res.ok:
                     st = ups.state
                     accuracy.append((st["soc"], site.derived["site.runtime"], st["runtime_left"]))
                 site.t.m += 30.0
@@ -175,7 +175,7 @@ async def discharge(site, ups, drv, accuracy, step_s=30.0, limit_s=4 * 3600.0):
         st = ups.state
         if st["shutdown"]:
             return t
-        if site.derived.get("experimental.site.runtime_estimated"):
+        if site.derived.get("site.runtime_estimated"):
             accuracy.append((st["soc"], site.derived["site.runtime"], st["runtime_left"]))
         site.t.m += step_s
         t += step_s
@@ -334,7 +334,7 @@ def test_bts_typhoon_night(capsys):
             True,
             [("if.wan0.oper", wan, ""), ("if.sat0.oper", sat, ""), ("if.eth3.oper", "down", "")],
         )
-        if site.derived.get("experimental.site.runtime_estimated"):
+        if site.derived.get("site.runtime_estimated"):
             true_left = plant.charge / 100.0 * plant.FULL_S
             accuracy.append((plant.charge, site.derived["site.runtime"], true_left))
         if 60 <= m < 300:

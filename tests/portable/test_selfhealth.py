@@ -35,15 +35,15 @@ def test_queue_depth_budget_uplink_and_clock_as_samples():
     got = {m: (v, u) for m, v, u in agent_samples(q, Uplink(False), c, 1000, started=0.0)}
     assert got["agent.queue.depth"] == (2, "")
     assert got["agent.queue.bytes"] == (900, "B")
-    assert got["experimental.agent.queue.used"] == (90.0, "%")
+    assert got["agent.queue.used"] == (90.0, "%")
     assert got["agent.queue.dropped"] == (2, "") and got["agent.queue.thinned"] == (5, "")
     assert got["agent.uplink.connected"] == (False, "")
-    assert got["experimental.agent.clock.trusted"] == (True, "")
+    assert got["agent.clock.trusted"] == (True, "")
     assert got["agent.uptime"][0] >= 0
     for m in got:
         assert registry.is_known(m), m
     got = {m: v for m, v, _u in agent_samples(q)}  # budget from the store's own stats
-    assert got["experimental.agent.queue.used"] == 45.0
+    assert got["agent.queue.used"] == 45.0
 
 
 def test_untrusted_clock_and_missing_parts_are_left_out_not_zeroed():
@@ -52,7 +52,7 @@ def test_untrusted_clock_and_missing_parts_are_left_out_not_zeroed():
             raise OSError(5, "EIO")
 
     got = dict((m, v) for m, v, _u in agent_samples(Broken(), None, Clock("b", mono=lambda: 1.0)))
-    assert got["experimental.agent.clock.trusted"] is False
+    assert got["agent.clock.trusted"] is False
     assert "agent.queue.depth" not in got and "agent.uplink.connected" not in got
 
 

@@ -26,7 +26,7 @@ def test_power_source_from_each_kind_of_evidence():
         ([R("ups.status", "OL CHRG")], "mains"),
         ([R("plant.alarm.mains_lost", True, "plant")], "battery"),
         ([R("output.source", "battery")], "battery"),
-        ([R("mains.present", False), R("experimental.generator.running", True, "gen")],
+        ([R("mains.present", False), R("generator.running", True, "gen")],
          "generator"),
         ([R("mains.present", False), R("solar.power", 250.0, "mppt")], "solar"),
         ([R("mains.present", False), R("solar.power", 3.0, "mppt")], "battery"),
