@@ -29,18 +29,9 @@ from agent.core.errors import ConfigError, DeviceError, DeviceTimeout, ParseErro
 from drivers.base import BETA
 from drivers.proto import epever
 from drivers.proto import modbus as proto
-from drivers.serial_base import SerialDriver
+from drivers.serial_base import SerialDriver, bus_transport
 
 _WIDTH = {"u16": 1, "s16": 1, "u32": 2, "s32": 2, "f32": 2}
-
-
-def bus_transport():
-    """The runtime's shared-bus transport; DeviceError when there is none (the board injects)."""
-    try:
-        from agent.host.serial_port import BusPort
-    except ImportError:
-        raise DeviceError("no serial transport on this runtime; the board must inject one")
-    return BusPort()
 
 
 def plan(registers):

@@ -9,20 +9,10 @@ the same port: like Modbus, they share one port and one lock (BusPort), so reque
 A non-zero return code is the BMS refusing (stale, with the code in the reason). 9600 8N1.
 """
 
-from agent.core.errors import ConfigError, DeviceError, ParseError
+from agent.core.errors import ConfigError, ParseError
 from drivers.base import BETA
 from drivers.proto import pylontech as proto
-from drivers.serial_base import SerialDriver
-
-
-def bus_transport():
-    """The shared-bus transport (as drivers/modbus.py's; not imported from there so a site
-    without Modbus does not load it on the board)."""
-    try:
-        from agent.host.serial_port import BusPort
-    except ImportError:
-        raise DeviceError("no serial transport on this runtime; the board must inject one")
-    return BusPort()
+from drivers.serial_base import SerialDriver, bus_transport
 
 
 class PylontechDriver(SerialDriver):

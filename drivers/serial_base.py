@@ -31,6 +31,19 @@ def default_transport():
     return SerialPort()
 
 
+def bus_transport():
+    """A new, unopened transport for a shared RS-485 bus (several slaves, one port): devices on
+    the same port share one line and one lock, so their frames never interleave. The host's
+    BusPort on CPython; on the board UartPort, which shares per UART already."""
+    if MICROPYTHON:
+        return default_transport()
+    try:
+        from agent.host.serial_port import BusPort
+    except ImportError:
+        raise DeviceError("no serial transport on this runtime: pyserial is not installed") from None
+    return BusPort()
+
+
 class SerialDriver(Driver):
     """Driver over one serial line. Subclasses set SERIAL_DEFAULTS and implement read()."""
 
