@@ -127,7 +127,8 @@ class SerialPort:
             ser.parity = _PARITY[s["parity"].upper()]
             ser.stopbits = _STOPBITS[s["stopbits"]]
             ser.timeout = 0  # non-blocking reads; waiting is the loop's job
-            ser.write_timeout = 0
+            # No write_timeout here: ports with a descriptor are written with os.write, and
+            # pyserial's rfc2217:// client refuses any write_timeout at all.
             if s["dtr"] is not None:
                 ser.dtr = s["dtr"]
             if s["rts"] is not None:
@@ -313,7 +314,10 @@ class SerialPort:
         self._last_io = time.monotonic()
 
     def _blocking_write(self, data):
-        self._ser.write_timeout = max(1.0, self.cfg["read_timeout"])
+        try:
+            self._ser.write_timeout = max(1.0, self.cfg["read_timeout"])
+        except NotImplementedError:  # rfc2217://: its socket write has its own timeout
+            pass
         self._ser.write(data)
 
     async def _writable(self):
