@@ -1,0 +1,194 @@
+"""An Eltek Smartpack -48 V DC plant on the SNMP agent, driven by a small state model (host only).
+
+    plant = EltekPlant(capacity_ah=210.0, load_a=42.0, clock=fake.mono)
+    with plant:                        # SnmpAgent on 127.0.0.1, plant.port
+        plant.set_mains(False)         # the feed fails; the bank carries the load
+        plant.state                    # the true values now: soc, runtime_left, voltage, ...
+
+The model (advanced to clock() at every request and every API call, so a test that steps a fake
+clock sees the discharge it stepped):
+- mains on: the rectifiers hold the bus at float_v and carry the load plus the battery's recharge
+  (at most recharge_a, tapering to nothing at full); the battery current is positive.
+- mains off: the bank carries the load: current -load_a, charge falls at load_a per hour over
+  capacity_ah (constant current, so a straight line in time); the bus voltage falls in a straight
+  line with charge from full_v at full to lvd_v at empty, where the low-voltage disconnect opens
+  and the load is lost (battery current 0, LVD disconnected, lvd1_open). A real lead-acid curve
+  is flat and bends down at the end (the knee); this model has no knee, so a voltage trend is
+  exact on it: what it tests is the SNMP path and the timeline, not the estimator's fit.
+- alarms .7.1.N: 11 AC mains lost; 4 battery voltage low minor below low_minor_v, 2 major below
+  low_major_v; 8 LVD1 open; 14 rectifier major when mains is lost (every rectifier without
+  input), as a Smartpack reports it.
+Values are what the controller puts on the wire (ELTEK-DISTRIBUTED-MIB, shared/PROTOCOLS.md):
+bus voltage 0.01 V, battery current whole A (signed), rectifier current 0.1 A, mains V per phase.
+The OIDs are those of drivers/profiles/eltek.py and hil/recordings/power/eltek-smartpack.snmprec.
+"""
+
+import threading
+import time
+
+from drivers.proto import ber
+from hil.emulators.snmp_agent import SnmpAgent
+
+E = "1.3.6.1.4.1.12148.9."
+SYS_OBJECT_ID = "1.3.6.1.4.1.12148.9"
+ALARM_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 18)
+
+
+class EltekPlant:
+    def __init__(
+        self,
+        capacity_ah=210.0,
+        load_a=42.0,
+        rectifiers=3,
+        float_v=54.0,
+        full_v=51.0,
+        lvd_v=41.6,
+        low_minor_v=46.0,
+        low_major_v=44.0,
+        recharge_a=21.0,
+        mains_v=230,
+        clock=time.monotonic,
+        community="public",
+        slow_s=3.0,
+    ):
+        self.capacity_ah = float(capacity_ah)
+        self.load_a = float(load_a)
+        self.rectifiers = rectifiers
+        self.float_v = float_v
+        self.full_v = full_v
+        self.lvd_v = lvd_v
+        self.low_minor_v = low_minor_v
+        self.low_major_v = low_major_v
+        self.recharge_a = recharge_a
+        self.mains_v = mains_v
+        self.clock = clock
+        self.mains = True
+        self.soc = 100.0  # percent
+        self.lvd_open = False
+        self._t = clock()
+        self._lock = threading.RLock()
+        self.agent = SnmpAgent(self.table, community=community, slow_s=slow_s)
+
+    # --- lifecycle and API ----------------------------------------------------------------
+    @property
+    def port(self):
+        return self.agent.port
+
+    def start(self):
+        return self.agent.start()
+
+    def stop(self):
+        self.agent.stop()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def set_fault(self, name):
+        self.agent.set_fault(name)
+
+    def set_mains(self, on):
+        with self._lock:
+            self._advance()
+            self.mains = bool(on)
+            if self.mains:
+                self.lvd_open = False  # the controller reconnects once the rectifiers are up
+
+    def set_soc(self, soc):
+        with self._lock:
+            self._advance()
+            self.soc = max(0.0, min(100.0, float(soc)))
+
+    @property
+    def state(self):
+        """The true values now (not rounded as on the wire)."""
+        with self._lock:
+            self._advance()
+            v = self._bus_v()
+            on_batt = not self.mains and not self.lvd_open
+            left = self.soc / 100.0 * self.capacity_ah / self.load_a * 3600.0 if on_batt else None
+            return {
+                "mains": self.mains,
+                "soc": self.soc,
+                "voltage": v,
+                "battery_current": self._battery_a(),
+                "lvd_open": self.lvd_open,
+                "runtime_left": left,
+            }
+
+    # --- the model ----------------------------------------------------------------------------
+    def _advance(self):
+        now = self.clock()
+        dt = now - self._t
+        self._t = now
+        if dt <= 0:
+            return
+        if self.mains:
+            self.soc = min(100.0, self.soc + self._charge_a() * dt / 36.0 / self.capacity_ah)
+        elif not self.lvd_open:
+            self.soc = max(0.0, self.soc - self.load_a * dt / 36.0 / self.capacity_ah)
+            if self.soc <= 0.0:
+                self.lvd_open = True
+
+    def _charge_a(self):
+        # Constant current to 80 %, then tapering linearly to nothing at full (the float stage).
+        if self.soc >= 100.0:
+            return 0.0
+        if self.soc <= 80.0:
+            return self.recharge_a
+        return self.recharge_a * (100.0 - self.soc) / 20.0
+
+    def _battery_a(self):
+        if self.mains:
+            return self._charge_a()
+        return 0.0 if self.lvd_open else -self.load_a
+
+    def _bus_v(self):
+        if self.mains:
+            return self.float_v
+        return self.lvd_v + (self.full_v - self.lvd_v) * self.soc / 100.0
+
+    def table(self):
+        """{oid: (tag, value)} now: the agent calls this per request."""
+        with self._lock:
+            self._advance()
+            v = self._bus_v()
+            batt = self._battery_a()
+            rect_a = self.load_a + batt if self.mains else 0.0
+            per_rect = rect_a / self.rectifiers
+            alarms = {
+                2: v < self.low_major_v,
+                4: v < self.low_minor_v,
+                8: self.lvd_open,
+                11: not self.mains,
+                14: not self.mains,
+            }
+            phase_v = self.mains_v if self.mains else 0
+            INT = ber.INTEGER
+            t = {
+                "1.3.6.1.2.1.1.1.0": (ber.OCTET_STRING, b"Eltek Smartpack (site-agent emulator)"),
+                "1.3.6.1.2.1.1.2.0": (ber.OID, SYS_OBJECT_ID),
+                "1.3.6.1.2.1.1.3.0": (ber.TIMETICKS, int(self._t * 100) % (1 << 32)),
+                E + "2.2.0": (INT, 0),  # float
+                E + "3.2.0": (INT, round(v * 100)),
+                E + "3.3.0": (INT, round(batt)),
+                E + "3.4.0": (INT, 25),
+                E + "3.5.0": (INT, 0),
+                E + "3.17.1.0": (INT, 1 if self.lvd_open else 0),
+                E + "5.1.0": (INT, self.rectifiers),
+                E + "5.3.0": (INT, round(rect_a * 10)),
+                E + "5.4.0": (INT, round(100.0 * rect_a / (self.rectifiers * 50.0))),
+                E + "6.1.0": (INT, phase_v),
+                E + "6.2.0": (INT, phase_v),
+                E + "6.3.0": (INT, phase_v),
+            }
+            for n in range(1, self.rectifiers + 1):
+                t[E + "5.5.2.1.2.%d" % n] = (INT, 1 if self.mains else 2)
+                t[E + "5.5.2.1.3.%d" % n] = (INT, round(per_rect * 10))
+            for n in ALARM_IDS:
+                t[E + "7.1.%d.0" % n] = (INT, 1 if alarms.get(n) else 0)
+            return t
