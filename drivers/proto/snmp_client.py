@@ -20,7 +20,8 @@ per request, each column ending at the first OID outside it, at endOfMibView, or
 Matching: a request keeps its request-id through its retries (a late answer to an earlier try is
 still good); a datagram with another id, another community or version, or that is not a Response,
 is dropped and counted; a malformed one is dropped and remembered, so that a device that only ever
-sends junk ends with ParseError naming the junk rather than a bare timeout.
+sends junk ends with ParseError naming the junk rather than a bare timeout. After MAX_JUNK dropped
+datagrams a try ends early: a flooding peer cannot keep the client busy until its deadline.
 """
 
 from agent.core.compat import monotonic
@@ -30,6 +31,7 @@ from drivers.proto import ber
 MAX_GET = 32  # OIDs per GET; halved on tooBig
 MAX_BULK_VARBINDS = 60  # columns x repetitions per GETBULK (snmpsim answers at most 64)
 MAX_ROWS = 4096  # per column: a device that never ends a table must not hang the poll
+MAX_JUNK = 16  # datagrams dropped per try before the try counts as failed (a flood ends it)
 VERSIONS = {"1": ber.V1, "2c": ber.V2C}
 
 
@@ -102,7 +104,8 @@ class SnmpClient:
             await self.transport.send(data)
             self.sent += 1
             deadline = monotonic() + self.timeout
-            while True:
+            bad = 0
+            while bad < MAX_JUNK:
                 left = deadline - monotonic()
                 if left <= 0:
                     break
@@ -113,6 +116,7 @@ class SnmpClient:
                     msg = ber.decode_message(reply, self.max_size)
                 except ParseError as e:
                     self.malformed += 1
+                    bad += 1
                     junk = e
                     continue
                 if (
@@ -122,6 +126,7 @@ class SnmpClient:
                     or msg.community != self.community
                 ):
                     self.dropped += 1
+                    bad += 1
                     continue
                 return msg
         tries = self.retries + 1
