@@ -141,8 +141,8 @@ def test_every_fault_goes_stale_with_a_reason_and_recovers(kind):
     max_gap_b = interval_b * 1.1 + 0.3
 
     async def go(a, b):
-        # commit_interval bounds the loop's sleep: Loop does not wake when a poll finishes, so
-        # with sub-second intervals it would otherwise sleep until the hung-poll deadline.
+        # A short commit interval keeps readings moving; backoff_max keeps retries of the faulty
+        # device quick so each fault's recovery is seen within the test's time.
         loop = Loop("site-test", MemoryQueue(), lambda: 0.5, Log(write=lambda s: None),
                     commit_interval=0.05, backoff_max=0.6)  # fmt: skip
         dev_a = _device("a", a.path, extra, 0.3, BUDGET)
