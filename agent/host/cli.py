@@ -122,6 +122,21 @@ def cmd_check(args, log):
     st = cfg.storage
     out.write("\nstorage: %s, budget %s MB, commit every %gs or %d readings\n" % (
         st.get("dir"), st.get("budget_mb"), st.get("commit_interval"), st.get("commit_records")))
+    from agent.core.alarms import rules_for
+
+    rules = rules_for(cfg.site["kind"], cfg.alarms)
+    own = len(cfg.alarms.get("rules") or [])
+    out.write("alarms: %d rules (%s defaults for %s sites, %d from this file)\n" % (
+        len(rules), "with" if cfg.alarms.get("defaults", True) else "without", cfg.site["kind"],
+        own))
+    con = cfg.console
+    out.write("console: serial %s, socket %s, %s\n" % (
+        "%s at %d baud" % (con["port"], con.get("baud", 115200)) if con.get("enabled") else "off",
+        "on" if con.get("socket", True) else "off",
+        "PIN set" if con.get("pin_hash") else "no PIN: only help and status"))
+    out.write("clock: %s\n" % ("trusted from the start (site.clock = system)"
+                               if cfg.site.get("clock") == "system"
+                               else "trusted once NTP has synchronised the system clock"))
     for w in cfg.warnings:
         out.write("WARNING: %s\n" % w)
     return EXIT_OK
