@@ -6,6 +6,7 @@ site uses them, so the board never imports pysnmp or pyserial.
 
 DRIVERS = {
     "snmp": "drivers.snmp:SnmpDriver",
+    "snmp-lite": "drivers.snmp_lite:SnmpLiteDriver",
     "megatec": "drivers.megatec:MegatecDriver",
     "modbus": "drivers.modbus:ModbusDriver",
     "voltronic": "drivers.voltronic:VoltronicDriver",

@@ -139,6 +139,9 @@ def _sections(ck, d, item, path):
         d[name] = value
         if name == "snmp":
             _snmp(ck, value, item[name], spath)
+            if driver == "snmp-lite" and value.get("version") == "3":
+                ck.error(spath + ("version",), 'driver "snmp-lite" speaks SNMP v1 and v2c only; '
+                         'use driver "snmp" for v3')  # fmt: skip
         elif name == "modbus":
             _modbus(ck, value, item[name], spath)
         elif name == "probe":

@@ -11,6 +11,8 @@ from agent.core.schema import ID_CHARS, UPPER_SNAKE, choice_words, field
 # is allowed for every driver. To add a driver: one row here, one in drivers/__init__.py.
 DRIVER_SECTIONS = {
     "snmp": (("snmp",), None),
+    # The small portable SNMP v1/v2c client (the board's; also runs on the host).
+    "snmp-lite": (("snmp",), None),
     "megatec": (("serial",), 2400),
     "voltronic": (("serial",), 2400),
     "vedirect": (("serial",), 19200),

@@ -709,3 +709,13 @@ def test_reserved_device_ids():
         d = base()
         d["devices"][0]["id"] = reserved
         assert only(d).startswith('site.toml: devices[0].id: "%s" is reserved' % reserved)
+
+
+def test_snmp_lite_takes_the_snmp_section_but_not_v3():
+    d = base()
+    d["devices"][0]["driver"] = "snmp-lite"
+    cfg = check(d)
+    assert cfg.devices[0]["snmp"]["version"] == "2c"
+    d["devices"][0]["snmp"] = {"host": "192.0.2.10", "version": "3", "user": "u",
+                               "auth_key": "authkey-123", "priv_key": "privkey-123"}
+    assert only(d).startswith('site.toml: devices[0].snmp.version: driver "snmp-lite" speaks')
