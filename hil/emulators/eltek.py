@@ -16,13 +16,14 @@ clock sees the discharge it stepped):
   is flat and bends down at the end (the knee); this model has no knee, so a voltage trend is
   exact on it: what it tests is the SNMP path and the timeline, not the estimator's fit.
 - alarms .7.1.N: 11 AC mains lost; 4 battery voltage low minor below low_minor_v, 2 major below
-  low_major_v; 8 LVD1 open; 14 rectifier major when mains is lost (every rectifier without
-  input), as a Smartpack reports it.
+  low_major_v; 8 LVD1 open; the rest stay 0 (no rectifier faults are modelled: a rectifier
+  without input shows per-rectifier status "alarm", the plant alarm is mains lost).
 Values are what the controller puts on the wire (ELTEK-DISTRIBUTED-MIB, shared/PROTOCOLS.md):
-bus voltage 0.01 V, battery current whole A (signed), rectifier current 0.1 A, mains V per phase.
+bus voltage 0.01 V (with noise_v of seeded jitter if asked), battery current whole A (signed), rectifier current 0.1 A, mains V per phase.
 The OIDs are those of drivers/profiles/eltek.py and hil/recordings/power/eltek-smartpack.snmprec.
 """
 
+import random
 import threading
 import time
 
@@ -50,6 +51,8 @@ class EltekPlant:
         clock=time.monotonic,
         community="public",
         slow_s=3.0,
+        noise_v=0.0,
+        seed=1,
     ):
         self.capacity_ah = float(capacity_ah)
         self.load_a = float(load_a)
@@ -62,6 +65,8 @@ class EltekPlant:
         self.recharge_a = recharge_a
         self.mains_v = mains_v
         self.clock = clock
+        self.noise_v = noise_v  # uniform jitter on the bus voltage as read (a controller's ADC)
+        self._rng = random.Random(seed)
         self.mains = True
         self.soc = 100.0  # percent
         self.lvd_open = False
@@ -157,6 +162,8 @@ class EltekPlant:
         with self._lock:
             self._advance()
             v = self._bus_v()
+            if self.noise_v:
+                v += self._rng.uniform(-self.noise_v, self.noise_v)
             batt = self._battery_a()
             rect_a = self.load_a + batt if self.mains else 0.0
             per_rect = rect_a / self.rectifiers
@@ -165,7 +172,6 @@ class EltekPlant:
                 4: v < self.low_minor_v,
                 8: self.lvd_open,
                 11: not self.mains,
-                14: not self.mains,
             }
             phase_v = self.mains_v if self.mains else 0
             INT = ber.INTEGER

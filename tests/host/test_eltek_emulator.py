@@ -91,7 +91,8 @@ def test_driver_reads_the_model_exactly_through_a_discharge():
             assert got["battery.voltage"] == round(41.6 + 9.4 * soc / 100.0, 2), (hour, got)
             assert got["battery.current"] == -42.0
             assert got["plant.alarm.mains_lost"] is True
-            assert got["plant.alarm.rectifier_major"] is True
+            assert got["plant.alarm.rectifier_major"] is False  # mains lost is not a fault
+            assert got["rectifier.2.status"] == "alarm"  # no input
             assert got["rectifier.current"] == 0.0
         # 40 % left: 45.36 V, under the minor threshold (46.0), over the major (44.0)
         last = values(res[3])
