@@ -32,8 +32,9 @@ default window (an hour) and span (20 min) trade a slower answer to a load chang
 estimate that does not jump with every reading. The method assumes the fall is near linear in
 time, as it is for lead-acid at UPS rates until the last minutes; an end point off by d volts per
 cell shifts the estimate by d / (fall per second), which is why the device's own is preferred.
-Measured in tests/host/test_typhoon.py: charge trend within 6 % of the known discharge; voltage
-trend within 10 % of the time to shutdown at every estimate made with at least 5 minutes left.
+Measured in tests/host/test_typhoon.py, every estimate made with at least 5 minutes left: the
+Wi-Fi night (Megatec UPS, voltage trend) within 2.1 % of the time to shutdown, the BTS night
+(emulated Eltek plant over SNMP, voltage trend with +-0.05 V noise) within 5.0 %.
 
 Invariants: facts from a device that went stale are forgotten (not reused as if current);
 nothing here raises on odd input: a value of the wrong type is ignored.
