@@ -66,7 +66,7 @@ class EltekPlant:
         self.mains_v = mains_v
         self.clock = clock
         self.noise_v = noise_v  # uniform jitter on the bus voltage as read (a controller's ADC)
-        self._rng = random.Random(seed)
+        self.seed = seed
         self.mains = True
         self.soc = 100.0  # percent
         self.lvd_open = False
@@ -163,7 +163,11 @@ class EltekPlant:
             self._advance()
             v = self._bus_v()
             if self.noise_v:
-                v += self._rng.uniform(-self.noise_v, self.noise_v)
+                # The jitter is a function of the model's time, not a stream drawn per request:
+                # a retried or repeated request at the same instant reads the same voltage, so a
+                # run's readings do not depend on how many requests the client happened to send.
+                rng = random.Random(self.seed * 1000003 + int(self.clock() * 1000))
+                v += rng.uniform(-self.noise_v, self.noise_v)
             batt = self._battery_a()
             rect_a = self.load_a + batt if self.mains else 0.0
             per_rect = rect_a / self.rectifiers

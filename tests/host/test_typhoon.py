@@ -318,7 +318,7 @@ BTS_EXPECTED = [
     # 42 A from 210 Ah is 300 min; the flicker took 2 of them (off at 6 and 8), so the LVD
     # would open at 308.0: 900 s left at 293.0, the estimate (whole seconds, 1-2 s under the
     # truth) is first below 900 at 294.0, then the 60 s debounce.
-    (295.0, "raise", "RUNTIME_LOW/site/site.runtime"),
+    (294.0, "raise", "RUNTIME_LOW/site/site.runtime"),
     (300.0, "clear", "RUNTIME_LOW/site/site.runtime"),
     (301.0, "clear", "MAINS_LOST/plant/plant.alarm.mains_lost"),
     (330.0, "clear", "LINK_DOWN/rtr/if.wan0.oper"),
