@@ -10,7 +10,7 @@ the queue, one commit. Figures:
 - CPU per reading: process CPU (time.process_time, all threads of the agent process; snmpsim is a
   separate process and is not counted) / readings;
 - resident memory (psutil RSS) of this process: at start, after importing pysnmp and the driver,
-  after building the 20 engines, and after the run.
+  after building the 20 drivers (v1/v2c devices share one pysnmp engine), and after the run.
 The queue is MemoryQueue, so these are the costs of polling, not of the flash store (see
 bench/queue_bench.py for that).
 """
@@ -84,7 +84,7 @@ async def run(port, cycles, n):
     loop = Loop("bench-site", queue, lambda: 0.0, Log(write=lambda s: None), commit_records=10**6)
     for d in devices(port, n):
         loop.add_device(d, SnmpDriver(d))
-    RSS.append(("after building %d SNMP engines" % n, rss_mb()))
+    RSS.append(("after building %d SNMP drivers" % n, rss_mb()))
     t0 = time.perf_counter()
     first = await loop.poll_all()  # warm-up: auto-detect profiles, engine discovery
     drain(queue)
