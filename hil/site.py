@@ -34,6 +34,8 @@ kind = "bts"
 name = "Simulated hardened BTS (demo)"
 # The machine running the demo keeps its own time; a real Pi without an RTC would say "ntp".
 clock = "system"
+# The router's uplink port carries the backhaul.
+backhaul = ["if.eth0.oper"]
 
 [site.location]
 commune = "Demo commune"

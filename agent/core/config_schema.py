@@ -137,6 +137,9 @@ SITE = (
     # When the system clock counts as right: "ntp" once the kernel says NTP synchronised it;
     # "system" at once (hosts with a battery-backed RTC). Until then readings carry boot + mono.
     ("clock", field("str", default="ntp", choices=("ntp", "system"))),
+    # Metric patterns whose state is the backhaul's (e.g. "if.wan0.oper", "probe.<name>.ok");
+    # unset: the site's reachability probes.
+    ("backhaul", field("strs")),
     ("location", field("table", fields=LOCATION, fill=True)),
 )
 DEFAULTS = (

@@ -236,6 +236,11 @@ class Checker:
             return v
         if kind == "secret":
             return self.secret(v, path)
+        if kind == "strs":  # an array of non-empty strings
+            if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+                self.expected(path, "an array of non-empty strings", v)
+                return MISSING
+            return list(v)
         if kind == "pair":  # [metric, value]: an alarm rule's guard
             if not isinstance(v, list) or len(v) != 2 or not all(isinstance(x, str) for x in v):
                 self.expected(path, 'an array of two strings ["metric", "value"]', v)

@@ -127,6 +127,7 @@ async def run_agent(cfg, log, stop=None):
         cfg.site["kind"],
         clock,
         cfg.alarms,
+        backhaul=cfg.site.get("backhaul"),
         active_file=ActiveFile(os.path.join(data_dir, "alarms.json")),
         log=log,
     )

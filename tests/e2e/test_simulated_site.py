@@ -51,6 +51,10 @@ def _value(rows, oid):
     return rows[oid][1]
 
 
+def _value_of(upstream, key):
+    return upstream.snapshot()[0][key][0]["value"]
+
+
 def _wait(upstream, agent, log_path, keys, timeout=60):
     try:
         return upstream.wait_for(lambda latest: all(k in latest for k in keys), timeout)
@@ -93,6 +97,10 @@ def test_router_readings_reach_the_broker(running_site):
     assert uptime_ticks // 100 <= got <= uptime_ticks // 100 + 3600
     opers = [k for k in latest if k[0] == "router" and k[1].startswith("if.") and k[1].endswith(".oper")]
     assert opers, sorted(latest)
+    # site.backhaul follows the router's eth0 (the site's configured backhaul), up in the recording.
+    assert _value_of(upstream, ("router", "if.eth0.oper")) == "up"
+    backhaul = upstream.wait_for(lambda l: ("site", "site.backhaul") in l, 30)
+    assert backhaul[("site", "site.backhaul")][0]["value"] == "up"
 
 
 def test_serial_ups_readings_match_the_emulator(running_site):

@@ -719,3 +719,13 @@ def test_snmp_lite_takes_the_snmp_section_but_not_v3():
     d["devices"][0]["snmp"] = {"host": "192.0.2.10", "version": "3", "user": "u",
                                "auth_key": "authkey-123", "priv_key": "privkey-123"}
     assert only(d).startswith('site.toml: devices[0].snmp.version: driver "snmp-lite" speaks')
+
+
+def test_site_backhaul_is_a_list_of_metric_patterns():
+    d = base()
+    d["site"]["backhaul"] = ["if.wan0.oper", "probe.<name>.ok"]
+    assert check(d).site["backhaul"] == ["if.wan0.oper", "probe.<name>.ok"]
+    d["site"]["backhaul"] = "if.wan0.oper"
+    assert only(d).startswith("site.toml: site.backhaul: expected an array of non-empty strings")
+    d["site"]["backhaul"] = ["if.wan0.oper", ""]
+    assert only(d).startswith("site.toml: site.backhaul: expected an array of non-empty strings")
