@@ -195,6 +195,12 @@ PROBE = (
     ("server", field("str", check=_host)),  # dns: ask this resolver (UDP) instead of the system's
     ("name", field("str", minlen=1, maxlen=32, chars=_NAME_CHARS, chars_words="A-Z a-z 0-9 _ -")),
 )
+# The battery bank behind a device, for the runtime estimate when the device does not report it
+# (a DC plant's SNMP gives the bus voltage but neither the nominal voltage nor its cut-off).
+BATTERY = (
+    ("nominal_v", field("num", gt=0)),  # e.g. 48 for a 24-cell lead-acid bank
+    ("cutoff_cell_v", field("num", min=1.5, max=3.0)),  # end of discharge per 2 V cell (the LVD)
+)
 SECTIONS = (
     ("snmp", field("table", fields=SNMP)),
     ("serial", field("table", fields=SERIAL)),
@@ -210,6 +216,7 @@ DEVICE = (
     ("interval", field("num", min=1)),
     ("timeout", field("num", gt=0)),
     ("jitter", field("num", min=0, max=0.5)),
+    ("battery", field("table", fields=BATTERY)),
 ) + SECTIONS
 BROKER = (
     ("name", field("str", minlen=1)),

@@ -20,14 +20,14 @@ from agent.core.sitestate import SiteState
 
 class SiteMonitor:
     def __init__(self, site_id, kind, clock, alarms_cfg=None, backhaul=None, active_file=None,
-                 log=None):  # fmt: skip
+                 log=None, banks=None):  # fmt: skip
         self.clock = clock
         self.log = log
         self.engine = AlarmEngine(site_id, rules_for(kind, alarms_cfg), clock, log)
         if backhaul:
-            self.site = SiteState(site_id, clock, backhaul=backhaul)
+            self.site = SiteState(site_id, clock, backhaul=backhaul, banks=banks)
         else:
-            self.site = SiteState(site_id, clock)
+            self.site = SiteState(site_id, clock, banks=banks)
         self.active_file = active_file
         self.pending = []  # events from restore(), handed out with the first record()
         if active_file is not None:

@@ -77,6 +77,7 @@ class SiteState:
         min_span_s=1200.0,
         cutoff_cell_v=None,
         floor_pct=0.0,
+        banks=None,
     ):
         self.site_id = site_id
         self.clock = clock
@@ -84,6 +85,9 @@ class SiteState:
         self.window_s = window_s
         self.min_span_s = min_span_s
         self.cutoff_cell_v = cutoff_cell_v  # configured end of discharge per cell, or None
+        # device -> {"nominal_v", "cutoff_cell_v"} from the site config ([devices.battery]), for
+        # devices that report neither (DC plants): what the device reports wins.
+        self.banks = banks or {}
         # device -> whole-battery volts at which it shut down in an earlier discharge. Kept for
         # the life of this object; a runner may persist and restore it (plain dict of floats).
         self.cutoffs = {}
@@ -201,8 +205,9 @@ class SiteState:
         learned = _num(self.cutoffs.get(dev))
         if learned is not None:
             return learned
-        if self.cutoff_cell_v:
-            return rated / CELL_NOMINAL_V * self.cutoff_cell_v
+        cell = _num(self.banks.get(dev, {}).get("cutoff_cell_v")) or self.cutoff_cell_v
+        if cell:
+            return rated / CELL_NOMINAL_V * cell
         return rated * CUTOFF_OF_RATED
 
     def _estimate(self, dev, pts, f):
@@ -214,6 +219,8 @@ class SiteState:
             min_drop = MIN_DROP_PCT
         else:
             rated = _num(f.get("ups.rating.battery_voltage"))
+            if not rated:
+                rated = _num(self.banks.get(dev, {}).get("nominal_v"))
             if not rated or rated <= 0 or any(p[2] is None for p in pts):
                 return None
             level = [(p[0], p[2]) for p in pts]

@@ -128,6 +128,7 @@ async def run_agent(cfg, log, stop=None):
         clock,
         cfg.alarms,
         backhaul=cfg.site.get("backhaul"),
+        banks={d["id"]: d["battery"] for d in cfg.devices if d.get("battery")},
         active_file=ActiveFile(os.path.join(data_dir, "alarms.json")),
         log=log,
     )

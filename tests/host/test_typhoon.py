@@ -41,12 +41,12 @@ class FakeTime:
 class Site:
     """The wiring the runner does: poll results -> SiteMonitor -> queue (alarm and routine)."""
 
-    def __init__(self, kind, backhaul=None):
+    def __init__(self, kind, backhaul=None, banks=None):
         self.t = FakeTime()
         self.clock = Clock("boot-1", mono=self.t.mono, wall=self.t.wall)
         self.clock.trust(EPOCH, "test")
         self.t0 = self.t.m
-        self.mon = SiteMonitor("site-1", kind, self.clock, backhaul=backhaul)
+        self.mon = SiteMonitor("site-1", kind, self.clock, backhaul=backhaul, banks=banks)
         self.q = MemoryQueue()
         self.events = []  # (minute, "raise"/"clear", alarm id)
         self.derived = {}
@@ -269,9 +269,9 @@ def test_wifi_end_point_learned_from_a_shutdown(capsys):
 # The DC plant is hil/emulators/eltek.py: an Eltek Smartpack model behind a real SNMP agent on
 # the loopback, read by the real pysnmp SnmpDriver (profile "eltek") once per fake minute; the
 # model runs on the fake clock. It used to be scripted (snmpsim only replays static recordings).
-# What the Smartpack MIB the profile reads does not give, and the test therefore supplies as the
-# site configuration would (see PLANT_CONFIG): the bank's nominal voltage and the LVD voltage
-# per cell. Without a charge reading the runtime estimate is the voltage trend down to that LVD
+# What the Smartpack MIB the profile reads does not give comes from the site config, as on a
+# real site ([devices.battery], PLANT_BANK): the bank's nominal voltage and the LVD voltage per
+# cell. Without a charge reading the runtime estimate is the voltage trend down to that LVD
 # voltage (SiteState's configured end point), so the charge-based BATTERY_LOW of the scripted
 # plant is gone from the sequence and RUNTIME_LOW, from the estimate, takes its place.
 #
@@ -281,7 +281,7 @@ def test_wifi_end_point_learned_from_a_shutdown(capsys):
 # same SNMP path as on a real site.
 
 PLANT_LVD_CELL_V = 1.8  # the site's LVD setting, 43.2 V on a 24-cell bank
-PLANT_CONFIG = [("ups.rating.battery_voltage", 48.0, "V")]  # nominal bank voltage, from config
+PLANT_BANK = {"nominal_v": 48.0, "cutoff_cell_v": PLANT_LVD_CELL_V}  # [devices.battery]
 
 IF_ROWS = ((1, "wan0"), (2, "sat0"), (3, "eth3"))
 IF_UP, IF_DOWN = 1, 2
@@ -326,8 +326,7 @@ BTS_EXPECTED = [
 
 
 def test_bts_typhoon_night(capsys):
-    site = Site("bts", backhaul=("if.wan0.oper", "if.sat0.oper"))
-    site.mon.site.cutoff_cell_v = PLANT_LVD_CELL_V
+    site = Site("bts", backhaul=("if.wan0.oper", "if.sat0.oper"), banks={"plant": PLANT_BANK})
     # +-0.05 V of jitter on the bus voltage as read (a controller's ADC), against a fall of
     # 1.56 V an hour: the trend line has to average it out. At +-0.1 V the first estimates (20
     # minutes of trend, 0.52 V of fall) are off by up to 11 %: the estimator's minimum span is
@@ -359,7 +358,7 @@ def test_bts_typhoon_night(capsys):
                 router.oper["eth3"] = IF_DOWN
                 res = await dc.poll(2.0)
                 assert res.ok, (m, res)
-                site.record("plant", True, res.samples + PLANT_CONFIG)
+                site.record("plant", True, res.samples)
                 volts.append({k: v for k, v, _u in res.samples}["battery.voltage"])
                 res = await rtr.poll(2.0)
                 assert res.ok, (m, res)

@@ -729,3 +729,13 @@ def test_site_backhaul_is_a_list_of_metric_patterns():
     assert only(d).startswith("site.toml: site.backhaul: expected an array of non-empty strings")
     d["site"]["backhaul"] = ["if.wan0.oper", ""]
     assert only(d).startswith("site.toml: site.backhaul: expected an array of non-empty strings")
+
+
+def test_device_battery_bank():
+    d = base()
+    d["devices"][0]["battery"] = {"nominal_v": 48.0, "cutoff_cell_v": 1.8}
+    assert check(d).devices[0]["battery"] == {"nominal_v": 48.0, "cutoff_cell_v": 1.8}
+    d["devices"][0]["battery"] = {"nominal_v": 48.0, "cutoff_cell_v": 0.9}
+    assert only(d).startswith("site.toml: devices[0].battery.cutoff_cell_v: expected")
+    d["devices"][0]["battery"] = {"nominal": 48.0}
+    assert only(d).startswith("site.toml: devices[0].battery.nominal: unknown key")
