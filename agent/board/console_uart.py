@@ -23,37 +23,18 @@ import asyncio
 
 from agent.board.uart import PINS, _sleep_ms, uart_id
 from agent.core.compat import monotonic
-
-DROP_NOTE = "\r\n[console: %d bytes of output dropped: the terminal was not reading]\r\n"
-
-
-class LineLost(Exception):
-    pass
+from agent.core.console_out import DROP_NOTE, BoundedOutput, LineLost  # noqa: F401 (re-exported)
 
 
-class UartOut:
+class UartOut(BoundedOutput):
     """Bounded, non-blocking output to a machine.UART (see the module invariants)."""
 
     def __init__(self, uart, limit=4096, chunk=128):
+        BoundedOutput.__init__(self, limit)
         self.uart = uart
-        self.limit = limit
         self.chunk = chunk
-        self.buf = b""
-        self.dropped = 0  # bytes dropped since the terminal last caught up
-        self.dropped_total = 0
         self.written = 0
-        self.lost = None  # the error that ended the line
         self._done = getattr(uart, "txdone", None)
-
-    def write(self, data):
-        if self.lost is not None:
-            return
-        if len(self.buf) + len(data) > self.limit:
-            self.dropped += len(data)
-            self.dropped_total += len(data)
-            return
-        self.buf += data
-        self.pump()
 
     def pump(self):
         """Hand the UART one chunk if its line is idle. Never waits."""
@@ -69,11 +50,8 @@ class UartOut:
             self.buf = b""
             return
         n = len(chunk) if n is None else n
-        self.buf = self.buf[n:]
         self.written += n
-        if not self.buf and self.dropped:
-            self.buf += (DROP_NOTE % self.dropped).encode()
-            self.dropped = 0
+        self.sent(n)
 
 
 class UartConsole:

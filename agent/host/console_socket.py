@@ -19,7 +19,7 @@ import socket
 import stat
 import sys
 
-from agent.host.console_tty import DROP_NOTE
+from agent.core.console_out import DROP_NOTE
 
 SOCKET_NAME = "console.sock"
 DETACH = 0x1D  # Ctrl-]

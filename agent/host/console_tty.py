@@ -21,43 +21,24 @@ import asyncio
 import os
 import termios
 
+from agent.core.console_out import DROP_NOTE, BoundedOutput, LineLost  # noqa: F401 (re-exported)
+
 BAUDS = {
     1200: termios.B1200, 2400: termios.B2400, 4800: termios.B4800, 9600: termios.B9600,
     19200: termios.B19200, 38400: termios.B38400, 57600: termios.B57600,
     115200: termios.B115200, 230400: termios.B230400,
 }  # fmt: skip
-DROP_NOTE = "\r\n[console: %d bytes of output dropped: the terminal was not reading]\r\n"
-
-
-class LineLost(Exception):
-    pass
-
-
-class OutBuffer:
+class OutBuffer(BoundedOutput):
     """Bounded, non-blocking output to a file descriptor (see the module invariants)."""
 
     def __init__(self, fd, aloop, limit=16384, on_lost=None):
+        BoundedOutput.__init__(self, limit)
         self.fd = fd
         self.aloop = aloop
-        self.limit = limit
         self.on_lost = on_lost
-        self.buf = bytearray()
-        self.dropped = 0  # bytes dropped since the terminal last caught up
-        self.dropped_total = 0
-        self.lost = None  # the error that ended the line
         self._watching = False
 
-    def write(self, data):
-        if self.lost is not None:
-            return
-        if len(self.buf) + len(data) > self.limit:
-            self.dropped += len(data)
-            self.dropped_total += len(data)
-            return
-        self.buf += data
-        self._flush()
-
-    def _flush(self):
+    def pump(self):
         while self.buf:
             try:
                 n = os.write(self.fd, self.buf[:4096])
@@ -68,10 +49,7 @@ class OutBuffer:
                 return
             if n == 0:
                 break
-            del self.buf[:n]
-            if not self.buf and self.dropped:
-                self.buf += (DROP_NOTE % self.dropped).encode()
-                self.dropped = 0
+            self.sent(n)
         if self.buf and not self._watching:
             self._watching = True
             self.aloop.add_writer(self.fd, self._writable)
@@ -79,7 +57,7 @@ class OutBuffer:
             self._unwatch()
 
     def _writable(self):
-        self._flush()
+        self.pump()
 
     def _unwatch(self):
         if self._watching:
@@ -91,14 +69,14 @@ class OutBuffer:
 
     def _lose(self, e):
         self.lost = e
-        self.buf = bytearray()
+        self.buf = b""
         self._unwatch()
         if self.on_lost is not None:
             self.on_lost(e)
 
     def close(self):
         self._unwatch()
-        self.buf = bytearray()
+        self.buf = b""
 
 
 def open_raw(path, baud):
