@@ -11,7 +11,7 @@ import statistics
 import time
 from pathlib import Path
 
-from agent.core.config import SCHEMA_TABLES, validate
+from agent.core.config.validate import SCHEMA_TABLES, validate
 from agent.core.errors import ConfigError
 from agent.host.configfile import parse
 

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.core import auth
-from agent.core.console_line import LineDiscipline
+from agent.core.console import auth
+from agent.core.console.line import LineDiscipline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def noise():
 
 
 def export():
-    from agent.core.store import Store
+    from agent.core.store.store import Store
 
     d = tempfile.mkdtemp()
     try:
@@ -84,7 +84,7 @@ def export():
 MPY = (
     """
 import time
-from agent.core import auth
+from agent.core.console import auth
 for n in (1000, %d):
     t = time.ticks_ms()
     auth.pbkdf2_sha256(b"7341", b"0123456789abcdef", n)
@@ -105,7 +105,7 @@ def micropython():
         'import fs from "node:fs";\n'
         "const mp = await loadMicroPython({stdout: (l) => console.log(l)});\n"
         'mp.FS.mkdirTree("/repo/agent/core");\n'
-        'for (const f of ["agent/__init__.py", "agent/core/__init__.py", "agent/core/auth.py",\n'
+        'for (const f of ["agent/__init__.py", "agent/core/__init__.py", "agent/core/console/auth.py",\n'
         '  "agent/core/compat.py", "agent/core/errors.py"])\n'
         '  mp.FS.writeFile("/repo/" + f, fs.readFileSync("%s/" + f));\n'
         'mp.runPython("import sys; sys.path.insert(0, \\"/repo\\")");\n'

@@ -1,5 +1,5 @@
 """10,000 agents through a broker outage and its return, on a virtual clock, using the real
-reconnect code (agent.core.backoff: full-jitter Backoff and ConnectLimiter).
+reconnect code (agent.core.uplink.backoff: full-jitter Backoff and ConnectLimiter).
 
     .venv/bin/python bench/fleet_reconnect.py [--agents 10000] [--outage 600] [--capacity 500]
 
@@ -21,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from agent.core.backoff import Backoff, ConnectLimiter  # noqa: E402
+from agent.core.uplink.backoff import Backoff, ConnectLimiter  # noqa: E402
 
 
 class FixedRetry:

@@ -8,8 +8,8 @@
 # RAM, not its data. Same readings and phases as bench/queue_bench.py: append with one commit per
 # poll cycle, drain in batches of 100 with an ack each, a store at its byte budget (thinning).
 
-from agent.core.queue import LANE_ROUTINE
-from agent.core.store import Store
+from agent.core.store.queue import LANE_ROUTINE
+from agent.core.store.store import Store
 
 CYCLE = 100  # readings per poll cycle (one commit each); the host bench uses 1000
 CYCLES = 20  # 2,000 readings appended, then drained

@@ -16,8 +16,8 @@ import subprocess
 import tempfile
 import time
 
-from agent.core.queue import LANE_ROUTINE
-from agent.core.store import Store
+from agent.core.store.queue import LANE_ROUTINE
+from agent.core.store.store import Store
 from agent.host.queue_cli import fsync_dir, fsync_file
 
 CYCLE = 1000  # readings per poll cycle (one commit each)

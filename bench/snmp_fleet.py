@@ -1,4 +1,4 @@
-"""Figures for a fleet: 20 SNMP devices polled through the real Loop (agent/core/loop.py), one
+"""Figures for a fleet: 20 SNMP devices polled through the real Loop (agent/core/poll/loop.py), one
 snmpsim serving several recordings with the 20 devices spread over them. Prints; asserts nothing.
 
     .venv/bin/python bench/snmp_fleet.py [cycles] [devices]
@@ -32,8 +32,8 @@ def rss_mb():
 RSS = [("start (python + agent core)", None)]
 
 from agent.core.log import Log  # noqa: E402
-from agent.core.loop import Loop  # noqa: E402
-from agent.core.queue import MemoryQueue  # noqa: E402
+from agent.core.poll.loop import Loop  # noqa: E402
+from agent.core.store.queue import MemoryQueue  # noqa: E402
 
 RSS[0] = (RSS[0][0], rss_mb())
 

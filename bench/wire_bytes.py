@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from agent.core import contract  # noqa: E402
+from agent.core.uplink import contract  # noqa: E402
 
 SITE = "vn-hue-bts-0142"
 PREFIX = "site-agent/v1"

@@ -9,7 +9,7 @@ runs it through the same poll path as every real driver. To add a driver:
 3. Put the device map (registers, OIDs, scales, units, enums) in a data table, not in code.
 4. Emit only metric names from agent/core/registry.py (add rows there and in docs/metrics.md, or
    use `experimental.<name>` until the name is agreed). Leave out values the device marks unknown.
-5. Add the driver's name to drivers/__init__.py and its config section to agent/core/config.py.
+5. Add the driver's name to drivers/__init__.py and its config section to agent/core/config/validate.py.
 6. Write an emulator in hil/emulators/ and test every fault mode against the driver.
 """
 

@@ -23,7 +23,7 @@ import asyncio
 
 from agent.board.uart import PINS, _sleep_ms, uart_id
 from agent.core.compat import monotonic
-from agent.core.console_out import DROP_NOTE, BoundedOutput, LineLost  # noqa: F401 (re-exported)
+from agent.core.console.output import DROP_NOTE, BoundedOutput, LineLost  # noqa: F401 (re-exported)
 
 
 class UartOut(BoundedOutput):
@@ -57,7 +57,7 @@ class UartOut(BoundedOutput):
 class UartConsole:
     def __init__(self, port, baud, make_console, log, pins=None, out_limit=4096, tick_s=1.0,
                  poll_ms=20, reopen_s=2.0, chunk=128, read_max=128):  # fmt: skip
-        """make_console(write, where) -> agent.core.console.Console."""
+        """make_console(write, where) -> agent.core.console.session.Console."""
         if uart_id(port) is None:
             raise ValueError('console port %r: expected "uart<n>" on a board' % (port,))
         self.port = port

@@ -210,7 +210,7 @@ class ClockFile:
     """Anchors in a small JSON file, replaced atomically (see alarms.ActiveFile)."""
 
     def __init__(self, path, fs=None):
-        from agent.core.alarms import ActiveFile
+        from agent.core.monitor.alarms import ActiveFile
 
         self._f = ActiveFile(path, fs)
 

@@ -12,7 +12,7 @@ from agent.core.compat import monotonic, wall_time
 class AgentFacade:
     def __init__(self, cfg, loop, queue, uplink=None, clock=None, log=None):
         self.cfg = cfg  # SiteConfig
-        self.loop = loop  # agent.core.loop.Loop
+        self.loop = loop  # agent.core.poll.loop.Loop
         self.queue = queue
         self.uplink = uplink  # has .state() -> dict, or None when there is no uplink
         self.clock = clock  # has .trusted() and .state() once agent.core.clock exists; else None

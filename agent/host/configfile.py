@@ -11,7 +11,7 @@ import re
 import stat
 import tomllib
 
-from agent.core.config import validate
+from agent.core.config.validate import validate
 from agent.core.errors import ConfigError
 
 _AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")

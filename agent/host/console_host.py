@@ -19,9 +19,9 @@ import ssl
 import sys
 import time
 
-from agent.core import auth
-from agent.core.console import Console
-from agent.core.console_facade import ConsoleFacade
+from agent.core.console import auth
+from agent.core.console.facade import ConsoleFacade
+from agent.core.console.session import Console
 from agent.core.errors import ConfigError
 from agent.host.console_socket import SOCKET_NAME, SocketConsole, attach
 from agent.host.console_tty import TtyConsole
@@ -112,7 +112,7 @@ async def mqtt_probe(uplink_cfg, site_id, say, live=None, timeout=10.0):
     step. True when a broker acknowledged the probe."""
     import paho.mqtt.client as mqtt
 
-    from agent.core import contract
+    from agent.core.uplink import contract
 
     if live is not None:
         st = live.state()

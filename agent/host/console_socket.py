@@ -19,7 +19,7 @@ import socket
 import stat
 import sys
 
-from agent.core.console_out import DROP_NOTE
+from agent.core.console.output import DROP_NOTE
 
 SOCKET_NAME = "console.sock"
 DETACH = 0x1D  # Ctrl-]
@@ -45,7 +45,7 @@ class _StreamOut:
 
 class SocketConsole:
     def __init__(self, path, make_console, log, max_clients=4, out_limit=65536, tick_s=1.0):
-        """make_console(write, where) -> agent.core.console.Console."""
+        """make_console(write, where) -> agent.core.console.session.Console."""
         self.path = path
         self.make_console = make_console
         self.log = log

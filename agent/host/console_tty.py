@@ -21,7 +21,7 @@ import asyncio
 import os
 import termios
 
-from agent.core.console_out import DROP_NOTE, BoundedOutput, LineLost  # noqa: F401 (re-exported)
+from agent.core.console.output import DROP_NOTE, BoundedOutput, LineLost  # noqa: F401 (re-exported)
 
 BAUDS = {
     1200: termios.B1200, 2400: termios.B2400, 4800: termios.B4800, 9600: termios.B9600,
@@ -109,7 +109,7 @@ def open_raw(path, baud):
 class TtyConsole:
     def __init__(self, path, baud, make_console, log, reopen_s=2.0, out_limit=16384,
                  tick_s=1.0):  # fmt: skip
-        """make_console(write, where) -> agent.core.console.Console."""
+        """make_console(write, where) -> agent.core.console.session.Console."""
         if baud not in BAUDS:
             raise ValueError("console baud %r: expected one of %s" % (baud, sorted(BAUDS)))
         self.path = path

@@ -4,7 +4,7 @@ factory (os.fsync for files, fsync of the directory for new and renamed entries)
 import os
 import time
 
-from agent.core.store import Store
+from agent.core.store.store import Store
 
 QUEUE_SUBDIR = "queue"  # storage.dir also holds clock.json, alarms.json and console.sock
 _INSPECT_BUDGET = 1 << 62  # inspection never writes, so the budget does not matter

@@ -11,13 +11,13 @@ import random
 import signal
 
 import drivers
-from agent.core.alarms import ActiveFile
 from agent.core.clock import Clock, ClockFile, boot_id
 from agent.core.compat import monotonic, wall_time
 from agent.core.errors import ConfigError, QueueError
-from agent.core.loop import Loop
-from agent.core.monitor import SiteMonitor
-from agent.core.queue import MemoryQueue
+from agent.core.monitor.alarms import ActiveFile
+from agent.core.monitor.pipeline import SiteMonitor
+from agent.core.poll.loop import Loop
+from agent.core.store.queue import MemoryQueue
 from agent.host.console_host import make_facade, start_consoles
 from agent.host.health import HealthDriver
 from agent.host.timesync import ntp_synced

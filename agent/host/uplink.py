@@ -32,9 +32,9 @@ import time
 import paho.mqtt.client as mqtt
 
 from agent import __version__
-from agent.core import contract
-from agent.core.backoff import Backoff, ByteBudget, ConnectLimiter, TokenBucket
-from agent.core.remote import Remote
+from agent.core.uplink import contract
+from agent.core.uplink.backoff import Backoff, ByteBudget, ConnectLimiter, TokenBucket
+from agent.core.uplink.commands import Remote
 
 WINDOW = 4  # messages in flight per session
 INBOX_MAX = 64  # command payloads waiting for the asyncio thread; more are dropped and counted

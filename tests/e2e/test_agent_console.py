@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from agent.core.auth import make_hash
+from agent.core.console.auth import make_hash
 from hil.net import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

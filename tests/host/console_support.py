@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent.core import auth
+from agent.core.console import auth
 from hil.proc import die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import random
 import littlefs
 from littlefs.context import UserContext
 
-from agent.core.fsio import OsFs
+from agent.core.store.fsio import OsFs
 
 
 class PowerCut(Exception):

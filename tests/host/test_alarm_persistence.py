@@ -4,9 +4,9 @@ short (a stray temporary file, or a torn one) never loses the last complete snap
 import os
 
 from agent.core import readings as rd
-from agent.core.alarms import ActiveFile
 from agent.core.clock import Clock
-from agent.core.monitor import SiteMonitor
+from agent.core.monitor.alarms import ActiveFile
+from agent.core.monitor.pipeline import SiteMonitor
 
 EPOCH = 1788000000.0
 

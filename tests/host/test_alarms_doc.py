@@ -1,8 +1,8 @@
-"""docs/alarms.md's table of default rules is the data in agent/core/alarms.py, row for row."""
+"""docs/alarms.md's table of default rules is the data in agent/core/monitor/alarms.py, row for row."""
 
 import os
 
-from agent.core.alarms import BTS_RULES, WIFI_RULES, _condition
+from agent.core.monitor.alarms import BTS_RULES, WIFI_RULES, _condition
 
 DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "alarms.md")
 

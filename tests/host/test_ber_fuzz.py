@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from agent.core.errors import DeviceError, ParseError
 from agent.core.log import Log
-from agent.core.loop import Loop
-from agent.core.queue import MemoryQueue
+from agent.core.poll.loop import Loop
 from agent.core.registry import is_known, lookup
+from agent.core.store.queue import MemoryQueue
 from drivers import profiles
 from drivers.profiles import engine
 from drivers.proto import ber

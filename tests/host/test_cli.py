@@ -120,8 +120,9 @@ def test_check_missing_file(tmp_path):
 
 
 def test_poll_silent_device_is_stale_and_exits_1(tmp_path):
-    from hil.net import free_port
     import socket
+
+    from hil.net import free_port
 
     port = free_port(kind=socket.SOCK_DGRAM)
     path = write(tmp_path, MINIMAL.format(data=tmp_path / "d") + SILENT_DEVICE.format(port=port))
@@ -141,8 +142,9 @@ def test_poll_unknown_device_is_usage_error(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_run_stops_cleanly_on_signal(tmp_path, sig):
-    from hil.net import free_port
     import socket
+
+    from hil.net import free_port
 
     port = free_port(kind=socket.SOCK_DGRAM)
     path = write(tmp_path, MINIMAL.format(data=tmp_path / "d") + SILENT_DEVICE.format(port=port))

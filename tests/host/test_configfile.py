@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.core.config import SCHEMA_TABLES, validate
+from agent.core.config.validate import SCHEMA_TABLES, validate
 from agent.core.errors import ConfigError
 from agent.host.configfile import load, parse
 
@@ -270,14 +270,14 @@ def test_environ_default_is_os_environ(tmp_path, monkeypatch):
 
 
 def test_snmp_profiles_match_the_driver_table():
-    from agent.core.config_schema import SNMP_PROFILES
+    from agent.core.config.tables import SNMP_PROFILES
     from drivers import profiles
 
     assert set(SNMP_PROFILES) == {"auto"} | set(profiles.PROFILES)
 
 
 def test_driver_sections_name_only_known_or_planned_drivers():
-    from agent.core.config import DRIVER_SECTIONS
+    from agent.core.config.validate import DRIVER_SECTIONS
     from drivers import DRIVERS
 
     # Every driver the registry can load must be configurable; the config table may list drivers

@@ -9,11 +9,12 @@ import subprocess
 import time
 
 import pytest
-from console_support import PIN, SITE, Rig, write_config
 
 from hil.broker import Broker
 from hil.emulators.megatec import MegatecEmulator
 from hil.proc import die_with_parent
+
+from console_support import PIN, SITE, Rig, write_config
 
 NEEDED = ("tmux", "picocom", "socat")
 

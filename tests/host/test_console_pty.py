@@ -15,6 +15,10 @@ import sys
 import time
 
 import pytest
+
+from hil.broker import Broker
+from hil.emulators.megatec import MegatecEmulator
+
 from console_support import (
     BROKER_PASSWORD,
     PIN,
@@ -26,9 +30,6 @@ from console_support import (
     fits,
     write_config,
 )
-
-from hil.broker import Broker
-from hil.emulators.megatec import MegatecEmulator
 
 PROMPT = "%s [" % SITE
 
@@ -262,7 +263,7 @@ def test_socket_console_same_commands_and_login_one_session_at_a_time(site):
 
 
 def test_hash_pin_tool_prints_a_hash_the_console_accepts():
-    from agent.core import auth
+    from agent.core.console import auth
     from agent.host.console_host import add_parser, hash_pin
 
     answers = iter(["9182", "9182"])
@@ -282,7 +283,7 @@ def test_hash_pin_tool_prints_a_hash_the_console_accepts():
 
 
 def test_docs_list_every_command_of_help():
-    from agent.core.console import HELP
+    from agent.core.console.session import HELP
 
     doc = (REPO / "docs" / "console.md").read_text()
     rows = [line.split("|")[1].strip() for line in doc.splitlines() if line.startswith("| `")]

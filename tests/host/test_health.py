@@ -6,7 +6,7 @@ import os
 import psutil
 
 from agent.core import registry
-from agent.core.queue import LANE_ROUTINE, MemoryQueue
+from agent.core.store.queue import LANE_ROUTINE, MemoryQueue
 from agent.host.health import HealthDriver, soc_temperature
 
 

@@ -206,7 +206,7 @@ def test_harness_reports_failures_with_micropython_traceback(tmp_path):
 
 def test_import_failure_fails_with_micropython_traceback(tmp_path):
     f = tmp_path / "broken_mod.py"
-    f.write_text("X = 1\nfrom agent.core.queue import NoSuchName\n")
+    f.write_text("X = 1\nfrom agent.core.store.queue import NoSuchName\n")
     r = harness("import", str(f))
     assert r.returncode == 1, r.stdout
     assert "FAIL broken_mod: import failed: ImportError" in r.stdout

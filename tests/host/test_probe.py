@@ -12,7 +12,7 @@ import time
 import pytest
 
 from agent.core import registry
-from agent.core.config import validate
+from agent.core.config.validate import validate
 from agent.host.configfile import parse
 from drivers import load
 from drivers.probe import ProbeDriver

@@ -1,6 +1,6 @@
 # Every fault mode of every serial emulator against its driver (Megatec, Modbus/EPEVER, Voltronic,
 # VE.Direct, Pylontech), inside the real poll loop
-# (agent.core.loop.Loop) with a second device of the same kind on its own port: the faulty device
+# (agent.core.poll.loop.Loop) with a second device of the same kind on its own port: the faulty device
 # goes stale with a reason naming the fault's symptom, recovers when the fault clears, and the
 # other device keeps its schedule throughout.
 import asyncio
@@ -9,8 +9,8 @@ import time
 import pytest
 
 from agent.core.log import Log
-from agent.core.loop import Loop
-from agent.core.queue import MemoryQueue
+from agent.core.poll.loop import Loop
+from agent.core.store.queue import MemoryQueue
 from drivers.megatec import MegatecDriver
 from drivers.modbus import ModbusDriver
 from drivers.pylontech import PylontechDriver

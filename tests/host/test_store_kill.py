@@ -10,11 +10,11 @@ import random
 import signal
 import time
 
-from store_support import FailFs
-
 from agent.core.errors import QueueError
-from agent.core.queue import LANE_ALARM, LANE_ROUTINE
-from agent.core.store import Store
+from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE
+from agent.core.store.store import Store
+
+from store_support import FailFs
 
 KILLS = 250
 BUDGET = 1 << 30  # no thinning or dropping here: every confirmed record must stay

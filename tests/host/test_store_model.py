@@ -8,8 +8,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from agent.core.queue import LANE_ALARM, LANE_ROUTINE
-from agent.core.store import LANE_CURRENT, Store
+from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE
+from agent.core.store.store import LANE_CURRENT, Store
 from agent.host.queue_cli import fsync_file
 
 LANES = (LANE_ALARM, LANE_ROUTINE)

@@ -7,10 +7,10 @@ intact, nothing partial comes back, and the sequence continues without reuse."""
 
 import copy
 
-from store_support import CutDevice, LfsFs, mount_image, new_lfs
+from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE
+from agent.core.store.store import Store
 
-from agent.core.queue import LANE_ALARM, LANE_ROUTINE
-from agent.core.store import Store
+from store_support import CutDevice, LfsFs, mount_image, new_lfs
 
 BLOCKS = 128  # 64 KB medium
 BUDGET = 40 * 1024

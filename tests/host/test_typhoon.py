@@ -15,8 +15,8 @@ import asyncio
 
 from agent.core import readings as rd
 from agent.core.clock import Clock
-from agent.core.monitor import SiteMonitor
-from agent.core.queue import LANE_ALARM, LANE_ROUTINE, MemoryQueue
+from agent.core.monitor.pipeline import SiteMonitor
+from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE, MemoryQueue
 from drivers.megatec import MegatecDriver
 from drivers.proto import ber
 from drivers.snmp import SnmpDriver

@@ -1,7 +1,7 @@
 """Which payload form goes to which broker: a metered broker gets the compact form by default."""
 
 from agent.core.log import Log
-from agent.core.queue import MemoryQueue
+from agent.core.store.queue import MemoryQueue
 from agent.host.uplink import MqttUplink
 
 

@@ -4,11 +4,11 @@ MqttUplink, an AgentFacade, and helpers to run them on one asyncio loop while a 
 import asyncio
 import time
 
-from agent.core import config
+from agent.core.config.validate import validate
 from agent.core.facade import AgentFacade
 from agent.core.log import Log
-from agent.core.loop import Loop
-from agent.core.queue import LANE_ALARM, MemoryQueue
+from agent.core.poll.loop import Loop
+from agent.core.store.queue import LANE_ALARM, MemoryQueue
 from agent.host.uplink import MqttUplink
 from drivers.base import Driver
 
@@ -60,7 +60,7 @@ class Agent:
         self.queue = queue or MemoryQueue()
         raw = {"site": {"id": SITE, "kind": "bts"}, "devices": [], "uplink": {
             "brokers": [{"host": "127.0.0.1", "insecure": True}]}}  # fmt: skip
-        self.cfg = config.validate(raw)
+        self.cfg = validate(raw)
         self.loop = Loop(SITE, self.queue, lambda: 0.0, self.log, commit_interval=0.1)
         self.drivers = {}
         for i in range(devices):

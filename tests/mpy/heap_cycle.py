@@ -10,8 +10,8 @@
 import gc
 
 from agent.core.log import Log
-from agent.core.loop import Loop
-from agent.core.queue import MemoryQueue
+from agent.core.poll.loop import Loop
+from agent.core.store.queue import MemoryQueue
 from drivers.base import Driver
 
 SITE = "vn-hue-0042"

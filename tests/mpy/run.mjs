@@ -89,8 +89,8 @@ function isOutside(file) {
 
 export function moduleName(file) {
   if (isOutside(file)) return path.basename(file, ".py");
-  // agent/core/queue.py -> agent.core.queue; agent/__init__.py -> agent; tests/portable/t.py -> t;
-  // a dotted name (asyncio, agent.core.loop) is taken as it is.
+  // agent/core/store/queue.py -> agent.core.store.queue; agent/__init__.py -> agent; tests/portable/t.py -> t;
+  // a dotted name (asyncio, agent.core.poll.loop) is taken as it is.
   if (!file.endsWith(".py")) return file;
   if (file.startsWith("tests/portable/")) return path.posix.basename(file, ".py");
   let name = file.replace(/\.py$/, "").replace(/\//g, ".");

@@ -1,14 +1,14 @@
 # Alarm rules: debounce, hysteresis, state and reachability rules, transitions, restart, config.
 import json
 
-from faketime import EPOCH, FakeTime, trusted_clock
-from support import raises
-
 from agent.core import readings as rd
-from agent.core.alarms import ActiveFile, AlarmEngine, rules_for
 from agent.core.clock import Clock
 from agent.core.errors import ConfigError
-from agent.core.fsio import MemFs
+from agent.core.monitor.alarms import ActiveFile, AlarmEngine, rules_for
+from agent.core.store.fsio import MemFs
+
+from faketime import EPOCH, FakeTime, trusted_clock
+from support import raises
 
 LOW = {"id": "BATTERY_LOW", "metric": "battery.charge", "device": "*", "below": 30, "clear": 40,
        "for_s": 60, "severity": "major"}  # fmt: skip

@@ -2,11 +2,11 @@
 
 import binascii
 
-from support import raises, run
-
-from agent.core import auth
-from agent.core.config_schema import pin_hash_ok
+from agent.core.config.tables import pin_hash_ok
+from agent.core.console import auth
 from agent.core.errors import ConfigError
+
+from support import raises, run
 
 
 class Clock:

@@ -1,8 +1,8 @@
 """Backoff, connect limiter, token bucket and byte budget (portable)."""
 
-from support import raises
+from agent.core.uplink.backoff import Backoff, ByteBudget, ConnectLimiter, TokenBucket
 
-from agent.core.backoff import Backoff, ByteBudget, ConnectLimiter, TokenBucket
+from support import raises
 
 
 class _Lcg:

@@ -4,6 +4,7 @@ import gc
 
 from agent.core.errors import ConfigError, ParseError
 from drivers.proto import ber
+
 from support import raises
 
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"

@@ -5,15 +5,16 @@ TX never drains, a UART that fails and comes back. The console, facade and loop 
 
 import asyncio
 
-import fake_machine
-from support import run
 from test_console import PIN, make
 
 from agent.board import uart as board
 from agent.board.console_uart import DROP_NOTE, UartConsole, UartOut
 from agent.core.compat import monotonic
-from agent.core.console import Console
+from agent.core.console.session import Console
 from agent.core.log import Log
+
+import fake_machine
+from support import run
 
 UART = 2
 

@@ -2,9 +2,6 @@
 a scripted machine.UART (fake_machine) in place of the ESP32's: exact bytes on the wire, the
 RS-485 direction pin around each frame, timeouts, garbage, recovery (portable)."""
 
-import fake_machine
-from support import raises, run
-
 from agent.board import uart as board
 from agent.board.uart import UartPort
 from agent.core.compat import MICROPYTHON
@@ -13,6 +10,9 @@ from drivers.megatec import MegatecDriver
 from drivers.modbus import ModbusDriver
 from drivers.proto import modbus as mb
 from drivers.serial_base import default_transport
+
+import fake_machine
+from support import raises, run
 
 Q1 = b"(208.4 140.0 208.4 034 59.9 2.05 35.0 00110000\r"
 F = b"#230.0 000 024.0 50.0\r"

@@ -1,11 +1,11 @@
 # Time without a clock: boot untrusted, sync, steps back and forward, reboot; the queue's records
 # keep their order and count whatever the clock does, and get wall time (estimated) on the way out.
-from faketime import EPOCH, FakeTime
-
 from agent.core import readings as rd
 from agent.core.clock import MIN_EPOCH, Clock, ClockFile
-from agent.core.fsio import MemFs
-from agent.core.queue import LANE_ROUTINE, MemoryQueue
+from agent.core.store.fsio import MemFs
+from agent.core.store.queue import LANE_ROUTINE, MemoryQueue
+
+from faketime import EPOCH, FakeTime
 
 
 def record(clock, value):

@@ -1,10 +1,10 @@
 """Site config validation on plain dicts: defaults, secrets, warnings, and one test per kind of
 mistake, each asserting the exact key path in the message. Portable (pytest and MicroPython)."""
 
-from support import raises
-
-from agent.core.config import DRIVER_SECTIONS, validate
+from agent.core.config.validate import DRIVER_SECTIONS, validate
 from agent.core.errors import ConfigError
+
+from support import raises
 
 PIN = "pbkdf2-sha256$200000$a1b2c3d4$" + "0f" * 32
 

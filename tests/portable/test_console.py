@@ -3,18 +3,19 @@
 The terminal is played by feeding bytes and reading what the console wrote; device readings come
 from a stand-in driver, the queue is the real MemoryQueue or Store (on MemFs)."""
 
-from support import run
-
-from agent.core import auth, config
-from agent.core.console import Console
-from agent.core.console_facade import ConsoleFacade
-from agent.core.console_line import LineDiscipline
-from agent.core.fsio import MemFs
+from agent.core.config.validate import validate
+from agent.core.console import auth
+from agent.core.console.facade import ConsoleFacade
+from agent.core.console.line import LineDiscipline
+from agent.core.console.session import Console
 from agent.core.log import Log
-from agent.core.loop import Loop
-from agent.core.queue import MemoryQueue
-from agent.core.store import Store
+from agent.core.poll.loop import Loop
+from agent.core.store.fsio import MemFs
+from agent.core.store.queue import MemoryQueue
+from agent.core.store.store import Store
 from drivers.base import Driver
+
+from support import run
 
 PIN = "2580"
 SECRET = "hunter2-do-not-leak"
@@ -74,7 +75,7 @@ def make(durable=False, clock=None, restart=None, access=None, where="serial"):
                                 "password": SECRET}]},
         "console": {"enabled": True, "port": "/dev/ttyGS0", "pin_hash": HASH},
     }  # fmt: skip
-    cfg = config.validate(raw)
+    cfg = validate(raw)
     log = Log(write=lambda s: None)
     q = Store("/q", 1 << 20, fs=MemFs()) if durable else MemoryQueue()
     loop = Loop("hue-bts-01", q, lambda: 0.0, log, commit_interval=0.02)

@@ -2,9 +2,9 @@
 
 import json
 
-from support import raises
+from agent.core.uplink import compact, contract
 
-from agent.core import compact, contract
+from support import raises
 
 
 def _records(n=10, t=1760000000.125, seq=41):

@@ -4,6 +4,7 @@ import struct
 
 from agent.core.errors import ParseError
 from drivers.proto import dns
+
 from support import raises
 
 Q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x02ok\x04test\x00\x00\x01\x00\x01"

@@ -4,9 +4,10 @@ import asyncio
 
 from agent.core.errors import DeviceError
 from agent.core.log import Log
-from agent.core.loop import STALE_METRIC, Loop
-from agent.core.queue import MemoryQueue
+from agent.core.poll.loop import STALE_METRIC, Loop
+from agent.core.store.queue import MemoryQueue
 from drivers.base import Driver
+
 from support import run
 
 

@@ -1,9 +1,9 @@
 # Megatec Q1 parser: golden frames (PROTOCOLS.md, NUT blazer_ser's test replies), every rejection.
-from support import raises
-
 from agent.core.errors import ParseError
 from agent.core.registry import is_known, unit_of
 from drivers.proto import megatec as m
+
+from support import raises
 
 GOLDEN_Q1 = b"(208.4 140.0 208.4 034 59.9 2.05 35.0 00110000\r"
 # NUT blazer_ser.c's TESTING replies: a standby unit in boost, per-cell battery, 24 V rating.

@@ -1,9 +1,9 @@
 # Modbus RTU framing and the EPEVER map: golden frames from PROTOCOLS.md, every rejection.
-from support import raises
-
 from agent.core.errors import DeviceError, ParseError
 from agent.core.registry import is_known, unit_of
 from drivers.proto import epever, modbus
+
+from support import raises
 
 REQ = bytes((0x01, 0x04, 0x31, 0x04, 0x00, 0x01, 0x7E, 0xF7))
 REPLY = bytes((0x01, 0x04, 0x02, 0x0A, 0x55, 0x7F, 0xAF))

@@ -1,11 +1,11 @@
 # SiteMonitor: one call per poll result gives derived readings and events, saves the active set
 # only when events happen, and a restart from that file raises nothing twice.
-from faketime import trusted_clock
-
 from agent.core import readings as rd
-from agent.core.alarms import ActiveFile
-from agent.core.fsio import MemFs
-from agent.core.monitor import SiteMonitor
+from agent.core.monitor.alarms import ActiveFile
+from agent.core.monitor.pipeline import SiteMonitor
+from agent.core.store.fsio import MemFs
+
+from faketime import trusted_clock
 
 
 def R(metric, value, device="ups"):

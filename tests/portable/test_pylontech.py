@@ -1,9 +1,9 @@
 # Pylontech BMS frames: LENGTH and CHKSUM rules, return codes, analog values and alarms.
-from support import raises
-
 from agent.core.errors import DeviceError, ParseError
 from agent.core.registry import is_known
 from drivers.proto import pylontech as p
+
+from support import raises
 
 
 def test_request_matches_the_documented_frame():

@@ -2,11 +2,11 @@
 # alarm-first order, ack and requeue.
 import json
 
-from support import raises
-
 from agent.core import readings as rd
 from agent.core.errors import AgentError, ConfigError, DeviceError, DeviceTimeout, ParseError
-from agent.core.queue import LANE_ALARM, LANE_ROUTINE, MemoryQueue
+from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE, MemoryQueue
+
+from support import raises
 
 
 def _rec(metric, value=1.0):

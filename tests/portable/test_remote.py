@@ -3,15 +3,15 @@
 import asyncio
 import json
 
-from support import run
-
-from agent.core import config
+from agent.core.config.validate import validate
 from agent.core.facade import AgentFacade
 from agent.core.log import Log
-from agent.core.loop import Loop
-from agent.core.queue import MemoryQueue
-from agent.core.remote import MAX_BYTES, Remote
+from agent.core.poll.loop import Loop
+from agent.core.store.queue import MemoryQueue
+from agent.core.uplink.commands import MAX_BYTES, Remote
 from drivers.base import Driver
+
+from support import run
 
 SECRET = "hunter2-do-not-leak"
 
@@ -52,7 +52,7 @@ def make(clock=None, burst=10):
         "uplink": {"brokers": [{"host": "127.0.0.1", "ca_file": "/ca.pem", "username": "u",
                                 "password": SECRET}]},
     }  # fmt: skip
-    cfg = config.validate(raw)
+    cfg = validate(raw)
     log = Log(write=lambda s: None)
     q = MemoryQueue()
     loop = Loop("bts-7", q, lambda: 0.0, log, commit_interval=0.02)

@@ -1,5 +1,5 @@
 # Scheduler under a fake clock: intervals, jitter bounds, backoff, budget overrun, hung devices.
-from agent.core.scheduler import HUNG_FACTOR, HUNG_GRACE, Scheduler
+from agent.core.poll.scheduler import HUNG_FACTOR, HUNG_GRACE, Scheduler
 
 
 class Rand:

@@ -1,11 +1,11 @@
 # The agent's own health, the portable part: queue depth and budget use, uplink, clock, board.
-from faketime import trusted_clock
-
 from agent.core import registry
 from agent.core.clock import Clock
 from agent.core.compat import MICROPYTHON
-from agent.core.queue import LANE_ALARM, LANE_ROUTINE, MemoryQueue
 from agent.core.selfhealth import agent_samples, board_samples
+from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE, MemoryQueue
+
+from faketime import trusted_clock
 
 
 class Uplink:

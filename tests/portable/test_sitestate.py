@@ -1,8 +1,8 @@
 # Derived site state: power source, time on battery, runtime (device or estimated), backhaul.
-from faketime import trusted_clock
-
 from agent.core import readings as rd
-from agent.core.sitestate import CHARGE_METRIC, ESTIMATED_METRIC, SiteState
+from agent.core.monitor.sitestate import CHARGE_METRIC, ESTIMATED_METRIC, SiteState
+
+from faketime import trusted_clock
 
 
 def R(metric, value, device="ups", quality=rd.GOOD):

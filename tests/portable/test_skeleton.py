@@ -3,6 +3,7 @@ import asyncio
 
 from agent.core.errors import ParseError
 from drivers.skeleton import SkeletonDriver, parse
+
 from support import raises, run
 
 

@@ -3,6 +3,7 @@
 from agent.core.errors import DeviceError, DeviceTimeout, ParseError
 from drivers.proto import ber
 from drivers.proto.snmp_client import SnmpClient, oid_key
+
 from support import raises, run
 
 UPTIME = "1.3.6.1.2.1.1.3.0"

@@ -1,13 +1,13 @@
 """Portable tests of the durable store over MemFs (files in a dict), so they run unchanged under
 pytest and under MicroPython. Crash and power-cut behaviour is tested on real media in tests/host."""
 
-from support import raises
-
-from agent.core import codec
 from agent.core.errors import QueueError
-from agent.core.fsio import MemFs
-from agent.core.queue import LANE_ALARM, LANE_ROUTINE
-from agent.core.store import Store
+from agent.core.store import codec
+from agent.core.store.fsio import MemFs
+from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE
+from agent.core.store.store import Store
+
+from support import raises
 
 
 def reading(i, metric="battery.charge", device="ups1", t=None):

@@ -1,9 +1,9 @@
 # Victron VE.Direct text blocks: checksum rule, stream resynchronisation, HEX frames, samples.
-from support import raises
-
 from agent.core.errors import ParseError
 from agent.core.registry import is_known, unit_of
 from drivers.proto import vedirect as v
+
+from support import raises
 
 BMV = (
     ("PID", "0x203"),

@@ -1,9 +1,9 @@
 # Voltronic/Axpert framing (CRC-16/XMODEM with the escaped-byte rule) and the QPIGS reply.
-from support import raises
-
 from agent.core.errors import ParseError
 from agent.core.registry import is_known, unit_of
 from drivers.proto import voltronic as v
+
+from support import raises
 
 BODY = (
     b"(000.0 00.0 230.0 49.9 0161 0119 003 460 57.50 012 100 0069 0014 103.8 57.45 00000"

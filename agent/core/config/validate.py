@@ -4,13 +4,14 @@
 dicts and lists, and either returns a SiteConfig with every default filled and every secret
 resolved, or raises ConfigError listing every problem at once. Portable (CPython, MicroPython):
 reading files and the environment is injected (getenv, read_file); agent/host/configfile.py
-adds TOML parsing. The schema tables are in agent/core/config_schema.py.
+adds TOML parsing. The schema tables are in agent/core/config/tables.py.
 """
 
 import os
 
 from agent.core import registry
-from agent.core.config_schema import (  # noqa: F401  (DRIVER_SECTIONS, SCHEMA_TABLES: public)
+from agent.core.config.checker import MISSING, Checker, show
+from agent.core.config.tables import (  # noqa: F401  (DRIVER_SECTIONS, SCHEMA_TABLES: public)
     DEVICE,
     DRIVER_SECTIONS,
     SCHEMA_TABLES,
@@ -20,7 +21,6 @@ from agent.core.config_schema import (  # noqa: F401  (DRIVER_SECTIONS, SCHEMA_T
     pin_hash_ok,
 )
 from agent.core.errors import ConfigError
-from agent.core.schema import MISSING, Checker, show
 
 SNMP_V3_KEYS = (
     "user", "auth_protocol", "auth_key", "priv_protocol", "priv_key", "security_level", "context",

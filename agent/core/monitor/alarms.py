@@ -404,11 +404,11 @@ class AlarmEngine:
 class ActiveFile:
     """The engine's snapshot in one small JSON file, replaced atomically (write a temporary file,
     sync, rename over the old one: a power cut leaves the old or the new snapshot, never a mix).
-    `fs` is an agent.core.fsio adapter (OsFs by default)."""
+    `fs` is an agent.core.store.fsio adapter (OsFs by default)."""
 
     def __init__(self, path, fs=None):
         if fs is None:
-            from agent.core.fsio import OsFs
+            from agent.core.store.fsio import OsFs
 
             fs = OsFs()
         self.path = path

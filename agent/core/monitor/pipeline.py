@@ -14,8 +14,8 @@ Invariant: the active set is saved (ActiveFile, atomically) whenever an event wa
 then, so a restart neither re-raises active alarms nor wears flash on every reading.
 """
 
-from agent.core.alarms import AlarmEngine, rules_for
-from agent.core.sitestate import SiteState
+from agent.core.monitor.alarms import AlarmEngine, rules_for
+from agent.core.monitor.sitestate import SiteState
 
 
 class SiteMonitor:

@@ -1,10 +1,10 @@
 """Durable store-and-forward queue: segment files with checksummed frames (portable).
 
-Same interface as agent.core.queue.MemoryQueue (append, commit, confirmed_seq, next_batch, ack,
+Same interface as agent.core.store.queue.MemoryQueue (append, commit, confirmed_seq, next_batch, ack,
 requeue, stats, close) plus begin_drain, export, latest and counters. docs/queue.md is the prose.
 
 Layout of the data directory (only open/read/write/seek/flush/close, rename, remove, stat):
-    a<first seq, 20 digits>.seg   alarm lane segments      (frames: agent.core.codec)
+    a<first seq, 20 digits>.seg   alarm lane segments      (frames: agent.core.store.codec)
     r<first seq, 20 digits>.seg   routine lane segments
     meta.0, meta.1                cursors, seq floor, counters: ping-pong, newest valid gen wins
     snap.0, snap.1                latest record per (device, metric): ping-pong
@@ -23,12 +23,12 @@ Invariants:
     arrive out of order; D moves over the acknowledged prefix of the batches handed out.
 """
 
-from agent.core import codec
-from agent.core.codec import HEADER
 from agent.core.compat import wall_time
 from agent.core.errors import QueueError
-from agent.core.fsio import OsFs
-from agent.core.queue import LANE_ALARM, LANE_ROUTINE, LANES
+from agent.core.store import codec
+from agent.core.store.codec import HEADER
+from agent.core.store.fsio import OsFs
+from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE, LANES
 
 LANE_CURRENT = "current"  # pseudo-lane of the read-out: latest value of every metric
 _PREFIX = {LANE_ALARM: "a", LANE_ROUTINE: "r"}

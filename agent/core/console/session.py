@@ -17,10 +17,9 @@ Invariants:
   terminal does not read.
 """
 
-from agent.core import auth
-from agent.core import console_fmt as fmt
 from agent.core.compat import monotonic, wall_time
-from agent.core.console_line import LineDiscipline
+from agent.core.console import auth, fmt
+from agent.core.console.line import LineDiscipline
 from agent.core.errors import AgentError
 
 MAX_LINE = 200
@@ -282,34 +281,34 @@ class Console:
         self.say("Commands (* needs a login; Ctrl-C abandons a line):", rows)
 
     async def c_status(self, args):
-        from agent.core import console_views as views
+        from agent.core.console import views
 
         self.say(views.status(self.facade, self.clock(), self.user, self.where))
 
     async def c_devices(self, args):
-        from agent.core import console_views as views
+        from agent.core.console import views
 
         self.say(views.devices(self.facade.devices()))
 
     async def c_readings(self, args):
-        from agent.core import console_views as views
+        from agent.core.console import views
 
         dev = args[0] if args else None
         self._known(dev)
         self.say(views.readings(self.facade.readings(dev), wall_time()))
 
     async def c_alarms(self, args):
-        from agent.core import console_views as views
+        from agent.core.console import views
 
         self.say(views.alarms(self.facade.active_alarms(), wall_time()))
 
     async def c_queue(self, args):
-        from agent.core import console_views as views
+        from agent.core.console import views
 
         self.say(views.queue(self.facade.queue_stats()))
 
     async def c_poll(self, args):
-        from agent.core import console_views as views
+        from agent.core.console import views
 
         if len(args) != 1:
             return self.say("usage: poll <device>")
@@ -354,7 +353,7 @@ class Console:
         self.say("wrote %d records to %s" % (n, path))
 
     async def c_config(self, args):
-        from agent.core import console_views as views
+        from agent.core.console import views
 
         if args == ["show"]:
             return self.say(views.config(self.facade.config_redacted()))

@@ -1,11 +1,11 @@
 """The site config's schema as data: one table of field specs per TOML table, and the formats.
 
-agent/core/config.py runs these through agent/core/schema.Checker and adds the rules that span
+agent/core/config/validate.py runs these through agent/core/schema.Checker and adds the rules that span
 several keys. docs/config.md documents every key here; a test keeps the two in step. Portable.
 """
 
 from agent.core import registry
-from agent.core.schema import ID_CHARS, UPPER_SNAKE, choice_words, field
+from agent.core.config.checker import ID_CHARS, UPPER_SNAKE, choice_words, field
 
 # Driver name -> (connection sections it requires, default serial baud or None). [devices.options]
 # is allowed for every driver. To add a driver: one row here, one in drivers/__init__.py.

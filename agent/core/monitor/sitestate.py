@@ -62,7 +62,7 @@ def _num(v):
 
 
 def _matches(pattern, name):
-    from agent.core.alarms import _matches as m
+    from agent.core.monitor.alarms import _matches as m
 
     return m(pattern, name)
 

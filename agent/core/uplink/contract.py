@@ -10,10 +10,10 @@ Topics, under a configurable prefix (default "site-agent/v1"):
     <prefix>/<site>/cmd       commands to the agent (the agent subscribes, QoS 1)
     <prefix>/<site>/reply     replies to commands, QoS 1
 Batch payloads (data, alarm, state) come in two forms told apart by their first byte: JSON ("{")
-or compact (0xC1, see agent/core/compact.py). The JSON form of a batch:
+or compact (0xC1, see agent/core/uplink/compact.py). The JSON form of a batch:
     {"v": 1, "site": s, "batch": id, "kind": "data"|"alarm"|"state", "readings": [record, ...]}
 A record is Reading.to_dict() (site, device, metric, value, unit, time, quality, seq); an alarm
-event (agent/core/alarms.py) is a record that also has "alarm" (its id "RULE/device/metric"),
+event (agent/core/monitor/alarms.py) is a record that also has "alarm" (its id "RULE/device/metric"),
 "event" ("raise"|"clear"), "rule", "severity" and the alarm's context keys.
 A record's time is estimated exactly when its quality is "est" (or it carries "est": true).
 """
@@ -54,7 +54,7 @@ def _dumps(body):
 def encode_batch(site, batch_id, records, kind=KIND_DATA, fmt=FORMAT_JSON):
     """The payload of one batch in the chosen form (bytes)."""
     if fmt == FORMAT_COMPACT:
-        from agent.core import compact
+        from agent.core.uplink import compact
 
         return compact.encode(site, batch_id, records, kind)
     body = {"v": CONTRACT_VERSION, "site": site, "batch": batch_id, "kind": kind}
@@ -66,7 +66,7 @@ def decode_batch(payload):
     """Parse a batch in either form (the operations centre's side, and our tests) into the JSON
     form's dict. Raises ValueError for anything that is not a v1 batch."""
     if payload[:1] == b"\xc1":
-        from agent.core import compact
+        from agent.core.uplink import compact
 
         return compact.decode(payload)
     try:

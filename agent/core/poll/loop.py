@@ -11,8 +11,8 @@ import asyncio
 
 from agent.core import readings as rd
 from agent.core.compat import monotonic, wall_time
-from agent.core.queue import LANE_ALARM, LANE_ROUTINE
-from agent.core.scheduler import Scheduler
+from agent.core.poll.scheduler import Scheduler
+from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE
 
 STALE_METRIC = "agent.device.stale"
 

@@ -15,8 +15,8 @@ dropped without a reply and counted, so a flood cannot turn the agent into a rep
 
 import json
 
-from agent.core.backoff import TokenBucket
 from agent.core.compat import monotonic, wall_time
+from agent.core.uplink.backoff import TokenBucket
 
 MAX_BYTES = 4096
 MAX_ID = 64

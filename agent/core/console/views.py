@@ -3,8 +3,8 @@
 Pure functions, no I/O, so each view is tested on its own with data shaped like the facade's.
 """
 
-from agent.core import console_fmt as fmt
 from agent.core.compat import monotonic
+from agent.core.console import fmt
 
 SECRET_HINTS = ("password", "secret", "community", "key", "pin", "token", "passphrase")
 
