@@ -7,6 +7,7 @@ import os
 import sys
 
 from agent import __version__
+from agent.core.console import fmt
 from agent.core.errors import ConfigError
 from agent.core.log import DEBUG, ERROR, INFO, WARNING, Log
 from agent.host.console_host import add_parser as add_console_parser
@@ -122,7 +123,7 @@ def cmd_check(args, log):
     st = cfg.storage
     out.write("\nstorage: %s, budget %s MB, commit every %gs or %d readings\n" % (
         st.get("dir"), st.get("budget_mb"), st.get("commit_interval"), st.get("commit_records")))
-    from agent.core.alarms import rules_for
+    from agent.core.monitor.alarms import rules_for
 
     rules = rules_for(cfg.site["kind"], cfg.alarms)
     own = len(cfg.alarms.get("rules") or [])
@@ -180,8 +181,9 @@ def cmd_poll(args, log):
             sys.stdout.write(json.dumps({"device": dev_id, "metric": metric, "value": value,
                                          "unit": unit}) + "\n")
     else:
-        sys.stdout.write(format_table(["DEVICE", "METRIC", "VALUE", "UNIT"],
-                                      [(d, m, format_value(v), u) for d, m, v, u in rows]))
+        table = fmt.table(["DEVICE", "METRIC", "VALUE", "UNIT"],
+                          [(d, m, fmt.value(v), u) for d, m, v, u in rows], width=fmt.UNLIMITED)
+        sys.stdout.write("\n".join(table) + "\n")
     for dev_id, res in results.items():
         status = "ok, %d readings in %.2fs" % (len(res.samples), res.duration) if res.ok else \
             "STALE: " + res.error
@@ -195,25 +197,6 @@ async def _poll_once(loop):
     finally:
         for drv in loop.drivers.values():
             await drv._safe_close()
-
-
-def format_value(v):
-    if isinstance(v, float):
-        return ("%.3f" % v).rstrip("0").rstrip(".")
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
-
-
-def format_table(header, rows):
-    widths = [len(h) for h in header]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(str(cell)))
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
-    return "\n".join(lines) + "\n"
 
 
 def cmd_run(args, log):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from agent.host.cli import format_table, format_value
+from agent.core.console import fmt
 
 REFRESH_S = 1.0
 # What a person watching the site wants first; everything else is counted ("+N more").
@@ -88,7 +88,8 @@ def render(site, upstream, agent_log, live, elapsed, show_all=False):
                % (site.site_id, site.broker.port, elapsed))
     out.append("agent status: %s   batches received: %d   readings: %d   highest seq: %s\n\n"
                % (_status_word(status), batches, sum(seqs.values()), max(seqs) if seqs else "-"))
-    out.append(format_table(["DEVICE", "METRIC", "VALUE", "UNIT", "QUALITY", "SEQ", "AGE"], rows)
+    header = ["DEVICE", "METRIC", "VALUE", "UNIT", "QUALITY", "SEQ", "AGE"]
+    out.append("\n".join(fmt.table(header, rows, width=fmt.UNLIMITED)) + "\n"
                if rows else "(waiting for the first readings to arrive upstream...)\n")
     out.append("\nlast agent log lines:\n" + _tail(agent_log, 4) + "\n")
     if not live:
@@ -107,7 +108,7 @@ def table_rows(latest, now, show_all):
         shown = series if show_all else [m for m in HEADLINE if m in series]
         for metric in shown:
             rec, arrived = latest[(device, metric)]
-            rows.append((device, metric, format_value(rec["value"]), rec.get("unit") or "",
+            rows.append((device, metric, fmt.value(rec["value"]), rec.get("unit") or "",
                          rec.get("quality", ""), rec["seq"], "%.0fs" % (now - arrived)))
         if show_all:
             continue
