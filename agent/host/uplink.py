@@ -6,24 +6,20 @@ paho callback is handed to the asyncio loop with call_soon_threadsafe, so the qu
 and the session state are only touched from the asyncio thread. A new client is made for every
 connection (clean session): redelivery is ours, from the queue, not paho's.
 Invariants:
-- a batch is acked to the queue only after PUBACK (with a success code) for every message that
-  carried it; after any disconnect or broker switch, queue.requeue() puts in-flight batches back
-  (duplicates, never gaps); at most WINDOW messages are in flight.
+- what is sent, in what order and when a batch is acked to the queue is decided by the portable
+  Outbox (agent/core/uplink/outbox.py), shared with the board's uplink; this module owns the
+  paho connections. After any disconnect or broker switch the Outbox requeues what was in flight.
 - data flows only after the broker acknowledged our birth message AND delivered it back to us on
   our own status topic (the echo). MQTT 3.1.1 brokers acknowledge a publish that an ACL silently
   drops, so the echo is what tells us our topics are writable; without it we keep the data.
 - the backoff is reset only after a connect plus that first acknowledged (and echoed) publish;
   connection attempts (probes of the preferred broker included) never exceed
   max_connects_per_min.
-- after each connect the order is: alarm events, then the retained state and active-alarm set,
-  then the backlog oldest first, paced by rate_msgs / rate_bytes; routine traffic never overdraws a
-  broker's byte budget, alarms may.
 - no secret is ever passed to the log: broker lines name host:port and the broker's name only.
 """
 
 import asyncio
 import binascii
-import collections
 import os
 import random
 import ssl
@@ -33,41 +29,28 @@ import paho.mqtt.client as mqtt
 
 from agent import __version__
 from agent.core.uplink import contract
-from agent.core.uplink.backoff import Backoff, ByteBudget, ConnectLimiter, TokenBucket
-from agent.core.uplink.commands import Remote
+from agent.core.uplink.backoff import Backoff, ByteBudget, ConnectLimiter
+from agent.core.uplink.outbox import Message, Outbox
 
-WINDOW = 4  # messages in flight per session
-INBOX_MAX = 64  # command payloads waiting for the asyncio thread; more are dropped and counted
 WINDOWS = {"hour": 3600.0, "day": 86400.0}
-
-
-class _Msg:
-    __slots__ = ("topic", "payload", "retain", "urgent", "batch", "kind")
-
-    def __init__(self, topic, payload, retain=False, urgent=False, batch=None, kind=None):
-        self.topic = topic
-        self.payload = payload
-        self.retain = retain
-        self.urgent = urgent
-        self.batch = batch
-        self.kind = kind
 
 
 class _Session:
     """One connection to one broker. Stale callbacks (from a session already closed) are ignored
     by comparing the session object."""
 
-    def __init__(self, idx, broker, client):
+    def __init__(self, idx, broker, client, where):
         self.idx = idx
         self.broker = broker
         self.client = client
+        self.where = where
         self.connack = None  # None waiting, True accepted, or the refusal text
         self.alive = False
         self.ready = False  # birth acked and echoed: data may flow
         self.birth_acked = False
         self.echoed = False
         self.failed = None  # why the session must end (refused publish, lost link)
-        self.inflight = {}  # mid -> _Msg
+        self.inflight = {}  # mid -> Message
         self.nonce = binascii.hexlify(os.urandom(6)).decode()
         self.state_sent = False
 
@@ -91,30 +74,17 @@ class MqttUplink:
             rand, uplink_cfg.get("backoff_base", 2.0), uplink_cfg.get("backoff_cap", 300.0)
         )
         self.limiter = ConnectLimiter(uplink_cfg.get("max_connects_per_min", 6))
-        self.msg_rate = TokenBucket(uplink_cfg.get("rate_msgs", 20), None, time.monotonic())
-        rb = uplink_cfg.get("rate_bytes", 0)
-        self.byte_rate = TokenBucket(rb, max(rb, 1), time.monotonic())
         self.budgets = []
         for b in self.brokers:
             limit = b.get("budget_bytes", 0)
             self.budgets.append(ByteBudget(limit, WINDOWS.get(b.get("budget_window", "day"))))
         self.topics = {k: contract.topic(self.prefix, site_id, k) for k in contract.TOPIC_KINDS}
-        self.remote = None
-        self.facade = None
-        if facade is not None:
-            self.attach(facade)
+        self.out = Outbox(queue, site_id, self.topics, log, batch_max=self.batch_max,
+                          rate_msgs=uplink_cfg.get("rate_msgs", 20),
+                          rate_bytes=uplink_cfg.get("rate_bytes", 0), facade=facade)  # fmt: skip
         self.session = None
-        self.published = 0
-        self.acked = 0
-        self.duplicates_possible = 0  # batches put back after a link loss
-        self.last_publish = None
         self.last_error = None
         self.confirmed_seq = None
-        self.budget_blocked = False
-        self.commands_dropped = 0
-        self._outbox = collections.deque()
-        self._parts = {}  # batch id -> messages of that batch not yet acked
-        self._inbox = collections.deque()
         self._aloop = None
         self._wake = None
         self._next_idx = 0
@@ -124,8 +94,23 @@ class MqttUplink:
 
     def attach(self, facade):
         """Give the uplink the AgentFacade: commands, retained state and active alarms use it."""
-        self.facade = facade
-        self.remote = Remote(facade, log=self.log)
+        self.out.attach(facade)
+
+    @property
+    def acked(self):
+        return self.out.acked
+
+    @property
+    def remote(self):
+        return self.out.remote
+
+    @property
+    def commands_dropped(self):
+        return self.out.commands_dropped
+
+    @property
+    def budget_blocked(self):
+        return self.out.budget_blocked
 
     # --- client setup -------------------------------------------------------------------------
     def _where(self, broker):
@@ -194,11 +179,12 @@ class MqttUplink:
         self._wake.set()
 
     def _on_puback(self, s, mid, rc):
-        msg = s.inflight.pop(mid, None)
+        msg = s.inflight.get(mid)
         if msg is None:
             return
         if rc is not None and getattr(rc, "is_failure", False):
             # MQTT 5: the broker refused this publish (typically an ACL): keep the data.
+            s.inflight.pop(mid, None)
             s.failed = "broker refused publish to %s: %s" % (msg.topic, rc)
             self.log.error(
                 "uplink",
@@ -211,15 +197,9 @@ class MqttUplink:
             return
         if msg.kind == "birth":
             s.birth_acked = True
-        elif msg.batch is not None:
-            left = self._parts.get(msg.batch, 0) - 1
-            if left <= 0:
-                self._parts.pop(msg.batch, None)
-                self.queue.ack(msg.batch)
-                self.acked += 1
-                self.last_publish = time.time()
-            else:
-                self._parts[msg.batch] = left
+            s.inflight.pop(mid, None)
+        else:
+            self.out.on_puback(s, mid)
         self._wake.set()
 
     def _on_message(self, s, msg):
@@ -230,11 +210,8 @@ class MqttUplink:
             return
         if msg.topic != self.topics["cmd"]:
             return
-        if len(self._inbox) >= INBOX_MAX:
-            self.commands_dropped += 1
-            return
-        self._inbox.append(bytes(msg.payload))
-        self._call(self._wake.set)
+        if self.out.command_in(bytes(msg.payload)):
+            self._call(self._wake.set)
 
     def _on_echo(self, s):
         s.echoed = True
@@ -242,21 +219,11 @@ class MqttUplink:
 
     # --- commands ------------------------------------------------------------------------
     def _serve_commands(self, s):
-        n = 0
-        while self._inbox and n < INBOX_MAX:
-            payload = self._inbox.popleft()
-            n += 1
-            if self.remote is None:
-                continue
-            reply = self.remote.handle(payload)
-            if reply is None:
-                continue
-            if reply.find(b'"ok":false') >= 0:
-                self.log.warning(
-                    "uplink", "command refused", reply=reply[:160].decode(errors="replace")
-                )
-            if s is not None and s.alive:
-                s.client.publish(self.topics["reply"], reply, qos=1)
+        reply = None
+        if s is not None and s.alive:
+            def reply(answer):
+                s.client.publish(self.topics["reply"], answer, qos=1)
+        self.out.serve_commands(reply)
 
     # --- sending ---------------------------------------------------------------------------
     def notify(self, confirmed_seq=None):
@@ -276,117 +243,22 @@ class MqttUplink:
         b = s.broker
         return b.get("format") or ("compact" if b.get("budget_bytes") else self.fmt)
 
-    def _state_msgs(self):
-        if self.facade is None:
-            return []
-        now = time.time()
-        readings = self.facade.readings()
-        payload = contract.encode_batch(self.site_id, 0, readings, contract.KIND_STATE, self._fmt())
-        alarms = contract.alarms_payload(self.site_id, self.facade.active_alarms(), now)
-        return [
-            _Msg(self.topics["state"], payload, retain=True, urgent=True, kind="state"),
-            _Msg(self.topics["alarms"], alarms, retain=True, urgent=True, kind="state"),
-        ]
-
     def alarms_changed(self):
         """Called by the loop after a commit when the active-alarm set changed: the retained
         set is published again (at once when connected, else with the state after the connect)."""
-        self._alarms_dirty = True
+        self.out.alarms_changed()
         if self._wake is not None:
             self._wake.set()
 
-    def _resolve(self, records):
-        """Give records stamped before the clock was trusted their estimated wall time now, at
-        read-out (the store keeps them as they were made; see agent/core/clock.py)."""
-        clock = self.facade.clock if self.facade is not None else None
-        if clock is None:
-            return records
-        return [clock.resolve(r) for r in records]
-
-    def _fill(self, s):
-        """Move the next batch from the queue into the outbox, in contract order."""
-        if self._alarms_dirty and self.facade is not None:
-            self._alarms_dirty = False
-            if s.state_sent:  # else the state about to go out carries the new set anyway
-                body = contract.alarms_payload(self.site_id, self.facade.active_alarms(), time.time())
-                self._outbox.append(
-                    _Msg(self.topics["alarms"], body, retain=True, urgent=True, kind="state")
-                )
-                return True
-        batch = self.queue.next_batch(self.batch_max)
-        if batch is None:
-            if not s.state_sent:
-                s.state_sent = True
-                self._outbox.extend(self._state_msgs())
-                return bool(self._outbox)
-            return False
-        batch_id, records = batch
-        records = self._resolve(records)
-        alarms = [r for r in records if contract.is_alarm_record(r)]
-        routine = [r for r in records if not contract.is_alarm_record(r)]
-        parts = []
-        if alarms:
-            payload = contract.encode_batch(self.site_id, batch_id, alarms, "alarm", self._fmt())
-            parts.append(_Msg(self.topics["alarm"], payload, urgent=True, batch=batch_id))
-        if routine and not s.state_sent:
-            s.state_sent = True
-            self._outbox.extend(parts)
-            parts = []
-            self._outbox.extend(self._state_msgs())
-        if routine:
-            payload = contract.encode_batch(self.site_id, batch_id, routine, "data", self._fmt())
-            parts.append(_Msg(self.topics["data"], payload, batch=batch_id))
-        self._parts[batch_id] = sum(1 for m in self._outbox if m.batch == batch_id) + len(parts)
-        self._outbox.extend(parts)
-        return True
+    def _publish(self, s, msg):
+        info = s.client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            s.failed = "publish not accepted by the client: %s" % mqtt.error_string(info.rc)
+            return None
+        return info.mid
 
     def _pump(self, s):
-        """Publish while the window, the pace and the budget allow. Returns seconds until it
-        is worth trying again (None: wait for an event)."""
-        budget = self.budgets[s.idx]
-        while s.ready and not s.failed and len(s.inflight) < WINDOW:
-            if not self._outbox and not self._fill(s):
-                return None
-            msg = self._outbox[0]
-            nbytes = contract.publish_bytes(msg.topic, len(msg.payload))
-            now = time.time()
-            if not budget.allows(now, nbytes, msg.urgent):
-                if not self.budget_blocked:
-                    self.budget_blocked = True
-                    self.log.warning(
-                        "uplink",
-                        "byte budget used up; routine backlog waits, alarms still go",
-                        broker=self._where(s.broker),
-                        used=budget.used,
-                        limit=budget.limit,
-                    )
-                if not s.inflight:
-                    # Give the routine batch back so that alarms arriving later are not stuck
-                    # behind it; the queue reads alarms out first.
-                    self._drop_outbox()
-                    self.queue.requeue()
-                return min(budget.reopens_in(now), 30.0)
-            mono = time.monotonic()
-            wait = max(self.msg_rate.wait_time(mono), self.byte_rate.wait_time(mono, nbytes))
-            if wait > 0:
-                return wait
-            info = s.client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                s.failed = "publish not accepted by the client: %s" % mqtt.error_string(info.rc)
-                return None
-            self._outbox.popleft()
-            self.msg_rate.take(mono)
-            self.byte_rate.take(mono, nbytes)
-            budget.spend(now, nbytes)
-            s.inflight[info.mid] = msg
-            self.published += 1
-            if self.budget_blocked and not msg.urgent:
-                self.budget_blocked = False
-        return None
-
-    def _drop_outbox(self):
-        self._outbox.clear()
-        self._parts.clear()
+        return self.out.pump(s, self.budgets[s.idx], lambda m: self._publish(s, m), self._fmt())
 
     # --- connections -----------------------------------------------------------------------
     async def _connect(self, idx):
@@ -399,7 +271,7 @@ class MqttUplink:
             self.last_error = "TLS setup failed: %s" % e
             self.log.error("uplink", "cannot set up TLS", broker=self._where(b), error=str(e))
             return None
-        s = _Session(idx, b, client)
+        s = _Session(idx, b, client, self._where(b))
         box[0] = s
         self.limiter.record(time.monotonic())
         self.log.info("uplink", "connecting", broker=self._where(b))
@@ -421,7 +293,7 @@ class MqttUplink:
             contract.ONLINE, version=__version__, session=s.nonce, time=time.time()
         )
         info = client.publish(self.topics["status"], birth, qos=1, retain=True)
-        s.inflight[info.mid] = _Msg(self.topics["status"], birth, retain=True, kind="birth")
+        s.inflight[info.mid] = Message(self.topics["status"], birth, retain=True, kind="birth")
         deadline = time.monotonic() + self.echo_timeout
         while not (s.birth_acked and s.echoed) and not s.failed and time.monotonic() < deadline:
             await self._sleep(deadline - time.monotonic())
@@ -458,11 +330,7 @@ class MqttUplink:
         except Exception:  # already gone
             pass
         await asyncio.to_thread(s.client.loop_stop)
-        if s.inflight or self._parts or self._outbox:
-            self.duplicates_possible += len(self._parts)
-        s.inflight.clear()
-        self._drop_outbox()
-        self.queue.requeue()
+        self.out.end_session(s)
         return None
 
     async def _sleep(self, seconds):
@@ -575,17 +443,13 @@ class MqttUplink:
     def state(self):
         s = self.session
         now = time.time()
-        return {
+        out = {
             "connected": bool(s is not None and s.ready),
             "broker": self._where(s.broker) if s is not None else None,
-            "published": self.published,
-            "acked": self.acked,
             "inflight": len(s.inflight) if s is not None else 0,
-            "last_publish": self.last_publish,
             "last_error": self.last_error,
             "backoff_failures": self.backoff.failures,
-            "budget_blocked": self.budget_blocked,
             "budgets": [bb.state(now) for bb in self.budgets],
-            "commands": dict(self.remote.counts) if self.remote is not None else None,
-            "commands_dropped": self.commands_dropped,
         }
+        out.update(self.out.state())
+        return out

@@ -1,0 +1,240 @@
+"""What the uplink sends, in what order, and when a batch counts as delivered (portable).
+
+The MQTT client is the caller's (paho on the host, the board's own client on MicroPython); this
+object decides everything that is not the wire, so the two uplinks cannot drift apart:
+
+    out = Outbox(queue, site_id, topics, log, batch_max=100, facade=facade)
+    wait = out.pump(session, budget, publish, fmt)    # while session.ready; publish(msg) -> mid
+    out.on_puback(session, mid)                        # PUBACK with a success code
+    out.end_session(session)                           # link lost or switched: requeue
+
+A session is any object with `ready`, `failed` (None or why it must end), `inflight`
+({mid: Message}), `state_sent` (False at connect) and `where` (broker name for the log).
+Invariants:
+- a batch is acked to the queue only after PUBACK for every message that carried it (a batch of
+  alarms and routine records goes out as two messages); end_session() requeues whatever was in
+  flight (duplicates, never gaps);
+- at most `window` messages are in flight per session;
+- order after each connect: alarm events, then the retained state and active-alarm set, then the
+  backlog oldest first, paced by rate_msgs / rate_bytes; routine traffic never overdraws a
+  broker's byte budget, alarms may.
+"""
+
+from agent.core.compat import monotonic, wall_time
+from agent.core.uplink import contract
+from agent.core.uplink.backoff import TokenBucket
+from agent.core.uplink.commands import Remote
+
+WINDOW = 4  # messages in flight per session
+INBOX_MAX = 64  # command payloads waiting to be served; more are dropped and counted
+
+
+class Message:
+    __slots__ = ("topic", "payload", "retain", "urgent", "batch", "kind")
+
+    def __init__(self, topic, payload, retain=False, urgent=False, batch=None, kind=None):
+        self.topic = topic
+        self.payload = payload
+        self.retain = retain
+        self.urgent = urgent
+        self.batch = batch
+        self.kind = kind
+
+
+class Outbox:
+    def __init__(self, queue, site_id, topics, log, batch_max=100, rate_msgs=20, rate_bytes=0,
+                 facade=None, window=WINDOW):  # fmt: skip
+        self.queue = queue
+        self.site_id = site_id
+        self.topics = topics
+        self.log = log
+        self.batch_max = batch_max
+        self.window = window
+        self.msg_rate = TokenBucket(rate_msgs, None, monotonic())
+        self.byte_rate = TokenBucket(rate_bytes, max(rate_bytes, 1), monotonic())
+        self.facade = None
+        self.remote = None
+        if facade is not None:
+            self.attach(facade)
+        self.published = 0
+        self.acked = 0
+        self.duplicates_possible = 0  # batches put back after a link loss
+        self.last_publish = None
+        self.budget_blocked = False
+        self.commands_dropped = 0
+        self._msgs = []  # messages ready to publish, in order
+        self._parts = {}  # batch id -> messages of that batch not yet acked
+        self._inbox = []  # command payloads (appended from any thread; list ops are atomic)
+        self._alarms_dirty = False
+
+    def attach(self, facade):
+        """Commands, the retained state and active alarms work through the AgentFacade."""
+        self.facade = facade
+        self.remote = Remote(facade, log=self.log)
+
+    # --- what goes out ------------------------------------------------------------------------
+    def alarms_changed(self):
+        """The active-alarm set changed: publish the retained set again (at once when a session
+        has sent its state, else with the state after the connect)."""
+        self._alarms_dirty = True
+
+    def _state_msgs(self, fmt):
+        if self.facade is None:
+            return []
+        readings = self.facade.readings()
+        payload = contract.encode_batch(self.site_id, 0, readings, contract.KIND_STATE, fmt)
+        alarms = contract.alarms_payload(self.site_id, self.facade.active_alarms(), wall_time())
+        return [
+            Message(self.topics["state"], payload, retain=True, urgent=True, kind="state"),
+            Message(self.topics["alarms"], alarms, retain=True, urgent=True, kind="state"),
+        ]
+
+    def _resolve(self, records):
+        """Give records stamped before the clock was trusted their estimated wall time now, at
+        read-out (the store keeps them as they were made; see agent/core/clock.py)."""
+        clock = self.facade.clock if self.facade is not None else None
+        if clock is None:
+            return records
+        return [clock.resolve(r) for r in records]
+
+    def _fill(self, s, fmt):
+        """Move the next batch from the queue into the outbox, in contract order."""
+        if self._alarms_dirty and self.facade is not None:
+            self._alarms_dirty = False
+            if s.state_sent:  # else the state about to go out carries the new set anyway
+                body = contract.alarms_payload(self.site_id, self.facade.active_alarms(),
+                                               wall_time())  # fmt: skip
+                self._msgs.append(
+                    Message(self.topics["alarms"], body, retain=True, urgent=True, kind="state")
+                )
+                return True
+        batch = self.queue.next_batch(self.batch_max)
+        if batch is None:
+            if not s.state_sent:
+                s.state_sent = True
+                self._msgs.extend(self._state_msgs(fmt))
+                return bool(self._msgs)
+            return False
+        batch_id, records = batch
+        records = self._resolve(records)
+        alarms = [r for r in records if contract.is_alarm_record(r)]
+        routine = [r for r in records if not contract.is_alarm_record(r)]
+        parts = []
+        if alarms:
+            payload = contract.encode_batch(self.site_id, batch_id, alarms, "alarm", fmt)
+            parts.append(Message(self.topics["alarm"], payload, urgent=True, batch=batch_id))
+        if routine and not s.state_sent:
+            s.state_sent = True
+            self._msgs.extend(parts)
+            parts = []
+            self._msgs.extend(self._state_msgs(fmt))
+        if routine:
+            payload = contract.encode_batch(self.site_id, batch_id, routine, "data", fmt)
+            parts.append(Message(self.topics["data"], payload, batch=batch_id))
+        self._parts[batch_id] = sum(1 for m in self._msgs if m.batch == batch_id) + len(parts)
+        self._msgs.extend(parts)
+        return True
+
+    def pump(self, s, budget, publish, fmt):
+        """Publish while the window, the pace and the budget allow. publish(msg) returns the
+        message id, or None after setting s.failed. Returns seconds until it is worth trying
+        again (None: wait for an event)."""
+        while s.ready and not s.failed and len(s.inflight) < self.window:
+            if not self._msgs and not self._fill(s, fmt):
+                return None
+            msg = self._msgs[0]
+            nbytes = contract.publish_bytes(msg.topic, len(msg.payload))
+            now = wall_time()
+            if not budget.allows(now, nbytes, msg.urgent):
+                if not self.budget_blocked:
+                    self.budget_blocked = True
+                    self.log.warning(
+                        "uplink", "byte budget used up; routine backlog waits, alarms still go",
+                        broker=s.where, used=budget.used, limit=budget.limit)  # fmt: skip
+                if not s.inflight:
+                    # Give the routine batch back so that alarms arriving later are not stuck
+                    # behind it; the queue reads alarms out first.
+                    self._drop()
+                    self.queue.requeue()
+                return min(budget.reopens_in(now), 30.0)
+            mono = monotonic()
+            wait = max(self.msg_rate.wait_time(mono), self.byte_rate.wait_time(mono, nbytes))
+            if wait > 0:
+                return wait
+            mid = publish(msg)
+            if mid is None:
+                return None
+            self._msgs.pop(0)
+            self.msg_rate.take(mono)
+            self.byte_rate.take(mono, nbytes)
+            budget.spend(now, nbytes)
+            s.inflight[mid] = msg
+            self.published += 1
+            if self.budget_blocked and not msg.urgent:
+                self.budget_blocked = False
+        return None
+
+    def on_puback(self, s, mid):
+        """A successful PUBACK for message mid of session s. Returns the message (None if it
+        was not in flight, e.g. from a session already closed)."""
+        msg = s.inflight.pop(mid, None)
+        if msg is None or msg.batch is None:
+            return msg
+        left = self._parts.get(msg.batch, 0) - 1
+        if left <= 0:
+            self._parts.pop(msg.batch, None)
+            self.queue.ack(msg.batch)
+            self.acked += 1
+            self.last_publish = wall_time()
+        else:
+            self._parts[msg.batch] = left
+        return msg
+
+    def _drop(self):
+        self._msgs = []
+        self._parts = {}
+
+    def end_session(self, s):
+        """Session s is over: whatever it had in flight or waiting is read out again."""
+        if s.inflight or self._parts or self._msgs:
+            self.duplicates_possible += len(self._parts)
+        s.inflight.clear()
+        self._drop()
+        self.queue.requeue()
+
+    # --- commands -------------------------------------------------------------------------
+    def command_in(self, payload):
+        """A payload on the command topic (any thread). False if the inbox was full."""
+        if len(self._inbox) >= INBOX_MAX:
+            self.commands_dropped += 1
+            return False
+        self._inbox.append(payload)
+        return True
+
+    def serve_commands(self, reply):
+        """Answer waiting commands; reply(payload) publishes on the reply topic, or is None
+        when there is no link (the commands are then dropped: stale by the time one returns)."""
+        n = 0
+        while self._inbox and n < INBOX_MAX:
+            payload = self._inbox.pop(0)
+            n += 1
+            if self.remote is None:
+                continue
+            answer = self.remote.handle(payload)
+            if answer is None:
+                continue
+            if answer.find(b'"ok":false') >= 0:
+                self.log.warning("uplink", "command refused",
+                                 reply=answer[:160].decode("utf-8", "replace"))  # fmt: skip
+            if reply is not None:
+                reply(answer)
+
+    def state(self):
+        return {
+            "published": self.published,
+            "acked": self.acked,
+            "last_publish": self.last_publish,
+            "budget_blocked": self.budget_blocked,
+            "commands": dict(self.remote.counts) if self.remote is not None else None,
+            "commands_dropped": self.commands_dropped,
+        }

@@ -1,0 +1,147 @@
+"""The Outbox that both uplinks share: contract order, the in-flight window, acks tied to the
+queue, requeue on a lost link, byte budgets and commands. Portable: pytest and MicroPython."""
+
+from agent.core.log import Log
+from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE, MemoryQueue
+from agent.core.uplink import contract
+from agent.core.uplink.backoff import ByteBudget
+from agent.core.uplink.outbox import Outbox
+
+SITE = "s1"
+TOPICS = dict((k, contract.topic("p", SITE, k)) for k in contract.TOPIC_KINDS)
+
+
+class Session:
+    def __init__(self):
+        self.ready = True
+        self.failed = None
+        self.inflight = {}
+        self.state_sent = False
+        self.where = "test broker"
+
+
+class Facade:
+    clock = None
+
+    def readings(self):
+        return [{"site": SITE, "device": "ups", "metric": "battery.charge", "value": 90,
+                 "unit": "%", "time": 1.0, "quality": "good", "seq": None}]  # fmt: skip
+
+    def active_alarms(self):
+        return []
+
+
+def rec(metric, value=1, alarm=False):
+    r = {"site": SITE, "device": "ups", "metric": metric, "value": value, "unit": "",
+         "time": 1.0, "quality": "good"}  # fmt: skip
+    if alarm:
+        r["alarm"] = "R/ups/" + metric
+        r["event"] = "raise"
+    return r
+
+
+def fill_queue():
+    q = MemoryQueue()
+    for i in range(5):
+        q.append(LANE_ROUTINE, rec("input.voltage", 220 + i))
+    q.append(LANE_ALARM, rec("ups.status", "OB", alarm=True))
+    q.commit()
+    return q
+
+
+class Wire:
+    """Stands in for the MQTT client: records what was published, hands out message ids."""
+
+    def __init__(self):
+        self.sent = []
+        self.mid = 0
+
+    def publish(self, msg):
+        self.mid += 1
+        self.sent.append((self.mid, msg))
+        return self.mid
+
+
+def pump_all(out, s, wire, budget=None, acks=True):
+    budget = budget or ByteBudget(0, 3600)
+    for _ in range(50):
+        out.pump(s, budget, wire.publish, "json")
+        if not s.inflight:
+            break
+        if acks:
+            for mid in list(s.inflight):
+                out.on_puback(s, mid)
+
+
+def test_order_after_connect_is_alarms_then_state_then_backlog():
+    q = fill_queue()
+    out = Outbox(q, SITE, TOPICS, Log(), batch_max=2, rate_msgs=0, facade=Facade())
+    s = Session()
+    wire = Wire()
+    pump_all(out, s, wire)
+    kinds = [m.topic.split("/")[-1] for _, m in wire.sent]
+    assert kinds[0] == "alarm", kinds
+    assert kinds[1:3] == ["state", "alarms"], kinds
+    assert set(kinds[3:]) == {"data"}, kinds
+    values = []
+    for _, m in wire.sent[3:]:
+        values += [r["value"] for r in contract.decode_batch(m.payload)["readings"]]
+    assert values == [220, 221, 222, 223, 224]
+    # batch 1 holds the alarm and the first routine record: two messages, one ack to the queue
+    assert q.depth() == 0 and out.acked == 3
+
+
+def test_window_limits_messages_in_flight_and_a_batch_waits_for_every_part():
+    q = fill_queue()
+    out = Outbox(q, SITE, TOPICS, Log(), batch_max=2, rate_msgs=0, facade=Facade(), window=2)
+    s = Session()
+    wire = Wire()
+    budget = ByteBudget(0, 3600)
+    out.pump(s, budget, wire.publish, "json")
+    assert len(s.inflight) == 2 and len(wire.sent) == 2  # the alarm part of batch 1, the state
+    assert q.depth() == 6  # nothing acknowledged yet
+    out.on_puback(s, wire.sent[0][0])
+    assert q.depth() == 6  # batch 1's routine part is still to go
+    out.on_puback(s, wire.sent[1][0])
+    out.pump(s, budget, wire.publish, "json")
+    assert [m.topic.split("/")[-1] for _, m in wire.sent[2:]] == ["alarms", "data"]
+    out.on_puback(s, wire.sent[3][0])
+    assert q.depth() == 4
+
+
+def test_a_lost_link_requeues_what_was_in_flight_duplicates_never_gaps():
+    q = fill_queue()
+    out = Outbox(q, SITE, TOPICS, Log(), batch_max=10, rate_msgs=0, facade=Facade())
+    s = Session()
+    wire = Wire()
+    out.pump(s, ByteBudget(0, 3600), wire.publish, "json")
+    assert s.inflight
+    out.end_session(s)  # no PUBACK arrived
+    assert not s.inflight and q.depth() == 6
+    s2 = Session()
+    wire2 = Wire()
+    pump_all(out, s2, wire2)
+    assert q.depth() == 0
+    assert out.on_puback(s, 1) is None  # a late ack of the old session changes nothing
+
+
+def test_routine_backlog_never_overdraws_the_budget_but_alarms_do():
+    q = fill_queue()
+    out = Outbox(q, SITE, TOPICS, Log(), batch_max=1, rate_msgs=0, facade=Facade())
+    s = Session()
+    wire = Wire()
+    budget = ByteBudget(1, 3600)  # one byte a window: nothing routine fits
+    pump_all(out, s, wire, budget)
+    kinds = [m.topic.split("/")[-1] for _, m in wire.sent]
+    assert kinds == ["alarm", "state", "alarms"], kinds
+    assert out.budget_blocked and q.depth() == 5
+
+
+def test_commands_are_bounded_and_answered_on_the_reply_topic():
+    out = Outbox(MemoryQueue(), SITE, TOPICS, Log(), rate_msgs=0)
+    for _ in range(70):
+        out.command_in(b'{"id":"x","cmd":"ping"}')
+    assert out.commands_dropped == 6
+    answers = []
+    out.serve_commands(answers.append)  # no facade attached: nothing is answered
+    assert answers == [] and out.command_in(b"{}")
