@@ -37,7 +37,7 @@ def pbkdf2():
     # Longest hold of the loop by the pure code between yields.
     worst = 0.0
     last = time.perf_counter()
-    for key in auth._steps(b"7341", b"0123456789abcdef", n, 32):
+    for _key in auth._steps(b"7341", b"0123456789abcdef", n, 32):
         now = time.perf_counter()
         worst = max(worst, now - last)
         last = now
@@ -88,7 +88,8 @@ from agent.core.console import auth
 for n in (1000, %d):
     t = time.ticks_ms()
     auth.pbkdf2_sha256(b"7341", b"0123456789abcdef", n)
-    print("MicroPython (wasm) pure PBKDF2, %%d iterations: %%d ms" %% (n, time.ticks_diff(time.ticks_ms(), t)))
+    ms = time.ticks_diff(time.ticks_ms(), t)
+    print("MicroPython (wasm) pure PBKDF2, %%d iterations: %%d ms" %% (n, ms))
 """
     % auth.DEFAULT_ITERATIONS
 )
@@ -105,7 +106,8 @@ def micropython():
         'import fs from "node:fs";\n'
         "const mp = await loadMicroPython({stdout: (l) => console.log(l)});\n"
         'mp.FS.mkdirTree("/repo/agent/core");\n'
-        'for (const f of ["agent/__init__.py", "agent/core/__init__.py", "agent/core/console/auth.py",\n'
+        'for (const f of ["agent/__init__.py", "agent/core/__init__.py",\n'
+        '  "agent/core/console/__init__.py", "agent/core/console/auth.py",\n'
         '  "agent/core/compat.py", "agent/core/errors.py"])\n'
         '  mp.FS.writeFile("/repo/" + f, fs.readFileSync("%s/" + f));\n'
         'mp.runPython("import sys; sys.path.insert(0, \\"/repo\\")");\n'

@@ -1,7 +1,7 @@
 """Device drivers. Each driver is one module with one class of the shape in drivers/base.py.
 
-The table below maps a config's `driver = "..."` to "module:Class". Modules are imported only when a
-site uses them, so the board never imports pysnmp or pyserial.
+The table below maps a config's `driver = "..."` to "module:Class". Modules are imported only
+when a site uses them, so the board never imports pysnmp or pyserial.
 """
 
 DRIVERS = {

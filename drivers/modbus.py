@@ -166,7 +166,7 @@ class ModbusDriver(SerialDriver):
             try:
                 return proto.parse_read_reply(frame, self.slave, function, count)
             except proto.ModbusException as e:
-                raise DeviceError("%s, reading 0x%04X x%d" % (e, start, count))
+                raise DeviceError("%s, reading 0x%04X x%d" % (e, start, count)) from e
             except ParseError as e:
                 last = e
         raise last.__class__(

@@ -56,8 +56,9 @@ MAX_HEADER_LINE = 8192
 
 def _parse_url(url):
     """ "https://host:port/path" -> (tls, host, port, path); raises DeviceError."""
-    for scheme, tls, port in (("http://", False, 80), ("https://", True, 443)):
+    for scheme, defaults in (("http://", (False, 80)), ("https://", (True, 443))):
         if url.startswith(scheme):
+            tls, port = defaults
             rest = url[len(scheme) :]
             break
     else:
@@ -74,7 +75,7 @@ def _parse_url(url):
     try:
         port = int(port)
     except ValueError:
-        raise DeviceError("probe url %r: bad port" % url)
+        raise DeviceError("probe url %r: bad port" % url) from None
     if not host or not 0 < port < 65536 or "@" in host:
         raise DeviceError("probe url %r: bad host or port" % url)
     return tls, host, port, path

@@ -40,7 +40,9 @@ def bus_transport():
     try:
         from agent.host.serial_port import BusPort
     except ImportError:
-        raise DeviceError("no serial transport on this runtime: pyserial is not installed") from None
+        raise DeviceError(
+            "no serial transport on this runtime: pyserial is not installed"
+        ) from None
     return BusPort()
 
 

@@ -9,7 +9,8 @@ runs it through the same poll path as every real driver. To add a driver:
 3. Put the device map (registers, OIDs, scales, units, enums) in a data table, not in code.
 4. Emit only metric names from agent/core/registry.py (add rows there and in docs/metrics.md, or
    use `experimental.<name>` until the name is agreed). Leave out values the device marks unknown.
-5. Add the driver's name to drivers/__init__.py and its config section to agent/core/config/validate.py.
+5. Add the driver's name to drivers/__init__.py and its config section to
+   agent/core/config/tables.py.
 6. Write an emulator in hil/emulators/ and test every fault mode against the driver.
 """
 
@@ -33,7 +34,7 @@ FIELDS = (
 
 
 def parse(frame):
-    """bytes like b"2645 87\\r" -> [(metric, value, unit)]; raises ParseError (in drivers/proto/)."""
+    """bytes like b"2645 87\\r" -> [(metric, value, unit)]; raises ParseError (drivers/proto/)."""
     if not frame.endswith(b"\r"):
         raise ParseError("frame does not end with CR: %r" % frame[:40])
     parts = frame[:-1].split()
@@ -44,7 +45,7 @@ def parse(frame):
         try:
             raw = int(parts[index])
         except ValueError:
-            raise ParseError("field %d is not a number: %r" % (index, parts[index]))
+            raise ParseError("field %d is not a number: %r" % (index, parts[index])) from None
         out.append((metric, raw * scale, unit))
     return out
 

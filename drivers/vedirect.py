@@ -73,8 +73,8 @@ class VeDirectDriver(SerialDriver):
                 if left > timeout:  # quiet for a whole read_timeout: the device is silent
                     raise DeviceTimeout(
                         self._why("no data for %gs" % timeout, started, got, before)
-                    )
-                raise DeviceTimeout(self._why("no complete block", started, got, before))
+                    ) from None
+                raise DeviceTimeout(self._why("no complete block", started, got, before)) from None
             got += len(data)
             for block in s.feed(data):
                 merged.update(proto.fields(block))

@@ -71,7 +71,7 @@ class Broker:
         except RuntimeError as e:
             log = self.log_text()
             self.stop()
-            raise BrokerUnavailable("%s broker did not start: %s\n%s" % (self.kind, e, log))
+            raise BrokerUnavailable("%s broker did not start: %s\n%s" % (self.kind, e, log)) from e
         return self
 
     def _start_mosquitto(self, exe):
@@ -131,7 +131,7 @@ class Broker:
         except RuntimeError as e:
             raise BrokerUnavailable(
                 "no MQTT broker: mosquitto is not installed (apt-get install mosquitto) and %s" % e
-            )
+            ) from e
 
     def log_text(self):
         out = []
@@ -161,7 +161,8 @@ class Broker:
         try:
             wait_tcp(self.host, self.port, 15, self.proc)
         except RuntimeError as e:
-            raise BrokerUnavailable("mosquitto did not restart: %s\n%s" % (e, self.log_text()))
+            why = "mosquitto did not restart: %s\n%s" % (e, self.log_text())
+            raise BrokerUnavailable(why) from e
         return self
 
     def stop(self):

@@ -23,12 +23,16 @@ class InProcessBroker:
         try:
             from amqtt.broker import Broker
         except ImportError as e:
-            raise RuntimeError("amqtt is not installed (pip install 'site-agent[sim]'): %s" % e)
+            raise RuntimeError(
+                "amqtt is not installed (pip install 'site-agent[sim]'): %s" % e
+            ) from e
         # amqtt logs every connection at INFO; the demo's screen is for the site's readings.
         logging.getLogger("amqtt").setLevel(logging.WARNING)
         config = {
             "listeners": {"default": {"type": "tcp", "bind": "%s:%d" % (self.host, self.port)}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
         }
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()

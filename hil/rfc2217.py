@@ -1,6 +1,7 @@
 """A serial-over-IP server (RFC 2217) on loopback, bridging one local serial port (an emulator's
 pty) to TCP, so tests can prove the host transport's `rfc2217://host:port` URLs against a real
-peer. The telnet and RFC 2217 negotiation is pyserial's own server side (serial.rfc2217.PortManager).
+peer. The telnet and RFC 2217 negotiation is pyserial's own server side
+(serial.rfc2217.PortManager).
 """
 
 import socket

@@ -48,7 +48,8 @@ def snmpsim_data_dir():
 
 
 def find_recording(name):
-    """Path of the recording file for `name` (.snmprec or .snmprec.bz2); raises FileNotFoundError."""
+    """Path of the recording file for `name` (.snmprec or .snmprec.bz2); FileNotFoundError if none.
+    """
     for base in (LOCAL_RECORDINGS, snmpsim_data_dir()):
         for suffix in (".snmprec", ".snmprec.bz2"):
             path = os.path.join(base, name + suffix)

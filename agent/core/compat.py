@@ -26,7 +26,7 @@ else:
 
 
 def wall_time():
-    """Seconds since the Unix epoch as the system clock says; may be untrusted (see agent.core.clock)."""
+    """Seconds since the Unix epoch as the system clock says; may be untrusted (core/clock)."""
     t = time.time()
     # MicroPython on some ports counts from 2000-01-01; shift to the Unix epoch.
     if MICROPYTHON and t < 946684800:

@@ -1,7 +1,7 @@
-"""Structured log lines, the same on both runtimes: `<time> <level> <component>: <message> k=v ...`.
+"""Structured log lines, the same on both runtimes: `<time> <level> <component>: <message> k=v`.
 
-The host sends lines to stderr (agent/host/logsetup.py), the board to its UART and a ring buffer the
-console's `log` command reads. Callers never pass secrets; `redact_keys` is a second line of
+The host sends lines to stderr (agent/host/logsetup.py), the board to its UART and a ring buffer
+the console's `log` command reads. Callers never pass secrets; `redact_keys` is a second line of
 defence for field names that look like secrets.
 """
 

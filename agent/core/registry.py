@@ -2,8 +2,8 @@
 
 Every reading a driver emits must use a name from this table. A `<x>` part matches one dotted
 component (an interface name, a rectifier index). Names under `experimental.` are accepted without
-an entry, as NUT does, until they are agreed and added here. docs/metrics.md is this table in prose;
-a test keeps the two identical.
+an entry, as NUT does, until they are agreed and added here. docs/metrics.md is this table in
+prose; a test keeps the two identical.
 
 Columns: name, unit ("" for none), type (float, int, str, bool), description.
 """
@@ -22,9 +22,11 @@ METRICS = (
     ("output.frequency", "Hz", "float", "AC output frequency"),
     ("output.current", "A", "float", "AC output current"),
     ("output.power", "W", "float", "AC output real power"),
-    ("output.source", "", "str", "what feeds the output: normal, battery, bypass, none, boost, trim, other"),
+    ("output.source", "", "str", "what feeds the output: normal, battery, bypass, none, boost, "
+     "trim, other"),
     ("ups.load", "%", "float", "UPS load as a percentage of its rating"),
-    ("ups.status", "", "str", "NUT status tokens separated by spaces: OL, OB, LB, RB, CHRG, DISCHRG, BYPASS, BOOST, TRIM, OVER, FSD, ALARM, TEST, OFF"),
+    ("ups.status", "", "str", "NUT status tokens separated by spaces: OL, OB, LB, RB, CHRG, "
+     "DISCHRG, BYPASS, BOOST, TRIM, OVER, FSD, ALARM, TEST, OFF"),
     ("ups.alarm", "", "str", "active UPS alarms, names separated by spaces ('' when none)"),
     ("ups.alarm.count", "", "int", "number of active UPS alarms"),
     ("ups.temperature", "C", "float", "UPS internal temperature"),
@@ -46,7 +48,8 @@ METRICS = (
     ("battery.status", "", "str", "normal, low, depleted, unknown"),
     ("battery.replace", "", "bool", "the device asks for the battery to be replaced"),
     ("battery.power", "W", "float", "battery power; negative while discharging (battery monitor)"),
-    ("battery.alarm", "", "str", "active battery/BMS alarms, names separated by spaces ('' when none)"),
+    ("battery.alarm", "", "str", "active battery/BMS alarms, names separated by spaces ('' when "
+     "none)"),
     ("battery.cycles", "", "int", "charge cycles the BMS has counted"),
     ("battery.cell.<n>.voltage", "V", "float", "voltage of cell n (BMS)"),
     ("battery.cell.<n>.temperature", "C", "float", "temperature of cell group n (BMS)"),
@@ -61,7 +64,8 @@ METRICS = (
     ("rectifier.utilisation", "%", "float", "rectifier capacity in use"),
     ("rectifier.<n>.status", "", "str", "status of rectifier n: normal, alarm, absent"),
     ("rectifier.<n>.current", "A", "float", "output current of rectifier n"),
-    ("plant.alarm.<name>", "", "bool", "a DC plant alarm flag (mains_lost, lvd_open, rectifier_major ...)"),
+    ("plant.alarm.<name>", "", "bool", "a DC plant alarm flag (mains_lost, lvd_open, "
+     "rectifier_major ...)"),
     # Solar
     ("solar.voltage", "V", "float", "PV array voltage"),
     ("solar.current", "A", "float", "PV array current"),
@@ -79,7 +83,8 @@ METRICS = (
     ("router.memory", "%", "float", "router memory in use"),
     ("router.uptime", "s", "int", "router uptime (sysUpTime)"),
     ("router.rebooted", "", "bool", "uptime went backwards since the last poll"),
-    ("if.<name>.oper", "", "str", "interface operational status: up, down, testing, unknown, dormant, notPresent, lowerLayerDown"),
+    ("if.<name>.oper", "", "str", "interface operational status: up, down, testing, unknown, "
+     "dormant, notPresent, lowerLayerDown"),
     ("if.<name>.in_bps", "bit/s", "float", "inbound traffic rate from 64-bit counters"),
     ("if.<name>.out_bps", "bit/s", "float", "outbound traffic rate from 64-bit counters"),
     ("probe.<name>.ok", "", "bool", "a reachability probe succeeded"),
@@ -88,8 +93,10 @@ METRICS = (
     # Derived site state
     ("site.power_source", "", "str", "mains, battery, generator, solar, unknown"),
     ("site.runtime", "s", "int", "estimated runtime left for the site"),
-    ("site.runtime_estimated", "", "bool", "site.runtime is the agent's estimate from the discharge trend, not a device's figure"),
-    ("site.battery_charge", "%", "float", "the lowest state of charge any device at the site reports"),
+    ("site.runtime_estimated", "", "bool", "site.runtime is the agent's estimate from the "
+     "discharge trend, not a device's figure"),
+    ("site.battery_charge", "%", "float", "the lowest state of charge any device at the site "
+     "reports"),
     ("site.on_battery_s", "s", "int", "seconds the site has been on battery"),
     ("site.backhaul", "", "str", "up, down, degraded, unknown"),
     # The agent itself
@@ -100,9 +107,12 @@ METRICS = (
     ("agent.disk_used", "%", "float", "use of the filesystem holding the data directory"),
     ("agent.temperature", "C", "float", "SoC temperature"),
     ("agent.uptime", "s", "int", "seconds since the agent started"),
-    ("agent.clock.trusted", "", "bool", "the agent trusts its wall clock (NTP synchronised, RTC, or set by broker or console)"),
-    ("agent.reset_cause", "", "str", "why the board last reset: power_on, hard, watchdog, deep_sleep, soft"),
-    ("agent.device.stale", "", "bool", "the device's last poll failed (value of the device's reason in unit-less form)"),
+    ("agent.clock.trusted", "", "bool", "the agent trusts its wall clock (NTP synchronised, RTC, "
+     "or set by broker or console)"),
+    ("agent.reset_cause", "", "str", "why the board last reset: power_on, hard, watchdog, "
+     "deep_sleep, soft"),
+    ("agent.device.stale", "", "bool", "the device's last poll failed (value of the device's "
+     "reason in unit-less form)"),
     ("agent.queue.depth", "", "int", "records waiting in the store"),
     ("agent.queue.bytes", "B", "int", "bytes the store uses"),
     ("agent.queue.used", "%", "float", "share of the store's byte budget in use"),

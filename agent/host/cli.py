@@ -116,8 +116,9 @@ def cmd_check(args, log):
     if cfg.uplink:
         out.write("\nuplink (topic prefix %s):\n" % cfg.uplink.get("topic_prefix"))
         for i, b in enumerate(cfg.uplink["brokers"]):
-            out.write("  %d. %s %s:%s %s\n" % (i + 1, b.get("name") or "broker", b["host"], b["port"],
-                      "PLAIN TEXT (insecure)" if b.get("insecure") else "TLS"))
+            how = "PLAIN TEXT (insecure)" if b.get("insecure") else "TLS"
+            name = b.get("name") or "broker"
+            out.write("  %d. %s %s:%s %s\n" % (i + 1, name, b["host"], b["port"], how))
     else:
         out.write("\nuplink: none (readings are stored only)\n")
     st = cfg.storage
@@ -165,7 +166,8 @@ def cmd_poll(args, log):
         known = set(d["id"] for d in cfg.devices)
         for d in args.device:
             if d not in known:
-                raise ConfigError("%s: no device %r (have: %s)" % (cfg.source, d, ", ".join(sorted(known))))
+                have = ", ".join(sorted(known))
+                raise ConfigError("%s: no device %r (have: %s)" % (cfg.source, d, have))
         cfg.devices = [d for d in cfg.devices if d["id"] in args.device]
     loop = make_loop(cfg, open_queue(cfg, log, volatile=True), log)
     results = asyncio.run(_poll_once(loop))

@@ -19,7 +19,8 @@ _AT_END = re.compile(r"\s*\(at end of document\)$")
 
 
 def _syntax_error(path, text, exc):
-    """ "<path>:<line>: TOML syntax: <message>" from tomllib's "<message> (at line L, column C)"."""
+    """ "<path>:<line>: TOML syntax: <message>" from tomllib's "<message> (at line L, column C)"
+    """
     message = str(exc)
     m = _AT_LINE.search(message)
     if m:

@@ -201,7 +201,8 @@ def add_parser(sub):
     p = sub.add_parser("console", help="attach to the running agent's console (Unix socket)",
                        description="Attach this terminal to the running agent's console over "
                        "the Unix socket in its data directory: same commands and PIN login as "
-                       "the serial console. Ctrl-] leaves. With --hash-pin, make a pin_hash.")  # fmt: skip
+                       "the serial console. Ctrl-] leaves. With --hash-pin, make a "
+                       "pin_hash.")  # fmt: skip
     p.add_argument("-c", "--config", default=None,
                    help="site config (to find storage.dir); default as for run")  # fmt: skip
     p.add_argument("--socket", help="the console socket (default: <storage.dir>/console.sock)")

@@ -175,7 +175,7 @@ class TtyConsole:
             except BlockingIOError:
                 data = None
             except OSError as e:
-                raise LineLost(e.strerror or str(e))
+                raise LineLost(e.strerror or str(e)) from e
             if data is not None:
                 if data == b"":
                     raise LineLost("end of file (the far end closed)")
@@ -186,7 +186,7 @@ class TtyConsole:
             # the inner future completing, and then this task would never stop.
             ready = aloop.create_future()
 
-            def wake():
+            def wake(ready=ready):
                 if not ready.done():
                     ready.set_result(None)
 

@@ -35,7 +35,9 @@ def queue_dir(data_dir):
 def _inspect(data_dir):
     path = queue_dir(data_dir)
     if not os.path.isdir(path):
-        raise FileNotFoundError("no queue at %s (is %s the agent's storage.dir?)" % (path, data_dir))
+        raise FileNotFoundError(
+            "no queue at %s (is %s the agent's storage.dir?)" % (path, data_dir)
+        )
     return Store(path, _INSPECT_BUDGET, readonly=True)
 
 
@@ -72,17 +74,31 @@ def format_stats(s):
     for lane in sorted(s["depth"]):
         old = s.get("oldest", {}).get(lane)
         new = s.get("newest", {}).get(lane)
-        lines.append("%-8s %7d  %-31s %s" % (
-            lane, s["depth"][lane],
-            ("seq %d, %s" % (old["seq"], _when(old.get("time")))) if old else "-",
-            ("seq %d, %s" % (new["seq"], _when(new.get("time")))) if new else "-"))
+        lines.append(
+            "%-8s %7d  %-31s %s"
+            % (
+                lane,
+                s["depth"][lane],
+                ("seq %d, %s" % (old["seq"], _when(old.get("time")))) if old else "-",
+                ("seq %d, %s" % (new["seq"], _when(new.get("time")))) if new else "-",
+            )
+        )
     lines.append("")
-    lines.append("bytes used:   %d in %d segment files" % (s["bytes"], sum(s.get("segments", {}).values())))
+    lines.append(
+        "bytes used:   %d in %d segment files" % (s["bytes"], sum(s.get("segments", {}).values()))
+    )
     delivered = s.get("delivered", {})
-    lines.append("delivered:    %s" % ", ".join(
-        "%s %s" % (lane, "up to seq %d" % delivered[lane] if delivered[lane] >= 0 else "none yet")
-        for lane in sorted(delivered)))
+    lines.append(
+        "delivered:    %s"
+        % ", ".join(
+            "%s %s"
+            % (lane, "up to seq %d" % delivered[lane] if delivered[lane] >= 0 else "none yet")
+            for lane in sorted(delivered)
+        )
+    )
     lines.append("next seq:     %d" % s["next_seq"])
     lines.append("thinned:      %d routine readings aggregated to make room" % s.get("thinned", 0))
-    lines.append("dropped:      %d records dropped to stay within the budget" % s.get("dropped", 0))
+    lines.append(
+        "dropped:      %d records dropped to stay within the budget" % s.get("dropped", 0)
+    )
     return "\n".join(line.rstrip() for line in lines) + "\n"

@@ -19,7 +19,8 @@ clock sees the discharge it stepped):
   low_major_v; 8 LVD1 open; the rest stay 0 (no rectifier faults are modelled: a rectifier
   without input shows per-rectifier status "alarm", the plant alarm is mains lost).
 Values are what the controller puts on the wire (ELTEK-DISTRIBUTED-MIB, shared/PROTOCOLS.md):
-bus voltage 0.01 V (with noise_v of seeded jitter if asked), battery current whole A (signed), rectifier current 0.1 A, mains V per phase.
+bus voltage 0.01 V (with noise_v of seeded jitter if asked), battery current whole A (signed),
+rectifier current 0.1 A, mains V per phase.
 The OIDs are those of drivers/profiles/eltek.py and hil/recordings/power/eltek-smartpack.snmprec.
 """
 

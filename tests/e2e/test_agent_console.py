@@ -54,13 +54,17 @@ class Terminal:
         want = text.encode()
         while want not in self.screen:
             if time.monotonic() > deadline:
-                raise AssertionError("never saw %r; screen:\n%s" % (text, self.screen.decode(errors="replace")))
+                raise AssertionError(
+                    "never saw %r; screen:\n%s" % (text, self.screen.decode(errors="replace"))
+                )
             try:
                 chunk = self.s.recv(4096)
             except socket.timeout:
                 continue
             if not chunk:
-                raise AssertionError("connection closed; screen:\n%s" % self.screen.decode(errors="replace"))
+                raise AssertionError(
+                    "connection closed; screen:\n%s" % self.screen.decode(errors="replace")
+                )
             self.screen += chunk
         before, _, self.screen = self.screen.partition(want)
         return before.decode(errors="replace")
@@ -82,8 +86,13 @@ def test_socket_console_login_devices_and_reboot(tmp_path):
     port = free_port(kind=socket.SOCK_DGRAM)
     cfg = tmp_path / "site.toml"
     cfg.write_text(CONFIG.format(port=port, data=data, pin_hash=make_hash("2468", 1000)))
-    proc = subprocess.Popen([sys.executable, "-m", "agent.host.cli", "run", "-c", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.host.cli", "run", "-c", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     sock = str(data / "console.sock")
     try:
         _wait_for(sock, proc)
@@ -132,7 +141,7 @@ def test_socket_console_login_devices_and_reboot(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-            raise AssertionError("agent did not stop on SIGTERM:\n" + err[-3000:])
+            raise AssertionError("agent did not stop on SIGTERM:\n" + err[-3000:]) from None
     assert "agent: stopped restart=True" in err, err[-2000:]
     assert err.count("agent: started") == 2, err[-2000:]
     assert proc.returncode == 0, err[-2000:]
@@ -144,14 +153,22 @@ def test_sigterm_during_a_console_restart_stops_the_agent(tmp_path):
     cfg = tmp_path / "site.toml"
     port = free_port(kind=socket.SOCK_DGRAM)
     cfg.write_text(CONFIG.format(port=port, data=data, pin_hash=make_hash("2468", 1000)))
-    proc = subprocess.Popen([sys.executable, "-m", "agent.host.cli", "run", "-c", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.host.cli", "run", "-c", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     sock = str(data / "console.sock")
     try:
         _wait_for(sock, proc)
         term = Terminal(sock)
-        for keys, answer in ((b"login\r", "PIN"), (b"2468\r", "console-e2e ["),
-                             (b"reboot\r", "yes")):
+        for keys, answer in (
+            (b"login\r", "PIN"),
+            (b"2468\r", "console-e2e ["),
+            (b"reboot\r", "yes"),
+        ):
             term.send(keys)
             term.expect(answer)
         term.send(b"yes\r")

@@ -61,7 +61,7 @@ def _wait(upstream, agent, log_path, keys, timeout=60):
     except TimeoutError as e:
         with open(log_path) as f:
             log = f.read()[-3000:]
-        raise AssertionError("%s\nagent exit=%s log:\n%s" % (e, agent.poll(), log))
+        raise AssertionError("%s\nagent exit=%s log:\n%s" % (e, agent.poll(), log)) from e
 
 
 def test_ups_mib_values_from_the_recording_reach_the_broker(running_site):
@@ -75,10 +75,14 @@ def test_ups_mib_values_from_the_recording_reach_the_broker(running_site):
         return latest[("ups-snmp", metric)][0]
 
     assert got("battery.charge")["value"] == float(_value(rows, UPS_MIB + "2.4.0"))
-    assert got("battery.voltage")["value"] == pytest.approx(float(_value(rows, UPS_MIB + "2.5.0")) / 10)
+    assert got("battery.voltage")["value"] == pytest.approx(
+        float(_value(rows, UPS_MIB + "2.5.0")) / 10
+    )
     assert got("input.voltage")["value"] == float(_value(rows, UPS_MIB + "3.3.1.3.1"))
-    assert got("output.source")["value"] == {"3": "normal", "5": "battery", "4": "bypass"}[
-        _value(rows, UPS_MIB + "4.1.0")]
+    assert (
+        got("output.source")["value"]
+        == {"3": "normal", "5": "battery", "4": "bypass"}[_value(rows, UPS_MIB + "4.1.0")]
+    )
     assert got("battery.charge")["unit"] == "%"
     assert got("battery.voltage")["unit"] == "V"
     for metric in ("battery.charge", "battery.voltage"):
@@ -95,20 +99,26 @@ def test_router_readings_reach_the_broker(running_site):
     got = latest[("router", "router.uptime")][0]["value"]
     # snmpsim may advance TimeTicks values with wall time; the recording is the lower bound.
     assert uptime_ticks // 100 <= got <= uptime_ticks // 100 + 3600
-    opers = [k for k in latest if k[0] == "router" and k[1].startswith("if.") and k[1].endswith(".oper")]
+    opers = [
+        k for k in latest if k[0] == "router" and k[1].startswith("if.") and k[1].endswith(".oper")
+    ]
     assert opers, sorted(latest)
-    # site.backhaul follows the router's eth0 (the site's configured backhaul), up in the recording.
+    # site.backhaul follows the router's eth0 (the site's configured backhaul): up in the recording
     assert _value_of(upstream, ("router", "if.eth0.oper")) == "up"
-    backhaul = upstream.wait_for(lambda l: ("site", "site.backhaul") in l, 30)
+    backhaul = upstream.wait_for(lambda latest: ("site", "site.backhaul") in latest, 30)
     assert backhaul[("site", "site.backhaul")][0]["value"] == "up"
 
 
 def test_serial_ups_readings_match_the_emulator(running_site):
     site, upstream, agent, log_path = running_site
-    keys = [("ups-serial", m) for m in ("input.voltage", "output.voltage", "ups.load", "ups.status")]
+    keys = [
+        ("ups-serial", m) for m in ("input.voltage", "output.voltage", "ups.load", "ups.status")
+    ]
     latest = _wait(upstream, agent, log_path, keys)
     state = site.ups_serial.state
-    assert latest[("ups-serial", "input.voltage")][0]["value"] == pytest.approx(state["input_voltage"], abs=0.2)
+    assert latest[("ups-serial", "input.voltage")][0]["value"] == pytest.approx(
+        state["input_voltage"], abs=0.2
+    )
     assert "OL" in latest[("ups-serial", "ups.status")][0]["value"].split()
 
 
@@ -125,8 +135,13 @@ def test_sequence_numbers_are_unique_and_the_agent_is_online(running_site):
 
 def test_solar_controller_and_bms_readings_match_their_emulators(running_site):
     site, upstream, agent, log_path = running_site
-    keys = [("solar", "solar.voltage"), ("solar", "battery.charge"), ("li-bms", "battery.charge"),
-            ("li-bms", "battery.cell.1.voltage"), ("li-bms", "battery.cycles")]
+    keys = [
+        ("solar", "solar.voltage"),
+        ("solar", "battery.charge"),
+        ("li-bms", "battery.charge"),
+        ("li-bms", "battery.cell.1.voltage"),
+        ("li-bms", "battery.cycles"),
+    ]
     latest = _wait(upstream, agent, log_path, keys)
     solar = site.solar.state(1)
     bms = site.bms.state(2)
@@ -147,15 +162,19 @@ def test_mains_failure_raises_an_alarm_upstream(running_site):
     import time
 
     site, upstream, agent, log_path = running_site
-    # A typhoon night: no sun on the panels (else the site would rightly say "solar"), then mains goes.
+    # A typhoon night: no sun on the panels (else the site would rightly say "solar"), then mains
+    # goes.
     site.solar.unit(1).set_sun(0.0)
     site.ups_serial.set_mains(False)
     deadline = time.monotonic() + 60
     raised = []
     while time.monotonic() < deadline and not raised:
         with upstream.lock:
-            raised = [e for e in upstream.alarm_events
-                      if e.get("rule") == "UPS_ON_BATTERY" and e.get("event") == "raise"]
+            raised = [
+                e
+                for e in upstream.alarm_events
+                if e.get("rule") == "UPS_ON_BATTERY" and e.get("event") == "raise"
+            ]
         time.sleep(0.2)
     if not raised:
         with open(log_path) as f:
@@ -175,5 +194,7 @@ def test_mains_failure_raises_an_alarm_upstream(running_site):
         time.sleep(0.2)
     else:
         raise AssertionError("retained alarm set never named UPS_ON_BATTERY: %r" % retained)
-    latest = upstream.wait_for(lambda l: l.get(("site", "site.power_source"), ({},))[0].get("value") == "battery", 20)
+    latest = upstream.wait_for(
+        lambda got: got.get(("site", "site.power_source"), ({},))[0].get("value") == "battery", 20
+    )
     assert latest[("site", "site.power_source")][0]["value"] == "battery"

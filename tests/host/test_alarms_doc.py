@@ -1,4 +1,5 @@
-"""docs/alarms.md's table of default rules is the data in agent/core/monitor/alarms.py, row for row."""
+"""docs/alarms.md's table of default rules is the data in agent/core/monitor/alarms.py, row for
+row."""
 
 import os
 

@@ -13,7 +13,9 @@ def _table_rows(path):
         for line in f:
             if line.startswith("| `"):
                 cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-                rows.append((cells[0].strip("`"), cells[1], cells[2], cells[3].replace("\\|", "|")))
+                rows.append(
+                    (cells[0].strip("`"), cells[1], cells[2], cells[3].replace("\\|", "|"))
+                )
     return rows
 
 
@@ -24,7 +26,7 @@ def test_metric_registry_doc_matches_code():
 
 def test_registry_names_are_well_formed():
     seen = set()
-    for name, unit, typ, desc in METRICS:
+    for name, _unit, typ, desc in METRICS:
         assert name not in seen, "duplicate metric %s" % name
         seen.add(name)
         assert name == name.strip() and " " not in name

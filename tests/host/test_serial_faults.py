@@ -1,8 +1,8 @@
 # Every fault mode of every serial emulator against its driver (Megatec, Modbus/EPEVER, Voltronic,
-# VE.Direct, Pylontech), inside the real poll loop
-# (agent.core.poll.loop.Loop) with a second device of the same kind on its own port: the faulty device
-# goes stale with a reason naming the fault's symptom, recovers when the fault clears, and the
-# other device keeps its schedule throughout.
+# VE.Direct, Pylontech), inside the real poll loop (agent.core.poll.loop.Loop) with a second
+# device of the same kind on its own port: the faulty device goes stale with a reason naming the
+# fault's symptom, recovers when the fault clears, and the other device keeps its schedule
+# throughout.
 import asyncio
 import time
 
@@ -133,7 +133,8 @@ async def _wait(cond, limit):
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_every_fault_goes_stale_with_a_reason_and_recovers(kind):
     emu_cls, drv_cls, extra, emu_kw = KINDS[kind]
-    faults = [f for f in COMMON_FAULTS + emu_cls.PROTOCOL_FAULTS if f not in NOT_STALE.get(kind, ())]
+    skip = NOT_STALE.get(kind, ())
+    faults = [f for f in COMMON_FAULTS + emu_cls.PROTOCOL_FAULTS if f not in skip]
     assert set(faults) == set(REASONS[kind]), "every fault mode has an expected reason"
     got = {}
     recovered = {}

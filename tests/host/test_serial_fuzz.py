@@ -116,7 +116,7 @@ def test_modbus_replies(data, count_regs, fix_crc):
     except ParseError:
         count("modbus", "rejected")
     except DeviceError as e:  # anything else typed would be a bug
-        raise AssertionError(e)
+        raise AssertionError(e) from e
     if len(frame) >= 3:
         assert mb.reply_length(frame[:3]) in range(5, 261)
 

@@ -29,7 +29,8 @@ def device(sim, retries=1, **snmp):
 
 def v3(sim, auth_key=USER["auth_key"], retries=1, **extra):
     return device(sim, retries, version="3", user=USER["user"], auth_protocol="SHA",
-                  auth_key=auth_key, security_level="authNoPriv", context=EATON, **extra)  # fmt: skip
+                  auth_key=auth_key, security_level="authNoPriv", context=EATON,
+                  **extra)  # fmt: skip
 
 
 def poll(dev, budget=10):

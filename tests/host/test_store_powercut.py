@@ -127,7 +127,7 @@ def run_all_cuts(atomic):
         try:
             check_after_cut(dev.image, log)
         except AssertionError as e:
-            raise AssertionError("cut at write %d (atomic=%s): %s" % (cut, atomic, e))
+            raise AssertionError("cut at write %d (atomic=%s): %s" % (cut, atomic, e)) from e
         tried += 1
     print("power cuts tried (atomic=%s): %d of %d writes" % (atomic, tried, total - base))
     return tried

@@ -32,7 +32,7 @@ def test_outage_then_order_alarms_state_backlog_and_no_gaps():
             up = _upstream(broker, persistent=True, client_id="ops-centre-" + fmt)
             broker.halt()  # the link is down when the agent starts
 
-            async def main():
+            async def main(fmt=fmt, up=up, broker=broker):
                 agent = Agent(uplink_cfg([broker_cfg(broker)], format=fmt, batch_max=5))
                 await agent.start()
                 await until(lambda: agent.queue.confirmed_seq >= 30, 10, "a backlog", agent)

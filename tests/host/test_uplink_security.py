@@ -83,7 +83,7 @@ def test_tls_failures_are_reported_and_data_kept():
     with _tls_broker(p, passwords={"agent": PASSWORD}) as broker:
         for name, make in cases.items():
 
-            async def main():
+            async def main(make=make, name=name):
                 agent = Agent(uplink_cfg([make(broker)]))
                 await agent.start()
                 await until(lambda: agent.uplink.backoff.failures >= 2, 15, name, agent)
@@ -117,7 +117,7 @@ def test_acl_denying_our_topics_is_reported_and_data_kept():
     for protocol in ("3.1.1", "5"):
         with Broker(acl=ACL, passwords={"agent": PASSWORD, "ops": "o"}) as broker:
 
-            async def main():
+            async def main(protocol=protocol, broker=broker):
                 cfg = broker_cfg(broker, username="agent", password=PASSWORD, protocol=protocol)
                 agent = Agent(uplink_cfg([cfg]))
                 await agent.start()

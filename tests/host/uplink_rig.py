@@ -93,7 +93,7 @@ class Agent:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def raise_alarm(self, n=1):
-        for i in range(n):
+        for _ in range(n):
             self.queue.append(LANE_ALARM, {
                 "site": SITE, "device": "dev0", "metric": "battery.charge", "value": 5.0,
                 "unit": "%", "time": time.time(), "quality": "good",

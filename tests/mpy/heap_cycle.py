@@ -3,9 +3,9 @@
 # Builds what a small site runs: a Loop with 3 drivers (a UPS, a DC plant, a router; fakes that
 # answer at once with realistic sample sets) and a MemoryQueue, then polls. The harness
 # (tests/mpy/run.mjs heap) imports this module, calls step(i) for each entry of STEPS, returns to
-# JavaScript after each so the WebAssembly port really collects (its gc.collect() inside Python only
-# flags a collection for the top level), then reads gc.mem_alloc(). On a board run main() instead:
-# gc.collect() works in place there. Output: "HEAP <label> <bytes>" lines.
+# JavaScript after each so the WebAssembly port really collects (its gc.collect() inside Python
+# only flags a collection for the top level), then reads gc.mem_alloc(). On a board run main()
+# instead: gc.collect() works in place there. Output: "HEAP <label> <bytes>" lines.
 
 import gc
 

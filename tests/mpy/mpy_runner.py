@@ -1,12 +1,13 @@
-# Mini test runner that runs INSIDE MicroPython (driven by tests/mpy/run.mjs, or by hand on a board).
+# Mini test runner that runs INSIDE MicroPython (driven by tests/mpy/run.mjs, or by hand on a
+# board).
 #
 # Output contract (one line each, parsed by tests/host/test_micropython.py):
 #   PASS <module>.<test>
 #   FAIL <module>.<test>: <ExcType>: <message>      followed by the MicroPython traceback
 #   FAIL <module>: import failed: <ExcType>: <msg>   when the module itself does not import
 #   DONE <module> passed=<n> failed=<m>
-# Tests are plain module-level `def test_x():` functions, called in name order (MicroPython keeps no
-# definition order in module dicts). Coroutines are run by the test via support.run().
+# Tests are plain module-level `def test_x():` functions, called in name order (MicroPython keeps
+# no definition order in module dicts). Coroutines are run by the test via support.run().
 
 import sys
 

@@ -5,7 +5,7 @@ import asyncio
 
 
 def raises(exc_type, fn, *args, **kw):
-    """Call fn(*args, **kw); return the exception if it is an exc_type, else raise AssertionError."""
+    """Call fn(*args, **kw); return the exception if it is an exc_type, else AssertionError."""
     try:
         fn(*args, **kw)
     except exc_type as e:

@@ -41,7 +41,13 @@ class Scripted(Driver):
 
 
 def dev(dev_id, interval=0.05, timeout=0.04):
-    return {"id": dev_id, "driver": "scripted", "interval": interval, "timeout": timeout, "jitter": 0.0}
+    return {
+        "id": dev_id,
+        "driver": "scripted",
+        "interval": interval,
+        "timeout": timeout,
+        "jitter": 0.0,
+    }
 
 
 def make_loop(queue=None, lines=None):
@@ -69,17 +75,19 @@ def test_poll_all_stamps_readings_and_commits():
 def test_failing_device_goes_stale_with_reason_and_recovers():
     lines = []
     loop = make_loop(lines=lines)
-    d = Scripted(dev("bms"), [DeviceError("checksum mismatch in frame 3"), [("battery.charge", 50, "%")]])
+    d = Scripted(
+        dev("bms"), [DeviceError("checksum mismatch in frame 3"), [("battery.charge", 50, "%")]]
+    )
     loop.add_device(dev("bms"), d)
     r1 = run(loop.poll_all())["bms"]
     assert not r1.ok and r1.error == "checksum mismatch in frame 3"
     st = loop.sched.state("bms")
     assert st.stale and st.reason == "checksum mismatch in frame 3"
     assert d.closes == 1  # the transport is closed after a failure so the next poll starts clean
-    assert any("device stale" in l and "checksum mismatch" in l for l in lines)
+    assert any("device stale" in line and "checksum mismatch" in line for line in lines)
     r2 = run(loop.poll_all())["bms"]
     assert r2.ok and not st.stale and d.opens == 2
-    assert any("device recovered" in l for l in lines)
+    assert any("device recovered" in line for line in lines)
 
 
 def test_driver_bug_becomes_a_stale_reason():
@@ -127,7 +135,7 @@ def test_store_failure_is_reported_and_polling_continues():
     loop.add_device(dev("a"), Scripted(dev("a"), [[("ups.load", 1, "%")]]))
     run(loop.poll_all())
     assert loop.store_error and "No space left" in loop.store_error
-    assert any("store failed" in l for l in lines)
+    assert any("store failed" in line for line in lines)
     q.fail = False
     run(loop.poll_all())
     assert loop.store_error is None

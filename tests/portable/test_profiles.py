@@ -12,7 +12,7 @@ UPTIME = "1.3.6.1.2.1.1.3.0"
 
 def as_dict(samples):
     out = {}
-    for metric, value, unit in samples:
+    for metric, value, _unit in samples:
         assert metric not in out, metric  # one sample per metric per poll
         out[metric] = value
     return out

@@ -1,5 +1,5 @@
-# Readings and the in-memory queue: stamping, dict round trips, seq numbering, commit-gated read-out,
-# alarm-first order, ack and requeue.
+# Readings and the in-memory queue: stamping, dict round trips, seq numbering, commit-gated
+# read-out, alarm-first order, ack and requeue.
 import json
 
 from agent.core import readings as rd

@@ -1,5 +1,6 @@
 """Portable tests of the durable store over MemFs (files in a dict), so they run unchanged under
-pytest and under MicroPython. Crash and power-cut behaviour is tested on real media in tests/host."""
+pytest and under MicroPython. Crash and power-cut behaviour is tested on real media in
+tests/host."""
 
 from agent.core.errors import QueueError
 from agent.core.store import codec

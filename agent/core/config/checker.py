@@ -1,4 +1,4 @@
-"""Schema machinery for the site config: field specs as data, one checker that collects every error.
+"""Schema machinery for the site config: field specs as data, one checker collecting every error.
 
 A table schema is a tuple of (key, spec) pairs; a spec is a plain dict made by `field()`:
     kind      "str" | "int" | "num" | "bool" | "table" | "tables" | "secret" | "free" | "pair"
@@ -13,7 +13,7 @@ A table schema is a tuple of (key, spec) pairs; a spec is a plain dict made by `
     fields    the sub-schema of a "table", or of every element of "tables"
 Invariant: the checker never raises on bad input; each problem becomes one message
 "<source>: <key path>: <what was expected>, got <what was found>" in `Checker.errors`, and checking
-continues, so one run reports every problem. Cross-field rules live in agent/core/config/validate.py.
+continues, so one run reports every problem. Cross-field rules live in config/validate.py.
 Portable: CPython and MicroPython (no dataclasses, typing, re).
 """
 
@@ -49,7 +49,7 @@ def field(kind, required=False, default=MISSING, **checks):
 
 
 def show(value):
-    """A value as the user wrote it in TOML: strings quoted, true/false, tables and arrays named."""
+    """A value as the user wrote it in TOML: strings quoted, true/false, tables/arrays named."""
     if value is None:
         return "null"
     if value is True:

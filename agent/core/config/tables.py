@@ -1,7 +1,8 @@
 """The site config's schema as data: one table of field specs per TOML table, and the formats.
 
-agent/core/config/validate.py runs these through agent/core/schema.Checker and adds the rules that span
-several keys. docs/config.md documents every key here; a test keeps the two in step. Portable.
+agent/core/config/validate.py runs these through agent/core/config/checker.Checker and adds the
+rules that span several keys. docs/config.md documents every key here; a test keeps the two
+in step. Portable.
 """
 
 from agent.core import registry

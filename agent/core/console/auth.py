@@ -1,6 +1,6 @@
 """Technician PIN check for the console (portable): hashing, lockout, one session at a time.
 
-    h = make_hash("4711")                       # "pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>"
+    h = make_hash("4711")             # "pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>"
     ok = await verify_async("4711", h)          # yields to the loop while hashing
     guard = Guard(); guard.wait()               # seconds before another attempt is allowed
     lock = SessionLock(); lock.acquire("serial")
@@ -129,7 +129,7 @@ def parse_hash(text):
         salt = binascii.unhexlify(parts[2])
         key = binascii.unhexlify(parts[3])
     except (ValueError, TypeError):
-        raise bad
+        raise bad from None
     if not salt or len(key) < 16:
         raise bad
     return n, salt, key

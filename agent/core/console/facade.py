@@ -114,7 +114,7 @@ class ConsoleFacade(AgentFacade):
                 fs.remove(part)
             except OSError:
                 pass
-            raise QueueError("%s: %s" % (path, e))
+            raise QueueError("%s: %s" % (path, e)) from e
         return n
 
     def config_check(self):

@@ -276,7 +276,7 @@ class Console:
     # --- commands -------------------------------------------------------------------------
     async def c_help(self, args):
         rows = []
-        for name, open_, usage, what in HELP:
+        for _name, open_, usage, what in HELP:
             rows.append(("  " if open_ else "* ") + usage + " " * (24 - len(usage)) + what)
         self.say("Commands (* needs a login; Ctrl-C abandons a line):", rows)
 

@@ -61,7 +61,11 @@ class Loop:
     def add_device(self, device, driver):
         self.drivers[device["id"]] = driver
         self.sched.add(
-            device["id"], device["interval"], device["timeout"], device.get("jitter", 0.1), self.mono()
+            device["id"],
+            device["interval"],
+            device["timeout"],
+            device.get("jitter", 0.1),
+            self.mono(),
         )
 
     def poll_now(self, dev_id=None):
@@ -107,7 +111,9 @@ class Loop:
         quality = rd.GOOD if t is not None else rd.EST_TIME
         out = rd.stamp(result.samples, self.site_id, dev_id, t, quality)
         if result.ok != (not was_stale) or first:
-            out.append(rd.Reading(self.site_id, dev_id, STALE_METRIC, not result.ok, "", t, quality))
+            out.append(
+                rd.Reading(self.site_id, dev_id, STALE_METRIC, not result.ok, "", t, quality)
+            )
             if result.ok and was_stale:
                 self.log.info("poll", "device recovered", device=dev_id)
         if not result.ok:

@@ -59,7 +59,7 @@ def loads(payload):
     try:
         return json.loads(payload)
     except ValueError as e:
-        raise QueueError("undecodable record payload: %s" % (e,))
+        raise QueueError("undecodable record payload: %s" % (e,)) from e
 
 
 def encode_record(record, kind=REC):

@@ -1,7 +1,7 @@
 """The queue interface between the agent and the uplink, and a volatile in-memory version.
 
-The durable store (agent/core/store/store.py) implements the same methods; the runner and the uplink use
-only these:
+The durable store (agent/core/store/store.py) implements the same methods; the runner and the
+uplink use only these:
 
     seq = q.append(lane, record)     # record: a dict (Reading.to_dict()); q sets record["seq"]
     q.commit()                       # group commit: everything appended so far is now stored

@@ -1,7 +1,8 @@
 """Durable store-and-forward queue: segment files with checksummed frames (portable).
 
-Same interface as agent.core.store.queue.MemoryQueue (append, commit, confirmed_seq, next_batch, ack,
-requeue, stats, close) plus begin_drain, export, latest and counters. docs/queue.md is the prose.
+Same interface as agent.core.store.queue.MemoryQueue (append, commit, confirmed_seq, next_batch,
+ack, requeue, stats, close) plus begin_drain, export, latest and counters. docs/queue.md is the
+prose.
 
 Layout of the data directory (only open/read/write/seek/flush/close, rename, remove, stat):
     a<first seq, 20 digits>.seg   alarm lane segments      (frames: agent.core.store.codec)
@@ -166,7 +167,7 @@ class Store:
         try:
             self._load(True)
         except OSError as e:
-            raise QueueError("cannot open store %s: %s" % (self.path, e))
+            raise QueueError("cannot open store %s: %s" % (self.path, e)) from e
 
     # --- opening and recovery ------------------------------------------------------------
     def _p(self, name):
@@ -381,7 +382,7 @@ class Store:
         try:
             self._load(False)
         except OSError as e:
-            raise QueueError("store %s still failing: %s" % (self.path, e))
+            raise QueueError("store %s still failing: %s" % (self.path, e)) from e
         self._fault = False
         self._say("recovered after I/O fault")
 
@@ -544,7 +545,7 @@ class Store:
                 self._commit_files()
         except OSError as e:
             self._set_fault(e)
-            raise QueueError("store %s: commit failed: %s" % (self.path, e))
+            raise QueueError("store %s: commit failed: %s" % (self.path, e)) from e
         return self.confirmed_seq
 
     def _emit_counters(self):
@@ -847,7 +848,7 @@ class Store:
             if recs:
                 return self._issue(LANE_ROUTINE, recs, pos)
         except OSError as e:
-            raise QueueError("store %s: read failed: %s" % (self.path, e))
+            raise QueueError("store %s: read failed: %s" % (self.path, e)) from e
         return None
 
     def _issue(self, lane, recs, pos):
@@ -988,7 +989,7 @@ class Store:
                     self._housekeep()
                     self._write_meta(True)
                 except OSError as e:
-                    raise QueueError("store %s: close failed: %s" % (self.path, e))
+                    raise QueueError("store %s: close failed: %s" % (self.path, e)) from e
         finally:
             for lane in LANES:
                 self._close_tail(lane)

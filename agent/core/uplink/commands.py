@@ -103,7 +103,7 @@ class Remote:
         try:
             got = self.facade.set_interval(dev, secs)
         except ValueError as e:
-            raise CommandError("bad_args", str(e))
+            raise CommandError("bad_args", str(e)) from e
         return {"device": dev, "interval": got, "until": "restart"}
 
     def _known(self, dev):
@@ -119,11 +119,11 @@ class Remote:
         try:
             text = bytes(payload).decode("utf-8")
         except UnicodeError:
-            raise CommandError("not_utf8", "request is not valid UTF-8")
+            raise CommandError("not_utf8", "request is not valid UTF-8") from None
         try:
             req = json.loads(text)
         except ValueError:
-            raise CommandError("malformed", "request is not JSON (truncated?)")
+            raise CommandError("malformed", "request is not JSON (truncated?)") from None
         if not isinstance(req, dict):
             raise CommandError("malformed", "request must be a JSON object")
         return req

@@ -141,7 +141,7 @@ def decode(payload):
         try:
             raw = dec(payload[2:])
         except Exception as e:
-            raise ValueError("compressed body is corrupt: %s" % e)
+            raise ValueError("compressed body is corrupt: %s" % e) from e
     elif payload[1] == PLAIN:
         raw = payload[2:]
     else:
@@ -169,4 +169,4 @@ def decode(payload):
             out.append(rec)
         return {"v": 1, "site": site, "batch": b["b"], "kind": b["k"], "readings": out}
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
-        raise ValueError("malformed compact batch: %r" % (e,))
+        raise ValueError("malformed compact batch: %r" % (e,)) from e

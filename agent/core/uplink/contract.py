@@ -13,8 +13,8 @@ Batch payloads (data, alarm, state) come in two forms told apart by their first 
 or compact (0xC1, see agent/core/uplink/compact.py). The JSON form of a batch:
     {"v": 1, "site": s, "batch": id, "kind": "data"|"alarm"|"state", "readings": [record, ...]}
 A record is Reading.to_dict() (site, device, metric, value, unit, time, quality, seq); an alarm
-event (agent/core/monitor/alarms.py) is a record that also has "alarm" (its id "RULE/device/metric"),
-"event" ("raise"|"clear"), "rule", "severity" and the alarm's context keys.
+event (agent/core/monitor/alarms.py) is a record that also has "alarm" (its id
+"RULE/device/metric"), "event" ("raise"|"clear"), "rule", "severity" and the alarm's context keys.
 A record's time is estimated exactly when its quality is "est" (or it carries "est": true).
 """
 
@@ -72,7 +72,7 @@ def decode_batch(payload):
     try:
         body = json.loads(payload)
     except Exception as e:  # json raises ValueError on CPython, ValueError/TypeError elsewhere
-        raise ValueError("batch is not JSON: %s" % e)
+        raise ValueError("batch is not JSON: %s" % e) from e
     if not isinstance(body, dict) or body.get("v") != CONTRACT_VERSION:
         raise ValueError("not a v%d batch" % CONTRACT_VERSION)
     readings = body.get("readings")
