@@ -22,8 +22,10 @@ MAX_MESSAGE = 8192  # bytes per reply we accept: a 60-varbind GETBULK of ifTable
 
 
 async def _host_udp(host, port):
-    from agent.host.udp import UdpTransport  # CPython only; a board injects its own
-
+    try:
+        from agent.host.udp import UdpTransport  # CPython only; a board injects its own
+    except ImportError:
+        raise DeviceError("no UDP transport here: set SnmpLiteDriver.TRANSPORT") from None
     return await UdpTransport.open(host, port)
 
 

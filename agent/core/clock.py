@@ -207,12 +207,12 @@ class Clock:
 
 
 class ClockFile:
-    """Anchors in a small JSON file, replaced atomically (see alarms.ActiveFile)."""
+    """Anchors in a small JSON file, replaced atomically (see store/jsonfile.py)."""
 
     def __init__(self, path, fs=None):
-        from agent.core.monitor.alarms import ActiveFile
+        from agent.core.store.jsonfile import JsonFile
 
-        self._f = ActiveFile(path, fs)
+        self._f = JsonFile(path, fs)
 
     def load(self):
         return self._f.load()

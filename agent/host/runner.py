@@ -14,9 +14,9 @@ import drivers
 from agent.core.clock import Clock, ClockFile, boot_id
 from agent.core.compat import monotonic, wall_time
 from agent.core.errors import ConfigError, QueueError
-from agent.core.monitor.alarms import ActiveFile
 from agent.core.monitor.pipeline import SiteMonitor
 from agent.core.poll.loop import Loop
+from agent.core.store.jsonfile import JsonFile
 from agent.core.store.queue import MemoryQueue
 from agent.host.console_host import make_facade, start_consoles
 from agent.host.health import HealthDriver
@@ -45,7 +45,8 @@ def build_drivers(cfg):
             continue
         except ImportError as e:
             errors.append(
-                "%s: devices[%d].driver: driver %r cannot load: %s" % (cfg.source, i, dev["driver"], e)
+                "%s: devices[%d].driver: driver %r cannot load: %s"
+                % (cfg.source, i, dev["driver"], e)
             )
             continue
         out.append((dev, cls(dev)))
@@ -66,8 +67,10 @@ def open_queue(cfg, log, volatile=False):
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
-        raise QueueError("storage.dir %s: cannot create: %s" % (path, e.strerror or e))
-    return open_store(path, int(st["budget_mb"] * 1024 * 1024), log=lambda msg: log.info("queue", msg))
+        raise QueueError("storage.dir %s: cannot create: %s" % (path, e.strerror or e)) from e
+    return open_store(
+        path, int(st["budget_mb"] * 1024 * 1024), log=lambda msg: log.info("queue", msg)
+    )
 
 
 def make_loop(cfg, queue, log, monitor=None, clock=None, on_pass=None):
@@ -129,7 +132,7 @@ async def run_agent(cfg, log, stop=None):
         cfg.alarms,
         backhaul=cfg.site.get("backhaul"),
         banks={d["id"]: d["battery"] for d in cfg.devices if d.get("battery")},
-        active_file=ActiveFile(os.path.join(data_dir, "alarms.json")),
+        active_file=JsonFile(os.path.join(data_dir, "alarms.json")),
         log=log,
     )
     watchdog = Watchdog.from_env()
@@ -140,7 +143,13 @@ async def run_agent(cfg, log, stop=None):
 
         uplink = MqttUplink(cfg.uplink, cfg.site["id"], queue, log)
     # The agent watches itself like any device: CPU, memory, disk, its queue and its uplink.
-    health = {"id": HEALTH_DEVICE, "driver": "health", "interval": 60, "timeout": 10, "jitter": 0.1}
+    health = {
+        "id": HEALTH_DEVICE,
+        "driver": "health",
+        "interval": 60,
+        "timeout": 10,
+        "jitter": 0.1,
+    }
     budget = int(cfg.storage["budget_mb"] * 1024 * 1024)
     loop.add_device(health, HealthDriver(health, data_dir, queue, uplink, clock, budget))
     restart_requested = []

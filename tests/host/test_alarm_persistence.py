@@ -5,8 +5,8 @@ import os
 
 from agent.core import readings as rd
 from agent.core.clock import Clock
-from agent.core.monitor.alarms import ActiveFile
 from agent.core.monitor.pipeline import SiteMonitor
+from agent.core.store.jsonfile import JsonFile
 
 EPOCH = 1788000000.0
 
@@ -14,7 +14,7 @@ EPOCH = 1788000000.0
 def monitor(path, boot, t):
     c = Clock(boot, mono=lambda: t[0], wall=lambda: 0.0)
     c.trust(EPOCH + t[0], "test")
-    return SiteMonitor("s1", "bts", c, active_file=ActiveFile(path))
+    return SiteMonitor("s1", "bts", c, active_file=JsonFile(path))
 
 
 def R(metric, value):

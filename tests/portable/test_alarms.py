@@ -4,8 +4,9 @@ import json
 from agent.core import readings as rd
 from agent.core.clock import Clock
 from agent.core.errors import ConfigError
-from agent.core.monitor.alarms import ActiveFile, AlarmEngine, rules_for
+from agent.core.monitor.alarms import AlarmEngine, rules_for
 from agent.core.store.fsio import MemFs
+from agent.core.store.jsonfile import JsonFile
 
 from faketime import EPOCH, FakeTime, trusted_clock
 from support import raises
@@ -120,7 +121,7 @@ def test_no_value_and_stale_readings_change_nothing():
 
 def test_restart_does_not_raise_active_alarms_again():
     fs = MemFs()
-    store = ActiveFile("/alarms.json", fs)
+    store = JsonFile("/alarms.json", fs)
     t, e = engine(rules_for("bts"))
     e.feed([R("if.wan0.oper", "up", "rtr")])
     e.feed([R("battery.charge", 10.0)])
@@ -129,7 +130,7 @@ def test_restart_does_not_raise_active_alarms_again():
     store.save(e.snapshot())
     # A new process: new engine, same rules, the snapshot from the file.
     t2, e2 = engine(rules_for("bts"), boot="b2")
-    assert e2.restore(ActiveFile("/alarms.json", fs).load()) == []
+    assert e2.restore(JsonFile("/alarms.json", fs).load()) == []
     assert [a["alarm"] for a in e2.active()] == ["BATTERY_LOW/ups/battery.charge"]
     t2.advance(60)
     assert e2.feed([R("battery.charge", 12.0)]) == []  # still low: no second raise
@@ -157,8 +158,8 @@ def test_damaged_snapshot_file_loads_as_none():
     f = fs.open("/alarms.json", "wb")
     f.write(b'{"v": 1, "act')
     f.close()
-    assert ActiveFile("/alarms.json", fs).load() is None
-    assert ActiveFile("/missing.json", fs).load() is None
+    assert JsonFile("/alarms.json", fs).load() is None
+    assert JsonFile("/missing.json", fs).load() is None
 
 
 def test_untrusted_clock_events_carry_boot_and_mono_and_resolve_later():

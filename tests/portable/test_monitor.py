@@ -1,9 +1,9 @@
 # SiteMonitor: one call per poll result gives derived readings and events, saves the active set
 # only when events happen, and a restart from that file raises nothing twice.
 from agent.core import readings as rd
-from agent.core.monitor.alarms import ActiveFile
 from agent.core.monitor.pipeline import SiteMonitor
 from agent.core.store.fsio import MemFs
+from agent.core.store.jsonfile import JsonFile
 
 from faketime import trusted_clock
 
@@ -12,12 +12,12 @@ def R(metric, value, device="ups"):
     return rd.Reading("s1", device, metric, value, "", None)
 
 
-class CountingFile(ActiveFile):
+class CountingFile(JsonFile):
     saves = 0
 
     def save(self, snap):
         CountingFile.saves += 1
-        ActiveFile.save(self, snap)
+        JsonFile.save(self, snap)
 
 
 def test_record_orders_reachability_device_then_derived_and_persists_on_events():
@@ -38,7 +38,7 @@ def test_record_orders_reachability_device_then_derived_and_persists_on_events()
     assert [e["alarm"] for e in ev] == ["DEVICE_UNREACHABLE/ups/agent.device.stale"]
     # Restart from the saved file: nothing is raised again while the UPS stays on battery.
     t2, c2 = trusted_clock("b2")
-    mon2 = SiteMonitor("s1", "wifi", c2, active_file=ActiveFile("/a.json", fs))
+    mon2 = SiteMonitor("s1", "wifi", c2, active_file=JsonFile("/a.json", fs))
     assert len(mon2.engine.active()) == 2
     t2.advance(30)
     _, ev = mon2.record("ups", True, [R("ups.status", "OB"), R("mains.present", False)])

@@ -4,7 +4,7 @@
     events = engine.feed(readings)          # after every poll (and for derived readings)
     events += engine.poll(dev_id, ok)       # once per poll result: reachability rules
     engine.active()                         # the active set, for the retained topic / console
-    snap = engine.snapshot(); engine.restore(snap)   # across restarts (ActiveFile persists it)
+    snap = engine.snapshot(); engine.restore(snap)   # across restarts (JsonFile persists it)
 
 Rule kinds (a rule is a dict; the defaults below are data, a site config overrides them by id):
 - threshold: "above" or "below" a level, raised once the condition has held for `for_s`, cleared
@@ -30,7 +30,6 @@ Invariants:
   else None with (boot, mono) stamps that agent.core.clock resolves before the event leaves.
 """
 
-import json
 
 from agent.core import readings as rd
 from agent.core.errors import ConfigError
@@ -399,66 +398,3 @@ class AlarmEngine:
             s.armed = True
             self._series[aid] = s
         return events
-
-
-class ActiveFile:
-    """The engine's snapshot in one small JSON file, replaced atomically (write a temporary file,
-    sync, rename over the old one: a power cut leaves the old or the new snapshot, never a mix).
-    `fs` is an agent.core.store.fsio adapter (OsFs by default)."""
-
-    def __init__(self, path, fs=None):
-        if fs is None:
-            from agent.core.store.fsio import OsFs
-
-            fs = OsFs()
-        self.path = path
-        self.fs = fs
-
-    def load(self):
-        """The stored snapshot, or None when there is none or it cannot be read."""
-        if self.fs.size(self.path) is None:
-            return None
-        try:
-            f = self.fs.open(self.path, "rb")
-            try:
-                return json.loads(f.read())
-            finally:
-                f.close()
-        except (OSError, ValueError):
-            return None  # a damaged snapshot costs re-raised alarms, never a crash
-
-    def save(self, snap):
-        tmp = self.path + ".tmp"
-        f = self.fs.open(tmp, "wb")
-        try:
-            f.write(json.dumps(snap).encode())
-            f.flush()
-            _fsync(f)
-        finally:
-            f.close()
-        self.fs.rename(tmp, self.path)
-        _fsync_dir(self.path)
-
-
-def _fsync_dir(path):
-    """Make the rename itself durable on the host (ext4); a no-op on MicroPython."""
-    try:
-        import os
-
-        d = path.rsplit("/", 1)[0] or "/"
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except (AttributeError, OSError, ValueError):
-        pass
-
-
-def _fsync(f):
-    try:
-        import os
-
-        os.fsync(f.fileno())
-    except (AttributeError, OSError, ValueError):
-        pass  # MicroPython: close() commits on littlefs

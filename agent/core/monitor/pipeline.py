@@ -1,6 +1,6 @@
 """Readings -> site state -> alarm events, in one call per poll result (portable).
 
-    mon = SiteMonitor(site_id, kind, clock, alarms_cfg, active_file=ActiveFile(path))
+    mon = SiteMonitor(site_id, kind, clock, alarms_cfg, active_file=JsonFile(path))
     derived, events = mon.record(dev_id, ok, readings)   # from Loop._record, per poll result
 
 `derived` are the site-state Readings (device "site") to record like any other; `events` are alarm
@@ -10,7 +10,7 @@ it changed since the last call (publish it then).
 
 Order inside record() is fixed, so the event sequence is deterministic: reachability first (this
 poll's result), then the device's own readings, then the derived site readings.
-Invariant: the active set is saved (ActiveFile, atomically) whenever an event was emitted and only
+Invariant: the active set is saved (JsonFile, atomically) whenever an event was emitted and only
 then, so a restart neither re-raises active alarms nor wears flash on every reading.
 """
 
