@@ -102,17 +102,12 @@ async def start_consoles(cfg, facade, log, sock_path=None):
 # --- uplink test ---------------------------------------------------------------------------
 
 
-def _where(b):
-    return "%s (%s:%s)" % (b.get("name") or b["host"], b["host"], b["port"])
-
-
 async def mqtt_probe(uplink_cfg, site_id, say, live=None, timeout=10.0):
     """Connect to each broker in order with the agent's settings (but another client id, so the
     live session is not kicked off) and publish one QoS 1 probe to the reply topic; say() each
     step. True when a broker acknowledged the probe."""
-    import paho.mqtt.client as mqtt
-
     from agent.core.uplink import contract
+    from agent.host import mqtt_client
 
     if live is not None:
         st = live.state()
@@ -124,34 +119,27 @@ async def mqtt_probe(uplink_cfg, site_id, say, live=None, timeout=10.0):
     topic = contract.topic(prefix, site_id, "reply")
     cid = (uplink_cfg.get("client_id") or site_id) + "-console-test"
     for i, b in enumerate(uplink_cfg["brokers"]):
-        say("broker %d: %s, %s" % (i + 1, _where(b), "PLAIN TEXT" if b.get("insecure") else "TLS"))
-        ok = await asyncio.to_thread(_probe_one, mqtt, b, cid, topic, site_id, say, timeout)
+        how = "PLAIN TEXT" if b.get("insecure") else "TLS"
+        say("broker %d: %s, %s" % (i + 1, mqtt_client.where(b), how))
+        ok = await asyncio.to_thread(_probe_one, b, cid, topic, site_id, say, timeout)
         if ok:
             return True
     return False
 
 
-def _probe_one(mqtt, b, cid, topic, site_id, say, timeout):
-    proto = mqtt.MQTTv5 if b.get("protocol") == "5" else mqtt.MQTTv311
-    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=cid,
-                         protocol=proto)  # fmt: skip
+def _probe_one(b, cid, topic, site_id, say, timeout):
+    from agent.host import mqtt_client
+
     t0 = time.monotonic()
 
     def ms():
         return "%d ms" % ((time.monotonic() - t0) * 1000)
 
     try:
+        client = mqtt_client.new_client(b, cid, timeout)
         if not b.get("insecure"):
-            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=b.get("ca_file"))
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            if b.get("cert_file"):
-                ctx.load_cert_chain(b["cert_file"], b.get("key_file"))
-            client.tls_set_context(ctx)
             say("  TLS set up (CA %s%s)" % (b.get("ca_file") or "system store",
                 ", client certificate" if b.get("cert_file") else ""))  # fmt: skip
-        if b.get("username"):
-            client.username_pw_set(b["username"], b.get("password"))
-        client.connect_timeout = timeout
         say("  connecting ...")
         client.connect(b["host"], b["port"], 30)
     except (OSError, ssl.SSLError, ValueError) as e:

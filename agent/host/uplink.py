@@ -31,6 +31,7 @@ from agent import __version__
 from agent.core.uplink import contract
 from agent.core.uplink.backoff import Backoff, ByteBudget, ConnectLimiter
 from agent.core.uplink.outbox import Message, Outbox
+from agent.host import mqtt_client
 
 WINDOWS = {"hour": 3600.0, "day": 86400.0}
 
@@ -114,37 +115,18 @@ class MqttUplink:
 
     # --- client setup -------------------------------------------------------------------------
     def _where(self, broker):
-        return "%s (%s:%s)" % (
-            broker.get("name") or broker["host"],
-            broker["host"],
-            broker["port"],
-        )
+        return mqtt_client.where(broker)
 
     def _make_client(self, b, session_box):
-        proto = mqtt.MQTTv5 if b.get("protocol") == "5" else mqtt.MQTTv311
-        client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.cfg.get("client_id") or self.site_id,
-            protocol=proto,
+        client = mqtt_client.new_client(
+            b, self.cfg.get("client_id") or self.site_id, self.connect_timeout
         )
-        if not b.get("insecure"):
-            # Pinned CA: with cafile given, only that CA is trusted (no system store).
-            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=b.get("ca_file"))
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            if b.get("cert_file"):
-                ctx.load_cert_chain(b["cert_file"], b.get("key_file"))
-            client.tls_set_context(ctx)
-        if b.get("username"):
-            client.username_pw_set(b["username"], b.get("password"))
         client.will_set(
             self.topics["status"],
             contract.status_payload(contract.OFFLINE, "connection lost"),
             qos=1,
             retain=True,
         )
-        client.connect_timeout = self.connect_timeout
-        # paho must never reconnect on its own: every attempt goes through our backoff/limiter.
-        client.reconnect_delay_set(3600, 3600)
         client.on_connect = lambda c, u, f, rc, p=None: self._call(
             self._on_connack, session_box[0], rc
         )
