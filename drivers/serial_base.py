@@ -6,8 +6,8 @@ the one this runtime has: the host's pyserial SerialPort on CPython. The board a
 machine.UART transport the same way, so the driver file is the same on both.
 """
 
-from agent.core.compat import MICROPYTHON
-from agent.core.errors import DeviceError
+from agent.core.compat import MICROPYTHON, monotonic
+from agent.core.errors import DeviceError, DeviceTimeout
 from drivers.base import Driver
 
 
@@ -78,7 +78,56 @@ class SerialDriver(Driver):
                 pass
 
     async def ask(self, command, terminator=b"\r", max_bytes=256, timeout=None):
-        """Send one command and return the reply line (terminator included)."""
-        if self.transport is None:
+        """Send one command and return its reply line (terminator included), read the way real
+        RS-232 converters deliver it (see reply_of). One deadline, `timeout` (read_timeout when
+        None), covers the whole exchange. On a shared line the exchange holds the line's lock."""
+        t = self.transport
+        if t is None:
             raise DeviceError("serial port is not open")
-        return await self.transport.request(command, terminator, max_bytes, timeout)
+        if timeout is None:
+            timeout = self.serial_cfg.get("read_timeout", 1.0)
+        lock = getattr(t, "lock", None)
+        if lock is None:
+            return await self._exchange(t, command, terminator, max_bytes, timeout)
+        async with lock:
+            return await self._exchange(t, command, terminator, max_bytes, timeout)
+
+    async def _exchange(self, t, command, terminator, max_bytes, timeout):
+        deadline = monotonic() + timeout
+        await t.send(command)
+        line = await t.read_until(terminator, max_bytes, timeout)
+        echo = None
+        while True:
+            reply = reply_of(line, command, terminator)
+            if reply is ECHO and echo is None:
+                echo = bytes(line)
+            elif reply is not ECHO and reply is not None:
+                return reply
+            left = deadline - monotonic()
+            try:
+                if left <= 0:
+                    raise DeviceTimeout("no reply within %gs" % timeout)
+                line = await t.read_until(terminator, max_bytes, left)
+            except DeviceTimeout:
+                if echo is not None:
+                    return echo  # only the echo came: the parser says "echoed (unsupported)"
+                raise
+
+
+ECHO = object()  # reply_of: the line is the command itself
+
+
+def reply_of(line, command, terminator):
+    """What one line read after `command` is, by the line discipline of real converters:
+    None for a line with nothing in it (a stray LF, the LF of a CR LF ending, an empty line),
+    ECHO for the command sent back (a converter or UPS echoing; the reply may follow), else the
+    line with any leading LF dropped (the reply)."""
+    start = 0
+    while start < len(line) and line[start] == 0x0A:  # LF
+        start += 1
+    body = bytes(line[start:])
+    if body == terminator or not body:
+        return None
+    if body == command:
+        return ECHO
+    return body

@@ -22,8 +22,9 @@ Rules, and where they come from (NUT drivers/blazer.c and blazer_ser.c, checked)
 - blazer.c reports test-in-progress as "CAL"; the registry's token for it is TEST, used here.
 - Battery voltage: on-line units report volts per cell, standby units the whole battery. Like
   NUT's blazer_packs(), when F gives the rated battery voltage we pick the largest multiplier from
-  PACKS whose product with the measured value is within 0.8 to 1.2 of the rating (1 if none
-  fits), once, and scale every later reading by it. Without a rating, the value is kept as sent.
+  PACKS whose product with the measured value is within 0.8 to 1.2 of the rating, once, and
+  scale every later reading by it. Unlike NUT, when there is no rating or nothing fits, the
+  scale is unknown (None), and the driver does not publish the value (drivers/megatec.py).
 """
 
 from agent.core.errors import ParseError
@@ -230,16 +231,17 @@ def parse_i(reply):
 def battery_packs(nominal, measured):
     """The multiplier that turns the measured battery value into whole-battery volts: the first
     of PACKS (largest first) whose product is not above 1.2 x nominal, if that product is at least
-    0.8 x nominal; else 1 (cannot tell, keep the value as sent). nominal/measured may be None."""
+    0.8 x nominal. None when it cannot be told (no rating, no value, or no multiplier fits): a
+    value whose scale is not known must not be published as if it were (NUT keeps it as sent)."""
     if not nominal or not measured or nominal <= 0 or measured <= 0:
-        return 1
+        return None
     for packs in PACKS:
         if packs * measured > 1.2 * nominal:
             continue
         if packs * measured < 0.8 * nominal:
-            return 1
+            return None
         return packs
-    return 1
+    return None
 
 
 def apply_packs(samples, packs):

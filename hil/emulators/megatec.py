@@ -27,6 +27,13 @@ range (runtime_s at 100 % load, 1800 s in the typhoon scenario; 100 minutes at 3
 curve is not straight: it sags at the transfer, runs nearly flat, and bends down over the last
 10-15 % (the knee); this model keeps the straight line and says so (docs/alarms.md).
 
+Line behaviour options (constructor keywords, attributes to change at run time, and flags of the
+command line), for a UPS that is right but sits behind a real converter or a noisy cable:
+    line_echo=True   every command comes back before the reply (a converter's local echo; with
+                     no reply, the echo alone)
+    stray_lf=True    an LF goes out before each reply (CR LF line endings out of step)
+    answer_f=False   F gets no answer at all (a lost rating request, or a UPS without F)
+
 Protocol faults, beyond the common ones of hil/emulators/base.py:
     "bad_format"  Q1 fields separated by commas (a reply of the right length that does not parse)
     "at_fields"   fields the UPS does not know are sent as "@": input fault V and temperature in
@@ -63,9 +70,15 @@ class MegatecEmulator(PtyEmulator):
         model="Q1-SIM",
         firmware="V0.1",
         cutoff_cell_v=None,
+        line_echo=False,
+        stray_lf=False,
+        answer_f=True,
         **kw,
     ):
         PtyEmulator.__init__(self, **kw)
+        self.line_echo = line_echo
+        self.stray_lf = stray_lf
+        self.answer_f = answer_f
         if battery_report not in ("per_cell", "whole"):
             raise ValueError("battery_report must be 'per_cell' or 'whole'")
         self.cells = cells
@@ -207,11 +220,21 @@ class MegatecEmulator(PtyEmulator):
 
     # --- the protocol ---------------------------------------------------------------------
     def reply_for(self, request):
+        reply = self._reply(request)
+        if reply is not None and self.stray_lf:
+            reply = b"\n" + reply
+        if self.line_echo:
+            reply = request + (reply or b"")
+        return reply
+
+    def _reply(self, request):
         self._advance()
         command = request.strip()
         if command == b"Q1":
             return self._q1(self._state())
         if command == b"F":
+            if not self.answer_f:
+                return None
             current = "@@@" if self.fault == "at_fields" else "%03d" % 4
             return (
                 "#%05.1f %s %05.1f %04.1f\r" % (RATED_V, current, 2.0 * self.cells, RATED_HZ)
@@ -266,9 +289,13 @@ def main(argv=None):
     p.add_argument("--speed", type=float, default=1.0, help="model seconds per real second")
     p.add_argument("--battery-report", choices=("per_cell", "whole"), default="per_cell")
     p.add_argument("--fault", default=None)
+    p.add_argument("--line-echo", action="store_true", help="echo each command before the reply")
+    p.add_argument("--stray-lf", action="store_true", help="send an LF before each reply")
+    p.add_argument("--no-f", action="store_true", help="give no answer to F (ratings)")
     args = p.parse_args(argv)
     ups = MegatecEmulator(
-        load=args.load, soc=args.soc, speed=args.speed, battery_report=args.battery_report
+        load=args.load, soc=args.soc, speed=args.speed, battery_report=args.battery_report,
+        line_echo=args.line_echo, stray_lf=args.stray_lf, answer_f=not args.no_f,
     )
     ups.set_mains(args.mains == "on")
     if args.fault:

@@ -153,6 +153,48 @@ def test_at_fields_give_no_sample_for_unknown_values():
     assert v["input.voltage"] == 230.0 and v["ups.mfr"] == "EMULATED"
 
 
+@pytest.mark.parametrize("option", ["line_echo", "stray_lf", "line_echo+stray_lf"])
+def test_an_echoing_converter_and_a_stray_lf_are_read_through(option):
+    # Issue 19 point 4, on a pty: the echo used to be taken for "not supported by this model",
+    # the LF for a non-printable byte in Q1; both made the poll stale.
+    kw = {name: True for name in option.split("+")}
+
+    async def go(ups):
+        d = driver_for(ups)
+        rs = [await d.poll(BUDGET) for _ in range(3)]
+        await d.close()
+        return rs
+
+    with MegatecEmulator(battery_report="per_cell", **kw) as ups:
+        rs = asyncio.run(go(ups))
+        state = ups.state
+    for r in rs:
+        assert r.ok, r.error
+        v = values(r)
+        assert v["ups.status"] == "OL"
+        assert v["battery.voltage"] == state["battery_voltage"]  # per cell x 12, from F
+    assert values(rs[0])["ups.mfr"] == "EMULATED"
+
+
+def test_a_ups_that_misses_f_publishes_no_battery_voltage_until_it_answers():
+    # Issue 19 point 1, on a pty: F unanswered at the start of the session.
+    async def go(ups):
+        d = driver_for(ups, read_timeout=0.3)
+        first = await d.poll(BUDGET)
+        ups.answer_f = True
+        second = await d.poll(BUDGET)
+        await d.close()
+        return first, second
+
+    with MegatecEmulator(battery_report="per_cell", answer_f=False) as ups:
+        first, second = asyncio.run(go(ups))
+        state = ups.state
+    assert first.ok, first.error
+    assert "battery.voltage" not in values(first)
+    assert first.raw["battery"].startswith("%g V as sent, not published" % state["cell_voltage"])
+    assert second.ok and values(second)["battery.voltage"] == state["battery_voltage"]
+
+
 def test_unknown_fault_name_is_refused():
     with pytest.raises(ValueError):
         MegatecEmulator().set_fault("bad_checksum")  # Q1 has no checksum

@@ -173,15 +173,17 @@ def test_identity_reply_is_fixed_width():
     raises(ParseError, m.parse_i, b"(NOT_A_LIVE_UPS  TESTING    TESTING   \r")
 
 
-def test_battery_packs_follow_nut():
+def test_battery_packs_follow_nut_and_say_when_the_scale_is_unknown():
     assert m.battery_packs(24.0, 2.27) == 12  # per-cell value from an on-line unit
     assert m.battery_packs(24.0, 27.2) == 1  # whole battery from a standby unit
     assert m.battery_packs(24.0, 1.80) == 12  # deep in discharge still within 0.8 x rating
     assert m.battery_packs(36.0, 13.6) == 3  # per-block value (12 V blocks)
-    assert m.battery_packs(24.0, 100.0) == 1  # cannot tell: keep the value as sent
-    assert m.battery_packs(None, 2.27) == 1
-    assert m.battery_packs(24.0, None) == 1
-    assert m.battery_packs(24.0, 0.0) == 1
+    # Cannot tell: NUT keeps the value as sent (x1); a value of unknown scale is not good, so
+    # None, and the driver withholds it (issue 19 point 1).
+    assert m.battery_packs(24.0, 100.0) is None
+    assert m.battery_packs(None, 2.27) is None
+    assert m.battery_packs(24.0, None) is None
+    assert m.battery_packs(24.0, 0.0) is None
     s = m.apply_packs(m.parse_q1(NUT_Q1), 12)
     assert m.sample_value(s, "battery.voltage") == 27.24
     assert m.sample_value(s, "input.voltage") == 215.0
