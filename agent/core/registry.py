@@ -75,6 +75,8 @@ METRICS = (
     ("load.voltage", "V", "float", "DC load output voltage (charge controller)"),
     ("load.current", "A", "float", "DC load output current (charge controller)"),
     ("device.temperature", "C", "float", "device (case or heatsink) temperature"),
+    ("device.unsupported", "", "str", "metrics the device lacks (a Modbus slave refused their "
+     "registers with exception 2), names separated by spaces; '' when it has them all"),
     # PDU
     ("outlet.<n>.status", "", "str", "outlet n state: on, off"),
     ("phase.<n>.current", "A", "float", "current drawn on phase n"),

@@ -17,6 +17,12 @@ controller), so tests can catch two masters' frames interleaving.
 Protocol faults beyond hil/emulators/base.py's: "bad_checksum" (CRC off by one), "bad_format"
 (a well-framed reply one register short of the request), "exception" (exception 4, slave
 device failure).
+
+Behaviour options, for a line or a controller that is unreliable but not broken (each also a
+flag of the command line, and an attribute that may be changed at run time):
+    answer_every=2     answer only every second request (the others are lost on the line)
+    missing=(0x3200,)  registers this model does not have: a request touching one gets
+                       exception 2 (illegal data address), as for any unmapped register
 """
 
 import threading
@@ -105,8 +111,13 @@ class EpeverUnit:
 class EpeverEmulator(PtyEmulator):
     PROTOCOL_FAULTS = ("bad_checksum", "bad_format", "exception")
 
-    def __init__(self, slaves=(1,), speed=1.0, latency_s=0.0, clock=time.monotonic, **kw):
+    def __init__(self, slaves=(1,), speed=1.0, latency_s=0.0, clock=time.monotonic,
+                 answer_every=1, missing=(), **kw):  # fmt: skip
         PtyEmulator.__init__(self, **kw)
+        self.answer_every = answer_every
+        self.missing = set(missing)
+        self.heard = 0  # requests addressed to one of our slaves
+        self.dropped = 0  # of those, left unanswered by answer_every
         self.units = {s: EpeverUnit(s) for s in slaves}
         self.speed = speed
         self.latency_s = latency_s
@@ -154,6 +165,10 @@ class EpeverEmulator(PtyEmulator):
         count = (request[4] << 8) | request[5]
         if slave not in self.units or function not in (3, 4):
             return None
+        self.heard += 1
+        if self.heard % self.answer_every:
+            self.dropped += 1
+            return None
         if self.latency_s:
             time.sleep(self.latency_s)
         if self.fault == "exception":
@@ -161,6 +176,8 @@ class EpeverEmulator(PtyEmulator):
         table = self.units[slave].registers() if function == 4 else dict(self.holding)
         values = []
         for a in range(address, address + count):
+            if a in self.missing:
+                return mb.with_crc(bytes((slave, function | 0x80, 2)))  # illegal data address
             if (function, a) in self.registers:
                 values.append(self.registers[(function, a)] & 0xFFFF)
             elif a in table:
@@ -186,8 +203,16 @@ def main(argv=None):
     p.add_argument("--slaves", default="1", help="comma-separated slave ids")
     p.add_argument("--speed", type=float, default=1.0)
     p.add_argument("--fault", default=None)
+    p.add_argument("--answer-every", type=int, default=1, metavar="N",
+                   help="answer only every Nth request (2: every other one is lost)")
+    p.add_argument("--missing", default="", metavar="REGS",
+                   help="comma-separated registers this model lacks (exception 2), e.g. 0x3200")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
     args = p.parse_args(argv)
-    bus = EpeverEmulator(slaves=[int(s) for s in args.slaves.split(",")], speed=args.speed)
+    missing = [int(r, 0) for r in args.missing.split(",") if r]
+    bus = EpeverEmulator(slaves=[int(s) for s in args.slaves.split(",")], speed=args.speed,
+                         answer_every=args.answer_every, missing=missing,
+                         latency_s=args.latency)  # fmt: skip
     if args.fault:
         bus.set_fault(args.fault)
     print(bus.start(), flush=True)

@@ -57,12 +57,14 @@ REASONS = {
         "echo": "Q1: the UPS echoed the command",
         "bad_format": "Q1: 1 fields, need 8",
     },
+    # Modbus times a try from the frames and the slave's turnaround (about 0.11 s here, more
+    # once it has seen the slave answer slowly), not from read_timeout (drivers/modbus.py).
     "modbus": {
-        "silence": "no reply within 0.3s",
-        "drip": "partial reply within 0.3s",
-        "truncated": "partial reply within 0.3s",
+        "silence": "modbus slave 1 fc 4 0x3100 x6: no reply within 0.",
+        "drip": "modbus slave 1 fc 4 0x3100 x6: partial reply within 0.",
+        "truncated": "modbus slave 1 fc 4 0x3100 x6: partial reply within 0.",
         "garbage": "modbus slave 1 fc 4 0x3100 x6",
-        "echo": "partial reply within 0.3s",
+        "echo": "modbus slave 1 fc 4 0x3100 x6: partial reply within 0.",
         "bad_checksum": "bad CRC",
         "bad_format": "byte count 10, expected 12",
         "exception": "exception 4 (slave device failure)",
