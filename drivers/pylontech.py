@@ -10,6 +10,7 @@ A non-zero return code is the BMS refusing (stale, with the code in the reason).
 """
 
 from agent.core.errors import ConfigError, ParseError
+from agent.core.serial_line import driver_defaults
 from drivers.base import BETA
 from drivers.proto import pylontech as proto
 from drivers.serial_base import SerialDriver, bus_transport
@@ -23,14 +24,7 @@ class PylontechDriver(SerialDriver):
         "transport": "serial",
         "description": "Pylontech lithium BMS (US2000/US3000 family), RS-485 protocol 3.x",
     }
-    SERIAL_DEFAULTS = {
-        "baud": 9600,
-        "bytesize": 8,
-        "parity": "N",
-        "stopbits": 1,
-        "read_timeout": 1.0,
-        "gap_ms": 5,
-    }
+    SERIAL_DEFAULTS = driver_defaults("pylontech")
 
     def __init__(self, device, transport=None):
         SerialDriver.__init__(self, device, transport)

@@ -13,6 +13,7 @@ driven high unless the config says otherwise (PROTOCOLS.md). 19200 8N1.
 
 from agent.core.compat import monotonic
 from agent.core.errors import DeviceTimeout
+from agent.core.serial_line import driver_defaults
 from drivers.base import BETA, Driver
 from drivers.proto import vedirect as proto
 from drivers.serial_base import SerialDriver
@@ -29,16 +30,7 @@ class VeDirectDriver(SerialDriver):
         "transport": "serial",
         "description": "Victron VE.Direct text protocol (BMV, SmartShunt, MPPT), 19200 8N1",
     }
-    SERIAL_DEFAULTS = {
-        "baud": 19200,
-        "bytesize": 8,
-        "parity": "N",
-        "stopbits": 1,
-        "dtr": True,
-        "rts": True,
-        "read_timeout": 2.0,  # longest quiet between bytes; blocks come about every second
-        "gap_ms": 0,
-    }
+    SERIAL_DEFAULTS = driver_defaults("vedirect")
 
     def __init__(self, device, transport=None):
         SerialDriver.__init__(self, device, transport)

@@ -6,6 +6,7 @@ answers a command it does not know with "(NAK" + CRC, which is a ParseError nami
 cables shipped with them need neither).
 """
 
+from agent.core.serial_line import driver_defaults
 from drivers.base import BETA
 from drivers.proto import voltronic as proto
 from drivers.serial_base import SerialDriver
@@ -21,14 +22,7 @@ class VoltronicDriver(SerialDriver):
         "transport": "serial",
         "description": "Voltronic/Axpert hybrid inverter, QPIGS (NUT nutdrv_qx voltronic)",
     }
-    SERIAL_DEFAULTS = {
-        "baud": 2400,
-        "bytesize": 8,
-        "parity": "N",
-        "stopbits": 1,
-        "read_timeout": 1.0,
-        "gap_ms": 0,
-    }
+    SERIAL_DEFAULTS = driver_defaults("voltronic")
 
     async def read(self):
         line = await self.ask(QPIGS, proto.TERMINATOR, proto.MAX_REPLY + 1)

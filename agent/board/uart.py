@@ -41,22 +41,17 @@ Invariants:
 
 import asyncio
 
+from agent.core import serial_line
 from agent.core.compat import monotonic
 from agent.core.errors import ConfigError, DeviceError, DeviceTimeout, ParseError
 
-DEFAULTS = {
-    "baud": 2400,
-    "bytesize": 8,
-    "parity": "N",
-    "stopbits": 1,
-    "dtr": None,
-    "rts": None,
-    "read_timeout": 1.0,
-    "gap_ms": 0,
+# The one table of line defaults (agent/core/serial_line.py), and what only a UART has.
+DEFAULTS = dict(serial_line.LINE)
+DEFAULTS.update({
     "poll_ms": 5,  # how often a pending read looks at uart.any()
     "rxbuf": 1024,  # driver RX buffer: holds rxbuf / (baud / 10) s of input between polls
     "txbuf": 256,
-}
+})  # fmt: skip
 _PARITY = {"N": None, "E": 0, "O": 1}  # machine.UART's spelling
 _BUFFER_CAP = 4096
 SPIN_MS = 3  # the longest the loop is held waiting for the last byte before DE is released
@@ -141,8 +136,7 @@ class _Line:
         self.error = None
         self.last_io = 0.0
         self.tx_end = 0.0  # when the bytes written so far will have left, by line rate
-        # seconds per character on the line: start bit, data bits, parity bit, stop bits
-        self.char_s = (1 + s["bytesize"] + (s["parity"] != "N") + s["stopbits"]) / s["baud"]
+        self.char_s = serial_line.char_s(s)  # seconds per character on the line
         self.dropped = 0
 
     def open(self):

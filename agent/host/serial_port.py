@@ -25,7 +25,8 @@ failed (unplugged adapter, closed pty, dropped socket).
 cfg keys: port (a device path or a pyserial URL such as socket://127.0.0.1:7000 or
 rfc2217://...), baud, bytesize, parity (N E O M S), stopbits (1, 1.5, 2), dtr, rts (True/False,
 or None to leave the line as the OS sets it), read_timeout (s), gap_ms (quiet time kept between
-the last byte of one exchange and the next request).
+the last byte of one exchange and the next request). What cfg leaves out comes from the one table
+of line defaults, agent/core/serial_line.py LINE (turnaround_ms there is the drivers' business).
 
 Invariant: the event loop never blocks on the port. Where the port has a file descriptor (device
 paths, ptys, socket://) the loop watches it (add_reader) and bytes are read non-blocking as they
@@ -40,18 +41,10 @@ import time
 
 import serial
 
+from agent.core import serial_line
 from agent.core.errors import ConfigError, DeviceError, DeviceTimeout, ParseError
 
-DEFAULTS = {
-    "baud": 2400,
-    "bytesize": 8,
-    "parity": "N",
-    "stopbits": 1,
-    "dtr": None,
-    "rts": None,
-    "read_timeout": 1.0,
-    "gap_ms": 0,
-}
+DEFAULTS = serial_line.LINE  # the one table of line defaults (agent/core/serial_line.py)
 
 _PARITY = {
     "N": serial.PARITY_NONE,

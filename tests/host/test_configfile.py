@@ -261,6 +261,23 @@ def test_docs_mention_no_unknown_keys():
     assert not extra, "docs/config.md documents keys the schema lacks: " + ", ".join(extra)
 
 
+def test_docs_show_the_serial_line_table():
+    from agent.core import serial_line
+
+    body = doc_sections()["devices.serial"]
+    rows = dict(re.findall(r'^\| `"([a-z]+)"` \| (.*) \|$', body, re.MULTILINE))
+    assert set(rows) == set(serial_line.DRIVERS)
+    for driver, line in serial_line.DRIVERS.items():
+        shown = dict(re.findall(r"`([a-z_]+) = ([^`]+)`", rows[driver]))
+        want = {k: str(v).lower() for k, v in line.items()}
+        assert shown == want, driver
+    # The default column of each key ends with the table's LINE value ("...; else 1.0").
+    for key in ("bytesize", "parity", "stopbits", "read_timeout", "gap_ms", "turnaround_ms"):
+        row = re.search(r"^\| `" + key + r"` \|(.*)$", body, re.MULTILINE).group(1)
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)]
+        assert cells[1].strip("`").strip('"').endswith(str(serial_line.LINE[key])), (key, cells)
+
+
 def test_environ_default_is_os_environ(tmp_path, monkeypatch):
     secret_file(tmp_path, "pin.txt", PIN)
     monkeypatch.setenv("SITE_MQTT_PW", "from-os-environ")

@@ -149,7 +149,7 @@ def test_rs485_direction_pin_is_high_exactly_around_the_frame():
     reg = [{"address": 0x3104, "function": 4, "scale": 0.01, "metric": "battery.voltage"}]
     drv = solar(reg)
     r = run(drv.poll(2.0))
-    assert r.ok and values(r) == {"battery.voltage": 26.45}, r
+    assert r.ok and values(r) == {"battery.voltage": 26.45, "device.unsupported": ""}, r
     u = fake_machine.UARTS[2]
     assert bytes(u.wire) == REQ
     ev = [e for e in fake_machine.EVENTS if e[0] == "tx" or e[1] == DE]
@@ -221,7 +221,7 @@ def test_modbus_timeout_is_retried_then_stale_and_recovers():
     assert not r.ok and r.error.startswith("modbus slave 1 fc 4 0x3104 x1:"), r.error
     p.garbage = b""
     r = run(drv.poll(2.0))
-    assert r.ok and values(r) == {"battery.voltage": 26.45}
+    assert r.ok and values(r) == {"battery.voltage": 26.45, "device.unsupported": ""}
     run(drv.close())
 
 

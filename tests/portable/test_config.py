@@ -208,6 +208,31 @@ def test_driver_table_covers_the_issue_list():
     assert DRIVER_SECTIONS["modbus"][0] == ("serial", "modbus")
 
 
+def test_serial_lines_are_filled_from_the_one_table_per_driver():
+    # Issue 11 point 3: the schema used to fill read_timeout 1.0 and gap_ms 0 into every serial
+    # device, over the drivers' own (VE.Direct waits 2 s for its stream, Modbus keeps 5 ms of
+    # quiet on RS-485); the transports had a third copy.
+    from agent.core import serial_line
+
+    data = base()
+    data["devices"].append({"id": "bmv", "driver": "vedirect", "serial": {"port": "/dev/ttyS1"}})
+    data["devices"].append({"id": "mppt2", "driver": "modbus", "modbus": {"slave": 2},
+                            "serial": {"port": "/dev/ttyUSB1", "gap_ms": 20}})  # fmt: skip
+    cfg = check(data)
+    for dev_id, driver in (("ups", "megatec"), ("mppt", "modbus"), ("bmv", "vedirect")):
+        want = {k: v for k, v in serial_line.driver_defaults(driver).items() if v is not None}
+        want["port"] = cfg.device(dev_id)["serial"]["port"]
+        assert cfg.device(dev_id)["serial"] == want, dev_id
+    bmv = cfg.device("bmv")["serial"]
+    assert bmv["read_timeout"] == 2.0 and bmv["dtr"] is True and bmv["baud"] == 19200
+    assert cfg.device("mppt")["serial"]["gap_ms"] == 5
+    assert cfg.device("mppt2")["serial"]["gap_ms"] == 20  # what the device says wins
+    assert cfg.device("ups")["serial"]["turnaround_ms"] == 100
+    for driver, (sections, baud) in DRIVER_SECTIONS.items():
+        if "serial" in sections:
+            assert baud == serial_line.DRIVERS[driver]["baud"], driver
+
+
 # -- bad configs: one test per mistake, exact key path ---------------------------------------
 
 

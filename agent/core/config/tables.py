@@ -5,20 +5,21 @@ rules that span several keys. docs/config.md documents every key here; a test ke
 in step. Portable.
 """
 
-from agent.core import registry
+from agent.core import registry, serial_line
 from agent.core.config.checker import ID_CHARS, UPPER_SNAKE, choice_words, field
 
 # Driver name -> (connection sections it requires, default serial baud or None). [devices.options]
-# is allowed for every driver. To add a driver: one row here, one in drivers/__init__.py.
+# is allowed for every driver. To add a driver: one row here, one in drivers/__init__.py (and, for
+# a serial one, its line in agent/core/serial_line.py DRIVERS, where the baud comes from).
 DRIVER_SECTIONS = {
     "snmp": (("snmp",), None),
     # The small portable SNMP v1/v2c client (the board's; also runs on the host).
     "snmp-lite": (("snmp",), None),
-    "megatec": (("serial",), 2400),
-    "voltronic": (("serial",), 2400),
-    "vedirect": (("serial",), 19200),
-    "modbus": (("serial", "modbus"), 115200),
-    "pylontech": (("serial",), 9600),
+    "megatec": (("serial",), serial_line.DRIVERS["megatec"]["baud"]),
+    "voltronic": (("serial",), serial_line.DRIVERS["voltronic"]["baud"]),
+    "vedirect": (("serial",), serial_line.DRIVERS["vedirect"]["baud"]),
+    "modbus": (("serial", "modbus"), serial_line.DRIVERS["modbus"]["baud"]),
+    "pylontech": (("serial",), serial_line.DRIVERS["pylontech"]["baud"]),
     "probe": (("probe",), None),
 }
 
@@ -163,16 +164,19 @@ SNMP = (
     ("security_level", field("str", choices=("authNoPriv", "authPriv"))),
     ("context", field("str")),
 )
+# No defaults here: validate.py fills what a device leaves out from its driver's line in
+# agent/core/serial_line.py, the one table the transports and drivers read too.
 SERIAL = (
     ("port", field("str", True, check=_serial_port)),
     ("baud", field("int", choices=STANDARD_BAUDS)),
-    ("bytesize", field("int", default=8, min=5, max=8)),
-    ("parity", field("str", default="N", choices=("N", "E", "O"))),
-    ("stopbits", field("int", default=1, choices=(1, 2))),
+    ("bytesize", field("int", min=5, max=8)),
+    ("parity", field("str", choices=("N", "E", "O"))),
+    ("stopbits", field("int", choices=(1, 2))),
     ("dtr", field("bool")),
     ("rts", field("bool")),
-    ("read_timeout", field("num", default=1.0, gt=0)),
-    ("gap_ms", field("int", default=0, min=0)),
+    ("read_timeout", field("num", gt=0)),
+    ("gap_ms", field("int", min=0)),
+    ("turnaround_ms", field("int", min=1, max=10000)),
 )
 REGISTER = (
     ("address", field("int", True, min=0, max=65535)),

@@ -9,7 +9,7 @@ adds TOML parsing. The schema tables are in agent/core/config/tables.py.
 
 import os
 
-from agent.core import registry
+from agent.core import registry, serial_line
 from agent.core.config.checker import MISSING, Checker, show
 from agent.core.config.tables import (  # noqa: F401  (DRIVER_SECTIONS, SCHEMA_TABLES: public)
     DEVICE,
@@ -153,10 +153,19 @@ def _sections(ck, d, item, path):
                     path + (name,),
                     "missing required section [devices." + name + "] for driver " + show(driver),
                 )
-        if "serial" in d and "baud" not in d["serial"] and not _given(item["serial"], "baud"):
-            d["serial"]["baud"] = spec[1]
+        if "serial" in d:
+            _serial_defaults(d["serial"], item["serial"], driver)
     if "options" not in d:
         d["options"] = {}
+
+
+def _serial_defaults(s, raw, driver):
+    """Fill the line settings a device leaves out from its driver's row of the one table
+    (agent/core/serial_line.py); a key written but invalid is already reported, and a
+    driver's "leave as the OS sets it" (None) is not written."""
+    for key, value in serial_line.driver_defaults(driver).items():
+        if value is not None and key not in s and not _given(raw, key):
+            s[key] = value
 
 
 def _snmp(ck, s, raw, path):
