@@ -11,6 +11,7 @@ import asyncio
 
 from agent.core import readings as rd
 from agent.core.compat import monotonic, wall_time
+from agent.core.log import INFO, WARNING
 from agent.core.poll.scheduler import Scheduler
 from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE
 
@@ -115,10 +116,13 @@ class Loop:
                 rd.Reading(self.site_id, dev_id, STALE_METRIC, not result.ok, "", t, quality)
             )
             if result.ok and was_stale:
-                self.log.info("poll", "device recovered", device=dev_id)
+                # A flapping device would write two lines per flip: summarised (core/log.py)
+                self.log.repeating(("poll", dev_id), INFO, "poll", "device recovered",
+                                   burst=2, device=dev_id)  # fmt: skip
         if not result.ok:
             if not was_stale:
-                self.log.warning("poll", "device stale", device=dev_id, reason=result.error)
+                self.log.repeating(("poll", dev_id), WARNING, "poll", "device stale",
+                                   burst=2, device=dev_id, reason=result.error)  # fmt: skip
             for key, r in self.latest.items():
                 if key[0] == dev_id and r.metric != STALE_METRIC:
                     r.quality = rd.STALE
@@ -203,6 +207,7 @@ class Loop:
         now = self.mono()
         if self.on_pass is not None:
             self.on_pass()
+        self.log.tick()
         for dev_id in self.sched.hung(now):
             task = self._tasks.pop(dev_id, None)
             if task is not None:
