@@ -182,7 +182,7 @@ def cmd_poll(args, log):
         for dev_id, metric, value, unit in rows:
             sys.stdout.write(json.dumps({"device": dev_id, "metric": metric, "value": value,
                                          "unit": unit}) + "\n")
-    else:
+    elif rows:  # no header over nothing: the stale reasons below say why
         table = fmt.table(["DEVICE", "METRIC", "VALUE", "UNIT"],
                           [(d, m, fmt.value(v), u) for d, m, v, u in rows], width=fmt.UNLIMITED)
         sys.stdout.write("\n".join(table) + "\n")

@@ -35,6 +35,7 @@ call_soon_threadsafe. Unclaimed input is kept up to _BUFFER_CAP bytes, oldest dr
 """
 
 import asyncio
+import errno
 import os
 import threading
 import time
@@ -86,6 +87,41 @@ def settings(cfg):
     return s
 
 
+# What a technician can do about the usual reasons a port does not open.
+_OPEN_HINTS = {
+    errno.ENOENT: "is the adapter plugged in? ls /dev/serial/by-id/",
+    errno.ENODEV: "is the adapter plugged in? ls /dev/serial/by-id/",
+    errno.EACCES: "is the agent's user in the dialout group?",
+    errno.EBUSY: "another program holds the port",
+    errno.ENOTTY: "not a serial port",
+}
+
+
+def why_not(e):
+    """Why a port did not open, said once: pyserial wraps the OS error in its own text, which
+    repeats the port and the errno ("[Errno 2] could not open port X: [Errno 2] No such file
+    or directory: 'X'"). The OS's words for the errno, and a hint when there is one."""
+    code = None
+    inner = e
+    while inner is not None and code is None:
+        n = getattr(inner, "errno", None)
+        if isinstance(n, int):
+            code = n
+        else:
+            args = getattr(inner, "args", ())  # termios.error: (errno, text)
+            if len(args) == 2 and isinstance(args[0], int):
+                code = args[0]
+        inner = inner.__context__
+    if code is None:
+        text = str(e)
+        for prefix in ("could not open port ", "Could not open port "):
+            if text.startswith(prefix):  # "... <port>: <reason>": keep the reason
+                text = text.split(": ", 1)[-1]
+        return text
+    hint = _OPEN_HINTS.get(code)
+    return os.strerror(code) + (" (" + hint + ")" if hint else "")
+
+
 class SerialPort:
     """One serial port, opened once and used by one driver (requests are not interleaved)."""
 
@@ -128,7 +164,7 @@ class SerialPort:
                 ser.rts = s["rts"]
             ser.open()
         except (serial.SerialException, OSError, ValueError) as e:
-            raise DeviceError("cannot open serial port %s: %s" % (s["port"], e)) from None
+            raise DeviceError("cannot open serial port %s: %s" % (s["port"], why_not(e))) from None
         self._ser = ser
         fd = None
         try:

@@ -133,6 +133,21 @@ def test_poll_silent_device_is_stale_and_exits_1(tmp_path):
     assert time.monotonic() - started < 30  # bounded by the device's budget, not hanging
 
 
+def test_poll_of_a_missing_serial_port_says_why_once_and_prints_no_empty_table(tmp_path):
+    # Issue 19 point 6: the errno came twice ("[Errno 2] could not open port X: [Errno 2] No such
+    # file or directory: 'X'") under a table header with no readings.
+    device = '[[devices]]\nid = "ups"\ndriver = "megatec"\n[devices.serial]\nport = "%s"\n'
+    missing = str(tmp_path / "ttyUSB9")
+    path = write(tmp_path, MINIMAL.format(data=tmp_path / "d") + device % missing)
+    r = cli("poll", "-c", path)
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert r.stderr.splitlines()[-1] == (
+        "ups: STALE: cannot open serial port %s: No such file or directory (is the adapter "
+        "plugged in? ls /dev/serial/by-id/)" % missing
+    )
+
+
 def test_poll_unknown_device_is_usage_error(tmp_path):
     path = write(tmp_path, MINIMAL.format(data=tmp_path / "d"))
     r = cli("poll", "-c", path, "--device", "nope")
