@@ -181,6 +181,6 @@ def test_every_fault_goes_stale_with_a_reason_and_recovers(kind):
         assert recovered[fault], "%s: no recovery after the fault cleared" % fault
     assert last.ok and last.samples
     assert b_stale == []
-    gaps = [t2 - t1 for t1, t2 in zip(starts, starts[1:], strict=False)]
+    gaps = [t2 - t1 for t1, t2 in zip(starts, starts[1:])]
     assert len(starts) > 10
     assert max(gaps) < max_gap_b, "healthy device delayed: max gap %.3fs" % max(gaps)
