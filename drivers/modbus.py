@@ -170,7 +170,10 @@ class ModbusDriver(SerialDriver):
 
     async def poll(self, budget_s):
         self._deadline = monotonic() + budget_s * READ_SHARE
-        return await Driver.poll(self, budget_s)
+        try:
+            return await Driver.poll(self, budget_s)
+        finally:
+            self._deadline = None
 
     # --- timing ---------------------------------------------------------------------------
     def try_s(self, count):
