@@ -89,3 +89,24 @@ def test_a_device_that_flaps_for_an_hour_writes_two_dozen_lines_not_fourteen_hun
     total = sum(int(line.split("repeats=")[1].split()[0]) for line in flips if "repeats=" in line)
     held = drv.calls - total - len([f for f in flips if "repeats=" not in f])
     assert 0 <= held <= 60  # every flip is in a line, but those of the window still open
+
+
+def test_an_alarm_that_flaps_with_its_device_is_summarised_in_the_log_not_in_the_events():
+    from agent.core import readings as rd
+    from agent.core.clock import Clock
+    from agent.core.monitor.alarms import AlarmEngine
+
+    t, lines = FakeTime(), []
+    log = logger(t, lines)
+    c = Clock("b1", mono=t.mono, wall=t.wall)
+    c.trust(1767225600.0, "test")
+    rule = {"id": "UPS_ON_BATTERY", "metric": "mains.present", "device": "*", "equals": "false",
+            "severity": "major"}  # fmt: skip
+    e = AlarmEngine("s1", [rule], c, log)
+    events = 0
+    for i in range(120):  # mains flips every 5 s for 10 minutes
+        events += len(e.feed([rd.Reading("s1", "ups", "mains.present", i % 2 == 0, "")]))
+        t.advance(5)
+        log.tick()
+    assert events == 119  # every raise and clear still goes upstream (the first reading is OL)
+    assert 4 <= len(lines) <= 8, lines

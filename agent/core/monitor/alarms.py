@@ -33,6 +33,7 @@ Invariants:
 
 from agent.core import readings as rd
 from agent.core.errors import ConfigError
+from agent.core.log import INFO
 from agent.core.registry import unit_of
 
 SEVERITIES = ("critical", "major", "minor", "warning")
@@ -353,8 +354,9 @@ class AlarmEngine:
         ev["quality"] = rd.GOOD if wall is not None else rd.EST_TIME
         ev["boot"], ev["mono"] = at[0], at[1]
         self.changed = True
-        if self.log is not None:
-            self.log.info("alarm", kind, alarm=alarm["alarm"], severity=alarm["severity"])
+        if self.log is not None:  # an alarm that flaps with its device: summarised lines
+            self.log.repeating(("alarm", alarm["alarm"]), INFO, "alarm", kind, burst=2,
+                               alarm=alarm["alarm"], severity=alarm["severity"])  # fmt: skip
         return ev
 
     # --- output and persistence -----------------------------------------------------------
