@@ -174,8 +174,8 @@ SERIAL = (
     ("stopbits", field("int", choices=(1, 2))),
     ("dtr", field("bool")),
     ("rts", field("bool")),
-    ("read_timeout", field("num", gt=0)),
-    ("gap_ms", field("int", min=0)),
+    ("read_timeout", field("num", gt=0, max=60)),
+    ("gap_ms", field("int", min=0, max=10000)),
     ("turnaround_ms", field("int", min=1, max=10000)),
 )
 REGISTER = (
