@@ -7,7 +7,8 @@ A driver knows one protocol or device family. The agent calls, for each device:
     driver.info()                           # name, version, maturity, transport
     await driver.close()
 
-A subclass implements `open`, `read` and `close`. `read` returns samples, a list of
+A subclass implements `open`, `read` and `close`, and declares the `[devices.options]` it reads
+in OPTIONS (see below). `read` returns samples, a list of
 (metric, value, unit) with metric names from agent/core/registry.py, leaving out values the device
 marks unknown (never a made-up zero). It raises DeviceError (or ParseError) with a reason a
 technician can act on. `poll` wraps `read` so that nothing escapes: an error, a timeout or a bug
@@ -44,6 +45,17 @@ class PollResult:
         return "PollResult(%d samples, %.3fs)" % (len(self.samples), self.duration)
 
 
+def option_values(declared, given):
+    """The options a driver works with: each declared default, overridden by `given` (the
+    device's validated [devices.options], or None)."""
+    out = {}
+    for name, spec in declared or ():
+        if "default" in spec:
+            out[name] = spec["default"]
+    out.update(given or {})
+    return out
+
+
 class Driver:
     INFO = {
         "name": "base",
@@ -52,12 +64,22 @@ class Driver:
         "transport": "none",
         "description": "",
     }
+    # The [devices.options] this driver reads, in the config schema's shape: a tuple of
+    # (name, agent.core.config.checker.field(...)), with a range on every number. `site-agent
+    # check` (agent/core/config/validate.py) checks a device's options against it, with the key
+    # path in each message, and fills the defaults: a driver reads device["options"][name]
+    # without checking again. Unknown names are errors. An option is shown by `config show` and
+    # the MQTT `config` command only when its field says public=True; every other one counts as
+    # a secret. None (for a driver written before this table) takes options unchecked, all of
+    # them secret.
+    OPTIONS = ()
 
     def __init__(self, device):
         self.device = device  # the validated config dict of this device
         self.id = device.get("id", "?")
         self.is_open = False
         self.raw = None  # a subclass may set {label: raw value} during read()
+        self.options = option_values(self.OPTIONS, device.get("options"))
 
     # --- what a subclass implements -------------------------------------------------------
     async def open(self):

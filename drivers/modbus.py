@@ -41,6 +41,7 @@ import struct
 
 from agent.core import registry
 from agent.core.compat import monotonic
+from agent.core.config.checker import field
 from agent.core.errors import ConfigError, DeviceError, DeviceTimeout, ParseError
 from agent.core.serial_line import char_s, driver_defaults
 from drivers.base import BETA, Driver
@@ -139,6 +140,9 @@ class ModbusDriver(SerialDriver):
         "description": "Modbus RTU (fc 3/4) on RS-485; EPEVER map built in, custom maps",
     }
     SERIAL_DEFAULTS = driver_defaults("modbus")
+
+    # Tries after the first for a frame lost to a timeout or a bad reply (see the module doc).
+    OPTIONS = (("retries", field("int", default=1, min=0, max=5, public=True)),)
 
     def __init__(self, device, transport=None):
         SerialDriver.__init__(self, device, transport)

@@ -3,13 +3,17 @@
     [devices.options]
     address = 2      # the pack's ADR (DIP switches); 2 is the first pack of a US2000/US3000 stack
 
+One device is one pack: a stack of packs is one [[devices]] per pack, each with its own address,
+all on the same port (there is no pack_addresses list; `check` refuses one).
+
 Each poll asks analog values (CID2 0x42: cell voltages, temperatures, current, voltage,
 capacity, cycles) and alarms (0x44). Several packs on one RS-485 pair are several devices with
 the same port: like Modbus, they share one port and one lock (BusPort), so requests never overlap.
 A non-zero return code is the BMS refusing (stale, with the code in the reason). 9600 8N1.
 """
 
-from agent.core.errors import ConfigError, ParseError
+from agent.core.config.checker import field
+from agent.core.errors import ParseError
 from agent.core.serial_line import driver_defaults
 from drivers.base import BETA
 from drivers.proto import pylontech as proto
@@ -26,11 +30,11 @@ class PylontechDriver(SerialDriver):
     }
     SERIAL_DEFAULTS = driver_defaults("pylontech")
 
+    OPTIONS = (("address", field("int", default=2, min=0, max=255, public=True)),)
+
     def __init__(self, device, transport=None):
         SerialDriver.__init__(self, device, transport)
-        adr = (device.get("options") or {}).get("address", 2)
-        if not isinstance(adr, int) or not 0 <= adr <= 255:
-            raise ConfigError("options.address: expected a pack address 0-255, got %r" % (adr,))
+        adr = self.options["address"]  # checked against OPTIONS by `check`
         self.address = adr
         self.cmd_analog = proto.request(adr, proto.GET_ANALOG)
         self.cmd_alarms = proto.request(adr, proto.GET_ALARMS)

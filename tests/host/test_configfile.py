@@ -193,8 +193,13 @@ def test_bts_example_has_the_devices_the_issue_lists():
     assert profiles == {"eltek", "ups-mib", "router"}
     mppt = next(d for d in cfg.devices if d["driver"] == "modbus")
     assert mppt["serial"]["port"] == "/dev/ttyUSB0" and mppt["modbus"]["slave"] == 1
-    bms = next(d for d in cfg.devices if d["driver"] == "pylontech")
-    assert bms["serial"]["port"] == "/dev/ttyUSB1"
+    packs = [d for d in cfg.devices if d["driver"] == "pylontech"]
+    assert [d["serial"]["port"] for d in packs] == ["/dev/ttyUSB1"] * 2
+    # One device per pack, each polled at its own address (what pack_addresses = [2, 3] meant,
+    # which no code read: only pack 2 was polled).
+    from drivers.pylontech import PylontechDriver
+
+    assert [PylontechDriver(d).address for d in packs] == [2, 3]
     sat = cfg.uplink["brokers"][1]
     assert sat["budget_bytes"] > 0 and sat["budget_window"] == "day"
     assert cfg.storage["budget_mb"] == 512 and cfg.console["port"] == "/dev/ttyGS0"
@@ -255,6 +260,8 @@ def test_docs_mention_no_unknown_keys():
     known = {table or "top": {k for k, _ in fields} for table, fields in SCHEMA_TABLES}
     extra = []
     for table, body in doc_sections().items():
+        if table == "devices.options":
+            continue  # the drivers' own tables: test_docs_list_every_driver_option
         for key in re.findall(r"^\| `([a-z_0-9]+)` \|", body, re.MULTILINE):
             if key not in known.get(table, ()):
                 extra.append(f"{table}.{key}")
@@ -300,3 +307,57 @@ def test_driver_sections_name_only_known_or_planned_drivers():
     # Every driver the registry can load must be configurable; the config table may list drivers
     # whose modules are still to come (voltronic, vedirect, ...).
     assert set(DRIVERS) <= set(DRIVER_SECTIONS)
+
+
+def _driver_options():
+    """{(driver, option): spec} over every driver this build can load."""
+    import drivers
+
+    out = {}
+    for name in drivers.names():
+        for key, spec in drivers.load(name).OPTIONS or ():
+            out[(name, key)] = spec
+    return out
+
+
+def test_docs_list_every_driver_option():
+    body = doc_sections()["devices.options"]
+    rows = re.findall(r"^\| `([a-z_0-9]+)` \| `([a-z-]+)` \| ([^|]*) \|", body, re.MULTILINE)
+    documented = {(driver, key): kind for key, driver, kind in rows}
+    declared = _driver_options()
+    assert set(documented) == set(declared)
+    for where, spec in declared.items():
+        assert ("(public)" in documented[where]) == bool(spec.get("public")), where
+    assert declared, "no driver declares options: the section documents nothing"
+
+
+def _numbers(text):
+    """Every number written in a docs cell: 86400, 0.1, -90, 10^12, -10^15."""
+    out = []
+    for sign, base, exp, plain in re.findall(r"(-?)(?:(10)\^(\d+)|(\d+(?:\.\d+)?))", text):
+        value = 10 ** int(exp) if base else float(plain)
+        out.append(-value if sign else value)
+    return out
+
+
+def test_docs_give_every_number_key_its_range():
+    """The type column of every number key names both ends of the schema's range."""
+    from agent.core.config.tables import SCHEMA_TABLES
+
+    sections = doc_sections()
+    wrong = []
+    tables = list(SCHEMA_TABLES) + [("devices.options", [(k, s) for (_, k), s in
+                                                         _driver_options().items()])]
+    for table, fields in tables:
+        body = sections[table or "top"]
+        for key, spec in fields:
+            if spec["kind"] not in ("int", "num") or "choices" in spec:
+                continue
+            m = re.search(r"^\| `" + re.escape(key) + r"` \|(?: `[a-z-]+` \|)? ([^|]*) \|",
+                          body, re.MULTILINE)
+            numbers = _numbers(m.group(1)) if m else []
+            for bound in ("min", "gt", "max", "lt"):
+                if bound in spec and float(spec[bound]) not in numbers:
+                    wrong.append("%s.%s: %s %s not in %r" % (table, key, bound, spec[bound],
+                                                            m and m.group(1)))
+    assert not wrong, "docs/config.md ranges disagree with the schema:\n" + "\n".join(wrong)

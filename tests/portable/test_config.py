@@ -52,17 +52,35 @@ def read_file(path):
     return FILES[path]
 
 
-def check(data):
-    return validate(data, "site.toml", getenv, read_file)
+HOST_ONLY = ("snmp", "probe")  # not copied to MicroPython (tests/mpy/portable.json)
 
 
-def errors(data):
-    return raises(ConfigError, check, data).errors
+def drivers_here(name):
+    """What `run` loads (drivers.load). Where a host-only driver cannot load (under MicroPython)
+    the base Driver stands in for it, so base() checks the same on both runtimes;
+    test_a_driver_that_cannot_load_is_a_config_error covers the failing load itself."""
+    import drivers
+    from drivers.base import Driver
+
+    try:
+        return drivers.load(name)
+    except ImportError:
+        if name not in HOST_ONLY:
+            raise
+        return Driver
+
+
+def check(data, drivers=drivers_here):
+    return validate(data, "site.toml", getenv, read_file, drivers=drivers)
+
+
+def errors(data, **kw):
+    return raises(ConfigError, check, data, **kw).errors
 
 
 def only(data):
-    """The single error `data` produces."""
-    errs = errors(data)
+    """The single error `data` (or a list of errors) produces."""
+    errs = data if isinstance(data, list) else errors(data)
     assert len(errs) == 1, errs
     return errs[0]
 
@@ -308,15 +326,17 @@ def test_wrong_types():
     errs = errors(data)
     assert errs == [  # in the order of the file's tables, not the order of the checks
         'site.toml: devices[1].enabled: expected true or false, got "yes"',
-        'site.toml: devices[1].interval: expected a number, got "30"',
-        "site.toml: storage.commit_records: expected an integer, got 2.5",
+        'site.toml: devices[1].interval: expected a number from 1 to 86400, got "30"',
+        "site.toml: storage.commit_records: expected an integer from 1 to 100000, got 2.5",
     ], errs
 
 
 def test_bool_is_not_a_number():
     data = base()
     data["devices"][0]["snmp"]["port"] = True
-    assert only(data) == "site.toml: devices[0].snmp.port: expected an integer, got true"
+    assert only(data) == (
+        "site.toml: devices[0].snmp.port: expected an integer from 1 to 65535, got true"
+    )
 
 
 def test_out_of_range():
@@ -469,7 +489,8 @@ def test_interval_zero_or_negative():
         data = base()
         data["devices"][0]["interval"] = bad
         err = only(data)
-        assert err == "site.toml: devices[0].interval: expected a number >= 1, got " + repr(bad)
+        want = "site.toml: devices[0].interval: expected a number from 1 to 86400, got "
+        assert err == want + repr(bad)
 
 
 def test_timeout_not_below_interval():
@@ -501,7 +522,9 @@ def test_defaults_timeout_not_below_defaults_interval():
 def test_negative_storage_budget():
     data = base()
     data["storage"] = {"budget_mb": -1}
-    assert only(data) == "site.toml: storage.budget_mb: expected a number > 0, got -1"
+    assert only(data) == (
+        "site.toml: storage.budget_mb: expected a number from 0.1 to 1048576, got -1"
+    )
 
 
 def test_jitter_out_of_range():
@@ -721,7 +744,7 @@ def test_alarm_rule_kinds_of_the_engine():
             'site.toml: alarms.rules[2].when: expected an array of two strings ["metric", '
             '"value"], got an array'
         ),
-        "site.toml: alarms.rules[3].stale: expected an integer >= 1, got 0",
+        "site.toml: alarms.rules[3].stale: expected an integer from 1 to 10000, got 0",
         (
             "site.toml: alarms.rules[3]: expected exactly one of above, below, equals, "
             "contains, stale, got equals and stale"
@@ -764,3 +787,273 @@ def test_device_battery_bank():
     assert only(d).startswith("site.toml: devices[0].battery.cutoff_cell_v: expected")
     d["devices"][0]["battery"] = {"nominal": 48.0}
     assert only(d).startswith("site.toml: devices[0].battery.nominal: unknown key")
+
+
+# -- numbers: every number key has a finite range; nan and inf never pass (issue 12, 6) -------
+
+NAN = float("nan")
+INF = float("inf")
+
+
+def _number_keys():
+    """(table, key, spec) for every number key of the schema that is not a list of choices."""
+    from agent.core.config.tables import SCHEMA_TABLES
+
+    out = []
+    for table, fields in SCHEMA_TABLES:
+        for key, spec in fields:
+            if spec["kind"] in ("int", "num") and "choices" not in spec:
+                out.append((table, key, spec))
+    return out
+
+
+def test_every_number_key_has_a_lower_and_an_upper_bound():
+    loose = []
+    for table, key, spec in _number_keys():
+        low = spec.get("min", spec.get("gt"))
+        high = spec.get("max", spec.get("lt"))
+        if low is None or high is None:
+            loose.append(table + "." + key)
+    assert not loose, "number keys without a range: " + ", ".join(loose)
+
+
+def _with(table, key, value):
+    """base() with `value` written at the key `table`.`key`; returns (data, key path text)."""
+    data = base()
+    data["uplink"]["brokers"][0]["budget_bytes"] = 10
+    rule = {"id": "R", "metric": "battery.charge", "below": 10}
+    data["alarms"] = {"rules": [rule]}
+    data["devices"][0]["battery"] = {"nominal_v": 48}
+    regs = {"address": 1, "metric": "battery.voltage"}
+    data["devices"][2]["modbus"] = {"slave": 1, "map": "custom", "registers": [regs]}
+    data["devices"][3]["probe"] = {"kind": "tcp", "target": "192.0.2.1", "port": 80}
+    places = {
+        "site.location": (data["site"]["location"], "site.location"),
+        "defaults": (data.setdefault("defaults", {}), "defaults"),
+        "devices": (data["devices"][1], "devices[1]"),
+        "devices.snmp": (data["devices"][0]["snmp"], "devices[0].snmp"),
+        "devices.serial": (data["devices"][1]["serial"], "devices[1].serial"),
+        "devices.modbus": (data["devices"][2]["modbus"], "devices[2].modbus"),
+        "devices.modbus.registers": (regs, "devices[2].modbus.registers[0]"),
+        "devices.probe": (data["devices"][3]["probe"], "devices[3].probe"),
+        "devices.battery": (data["devices"][0]["battery"], "devices[0].battery"),
+        "uplink": (data["uplink"], "uplink"),
+        "uplink.brokers": (data["uplink"]["brokers"][0], "uplink.brokers[0]"),
+        "storage": (data.setdefault("storage", {}), "storage"),
+        "alarms.rules": (rule, "alarms.rules[0]"),
+        "console": (data["console"], "console"),
+    }
+    if table == "alarms.rules" and key in ("above", "clear"):
+        del rule["below"]
+        rule["above"] = 90
+    node, where = places[table]
+    node[key] = value
+    return data, where + "." + key
+
+
+def test_nan_inf_and_absurd_magnitudes_are_refused_in_every_number_key():
+    for table, key, spec in _number_keys():
+        for bad in (NAN, INF, -INF, 1e300, -1e300):
+            if spec["kind"] == "int" and bad != bad:
+                continue  # covered by the num keys; an int key says "expected an integer"
+            data, where = _with(table, key, bad)
+            errs = errors(data)
+            mine = [e for e in errs if e.startswith("site.toml: " + where + ": expected")]
+            assert mine, (where, bad, errs)
+            assert mine[0].endswith(", got " + repr(bad)), mine
+
+
+def test_the_field_test_numbers_name_their_key():
+    cases = (
+        ("storage", "budget_mb", NAN, "expected a number from 0.1 to 1048576, got nan"),
+        ("defaults", "jitter", NAN, "expected a number from 0 to 0.5, got nan"),
+        ("defaults", "interval", INF, "expected a number from 1 to 86400, got inf"),
+        ("uplink", "connect_timeout", 1e300, "expected a number > 0 and <= 600, got 1e+300"),
+        ("site.location", "lat", NAN, "expected a number from -90 to 90, got nan"),
+    )
+    for table, key, value, text in cases:
+        data, where = _with(table, key, value)
+        assert only(data) == "site.toml: " + where + ": " + text
+
+
+def test_backoff_base_above_backoff_cap_is_refused():
+    data = base()
+    data["uplink"]["backoff_base"] = 60
+    data["uplink"]["backoff_cap"] = 30
+    assert only(data) == (
+        "site.toml: uplink.backoff_cap: expected backoff_base (60) <= backoff_cap (30)"
+    )
+
+
+# -- hosts: a port, a scheme or brackets inside a host are refused with what to write (7) ------
+
+
+def test_host_with_a_port_says_where_the_port_goes():
+    data = base()
+    data["uplink"]["brokers"][0]["host"] = "127.0.0.1:18839"
+    assert only(data) == (
+        "site.toml: uplink.brokers[0].host: expected a host without a port (put the port in "
+        'port = 18839), got "127.0.0.1:18839"'
+    )
+
+
+def test_malformed_hosts_are_refused_in_every_host_key():
+    bad = {
+        "mqtt://broker.example.net": "without mqtt:// (only the host)",
+        "[::1]": 'an IPv6 address without brackets ("::1")',
+        "[2001:db8::1]:8883": "(put the port in port = 8883)",
+        "broker example.net": "without spaces",
+        " broker.example.net": "without spaces",
+        "user@broker": "no user, path or URL",
+        "10.0.0": "an IPv4 address of four numbers 0-255",
+        "300.1.1.1": "an IPv4 address of four numbers 0-255",
+        "1::2::3": "not a valid IPv6 address",
+        "host:port": "not a valid IPv6 address",
+        "bad_label-.example.net": "a host name",
+    }
+    for value, text in bad.items():
+        for place in ("broker", "snmp", "probe"):
+            data = base()
+            if place == "broker":
+                data["uplink"]["brokers"][0]["host"] = value
+                where = "uplink.brokers[0].host"
+            elif place == "snmp":
+                data["devices"][0]["snmp"]["host"] = value
+                where = "devices[0].snmp.host"
+            else:
+                data["devices"][3]["probe"]["target"] = value
+                where = "devices[3].probe.target"
+            err = only(data)
+            assert err.startswith("site.toml: " + where + ": expected "), err
+            assert text in err, (value, err)
+
+
+def test_good_hosts_pass():
+    for value in ("mqtt.example.net", "broker", "192.0.2.7", "::1", "2001:db8::10",
+                  "fe80::1%eth0", "::ffff:192.0.2.1", "rtr_01.lan", "mqtt.example.net."):
+        data = base()
+        data["uplink"]["brokers"][0]["host"] = value
+        data["devices"][0]["snmp"]["host"] = value
+        assert check(data).uplink["brokers"][0]["host"] == value
+
+
+# -- [devices.options]: checked by the driver's own OPTIONS table at check time (9, 13) --------
+
+
+def with_bms(options):
+    data = base()
+    data["devices"].append({"id": "bms", "driver": "pylontech",
+                            "serial": {"port": "/dev/ttyUSB2"}, "options": options})  # fmt: skip
+    return data
+
+
+def test_driver_options_are_checked_with_the_key_path():
+    assert only(with_bms({"address": "two"})) == (
+        'site.toml: devices[4].options.address: expected an integer from 0 to 255, got "two"'
+    )
+    assert only(with_bms({"address": 256})).endswith("from 0 to 255, got 256")
+    cfg = check(with_bms({"address": 3}))
+    assert cfg.device("bms")["options"] == {"address": 3}
+    assert check(with_bms({})).device("bms")["options"] == {"address": 2}  # the default
+
+
+def test_an_option_no_code_reads_is_refused_naming_what_the_driver_takes():
+    # config/bts-hardened.toml had pack_addresses = [2, 3]: only pack 2 was ever polled.
+    assert only(with_bms({"pack_addresses": [2, 3]})) == (
+        'site.toml: devices[4].options.pack_addresses: unknown key; driver "pylontech" takes '
+        "address"
+    )
+    assert only(with_bms({"adress": 3})).startswith(
+        'site.toml: devices[4].options.adress: unknown key (did you mean "address"?)'
+    )
+    data = base()
+    data["devices"][1]["options"] = {"retries": 2}
+    assert only(data) == (
+        'site.toml: devices[1].options.retries: unknown key; driver "megatec" takes no options'
+    )
+    data = base()
+    data["devices"][2]["options"] = {"retries": 9}
+    assert only(data) == (
+        "site.toml: devices[2].options.retries: expected an integer from 0 to 5, got 9"
+    )
+    data["devices"][2]["options"] = "fast"
+    assert only(data) == 'site.toml: devices[2].options: expected a table, got "fast"'
+
+
+class FreeForm:
+    """A driver written before OPTIONS tables (OPTIONS = None): options pass unchecked."""
+
+    OPTIONS = None
+
+    def __init__(self, device):
+        self.device = device
+
+
+class Picky:
+    OPTIONS = ()
+
+    def __init__(self, device):
+        raise ConfigError("serial.port: this device needs a port with RTS wired")
+
+
+def test_options_are_secret_unless_the_driver_declares_them_public():
+    from agent.core.config.checker import field
+    from drivers.base import Driver
+
+    class Declared(Driver):
+        OPTIONS = (("passwd", field("str")), ("mode", field("str", public=True)))
+
+    def lookup(name):
+        return {"megatec": FreeForm, "modbus": Declared}.get(name) or drivers_here(name)
+
+    data = base()
+    data["devices"][1]["options"] = {"auth": "s3cret-auth", "token": "t0k3n", "speed": "fast"}
+    data["devices"][2]["options"] = {"passwd": "hunter3", "mode": "eco"}
+    cfg = check(data, drivers=lookup)
+    assert cfg.device("ups")["options"]["auth"] == "s3cret-auth"  # the driver gets the value
+    red = cfg.redacted()
+    assert red["devices"][1]["options"] == {"auth": "<secret>", "token": "<secret>",
+                                            "speed": "<secret>"}  # fmt: skip
+    assert red["devices"][2]["options"] == {"passwd": "<secret>", "mode": "eco"}
+    assert cfg.warnings == []
+    assert check(with_bms({"address": 3})).redacted()["devices"][4]["options"] == {"address": 3}
+
+
+def test_a_driver_that_cannot_load_is_a_config_error():
+    def lookup(name):
+        if name == "megatec":
+            raise ImportError("no module named 'serial'")
+        return drivers_here(name)
+
+    assert only(check_errors_with(lookup)) == (
+        'site.toml: devices[1].driver: driver "megatec" cannot load on this runtime: '
+        "ImportError: no module named 'serial'"
+    )
+
+
+def check_errors_with(lookup):
+    return raises(ConfigError, check, base(), drivers=lookup).errors
+
+
+def test_what_the_driver_refuses_is_refused_by_check_with_the_device_path():
+    def lookup(name):
+        return Picky if name == "megatec" else drivers_here(name)
+
+    assert only(check_errors_with(lookup)) == (
+        'site.toml: devices[1]: driver "megatec" refused this device: serial.port: this device '
+        "needs a port with RTS wired"
+    )
+
+
+def test_a_pin_hash_the_console_cannot_use_is_refused_by_check():
+    # Each of these passed check and stopped `run` at start (auth.Access refused it).
+    for bad in (
+        "pbkdf2-sha256$9999999$a1b2c3d4$" + "0f" * 32,  # minutes per login
+        "pbkdf2-sha256$1000$a1b2c3d4$0f0f",  # a 2-byte hash
+        "pbkdf2-sha256$1000$$" + "0f" * 32,  # no salt
+    ):
+        data = base()
+        data["console"]["pin_hash"] = bad
+        err = only(data)
+        assert err.startswith("site.toml: console.pin_hash: expected pbkdf2-sha256$"), err
+        assert bad not in err

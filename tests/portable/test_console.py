@@ -64,7 +64,8 @@ class Screen:
         return out
 
 
-def make(durable=False, clock=None, restart=None, access=None, where="serial"):
+def make(durable=False, clock=None, restart=None, access=None, where="serial", devices=(),
+         drivers=None):
     raw = {
         "site": {"id": "hue-bts-01", "kind": "bts", "name": "Hue commune BTS"},
         "devices": [
@@ -75,7 +76,8 @@ def make(durable=False, clock=None, restart=None, access=None, where="serial"):
                                 "password": SECRET}]},
         "console": {"enabled": True, "port": "/dev/ttyGS0", "pin_hash": HASH},
     }  # fmt: skip
-    cfg = validate(raw)
+    raw["devices"] += list(devices)
+    cfg = validate(raw, drivers=drivers)
     log = Log(write=lambda s: None)
     q = Store("/q", 1 << 20, fs=MemFs()) if durable else MemoryQueue()
     loop = Loop("hue-bts-01", q, lambda: 0.0, log, commit_interval=0.02)
@@ -399,3 +401,33 @@ def test_habit_keys_are_ignored_not_noise():
     ld = LineDiscipline()
     assert lines(ld, b"\x0cst\x00a\x04t\x09u\x1as\x07\r") == ["status"]
     assert ld.noise_total == 0
+
+
+class FreeOptions:
+    """A driver without an OPTIONS table: its options pass unchecked and count as secrets."""
+
+    OPTIONS = None
+
+    def __init__(self, device):
+        pass
+
+
+def test_config_show_hides_options_unless_the_driver_declares_them_public():
+    import drivers
+
+    def lookup(name):
+        return FreeOptions if name == "voltronic" else drivers.load(name)
+
+    devices = [
+        {"id": "inv", "driver": "voltronic", "serial": {"port": "/dev/ttyUSB3"},
+         "options": {"passwd": "inv-pass-1", "level": "inv-level-2"}},
+        {"id": "bms", "driver": "pylontech", "serial": {"port": "/dev/ttyUSB4"},
+         "options": {"address": 3}},
+    ]  # fmt: skip
+    con, scr, _, _ = make(devices=devices, drivers=lookup)
+    login(con, scr)
+    out = type_(con, scr, "config show\r")
+    assert "inv-pass-1" not in out and "inv-level-2" not in out, out
+    assert 'devices[2].options.passwd = "<secret>"' in out
+    assert 'devices[2].options.level = "<secret>"' in out
+    assert "devices[3].options.address = 3" in out

@@ -42,7 +42,7 @@ class Clock:
         return self.t
 
 
-def make(clock=None, burst=10):
+def make(clock=None, burst=10, devices=(), drivers=None):
     raw = {
         "site": {"id": "bts-7", "kind": "bts"},
         "devices": [
@@ -52,7 +52,8 @@ def make(clock=None, burst=10):
         "uplink": {"brokers": [{"host": "127.0.0.1", "ca_file": "/ca.pem", "username": "u",
                                 "password": SECRET}]},
     }  # fmt: skip
-    cfg = validate(raw)
+    raw["devices"] += list(devices)
+    cfg = validate(raw, drivers=drivers)
     log = Log(write=lambda s: None)
     q = MemoryQueue()
     loop = Loop("bts-7", q, lambda: 0.0, log, commit_interval=0.02)
@@ -86,6 +87,37 @@ def test_config_reply_has_no_secret():
     assert SECRET.encode() not in out
     rep = json.loads(out)
     assert rep["ok"] and rep["result"]["uplink"]["brokers"][0]["password"] == "<secret>"
+
+
+class FreeOptions:
+    """A driver without an OPTIONS table: its options pass unchecked and count as secrets."""
+
+    OPTIONS = None
+
+    def __init__(self, device):
+        pass
+
+
+def test_config_reply_hides_options_the_driver_does_not_declare_public():
+    import drivers
+
+    def lookup(name):
+        return FreeOptions if name == "voltronic" else drivers.load(name)
+
+    devices = [
+        {"id": "inv", "driver": "voltronic", "serial": {"port": "/dev/ttyUSB3"},
+         "options": {"passwd": "inv-pass-1", "auth": "inv-auth-2", "token": "inv-token-3"}},
+        {"id": "bms", "driver": "pylontech", "serial": {"port": "/dev/ttyUSB4"},
+         "options": {"address": 3}},
+    ]  # fmt: skip
+    r, _, _ = make(devices=devices, drivers=lookup)
+    out = r.handle(b'{"id":"c","cmd":"config"}')
+    for secret in (b"inv-pass-1", b"inv-auth-2", b"inv-token-3"):
+        assert secret not in out
+    devs = {d["id"]: d for d in json.loads(out)["result"]["devices"]}
+    assert devs["inv"]["options"] == {"passwd": "<secret>", "auth": "<secret>",
+                                      "token": "<secret>"}  # fmt: skip
+    assert devs["bms"]["options"] == {"address": 3}  # declared public by the driver
 
 
 def test_set_interval_changes_only_that_device():

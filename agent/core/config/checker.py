@@ -5,7 +5,9 @@ A table schema is a tuple of (key, spec) pairs; a spec is a plain dict made by `
     required  the key must be present (no default is filled)
     default   filled in when the key is absent (MISSING = nothing is filled)
     choices   tuple of allowed values (compared by type and value: 2 is not "2")
-    min, max  inclusive bounds; gt, lt exclusive bounds (numbers only)
+    min, max  inclusive bounds; gt, lt exclusive bounds (numbers only). Every number key has a
+              lower and an upper bound (a test holds the tables to it), and nan or inf is out of
+              every range: TOML and JSON can write both, and no setting means anything with them.
     minlen, maxlen, chars   string length bounds and allowed characters
     check     fn(value) -> None, or the text after "expected" for one-off rules (formats)
     suggest   fn() -> candidate strings for a "did you mean" hint when `check` fails
@@ -136,6 +138,8 @@ def _range_words(spec, noun):
         parts.append("<= " + show(hi))
     if lt is not None:
         parts.append("< " + show(lt))
+    if not parts:
+        return noun
     return noun + " " + " and ".join(parts)
 
 
@@ -267,7 +271,7 @@ class Checker:
             ok = is_int(v) if kind == "int" else is_num(v)
             noun = "an integer" if kind == "int" else "a number"
             if not ok:
-                self.expected(path, noun, v)
+                self.expected(path, _range_words(spec, noun), v)
                 return MISSING
             if not _in_range(v, spec):
                 self.expected(path, _range_words(spec, noun), v)
@@ -375,7 +379,17 @@ def _same_type(v, choices):
     return MISSING
 
 
+def is_finite(v):
+    """False for nan, inf and -inf (nan is the one value not equal to itself)."""
+    return v == v and v != _INF and v != -_INF
+
+
+_INF = float("inf")
+
+
 def _in_range(v, spec):
+    if not is_finite(v):
+        return False
     lo, hi, gt, lt = spec.get("min"), spec.get("max"), spec.get("gt"), spec.get("lt")
     if lo is not None and v < lo:
         return False

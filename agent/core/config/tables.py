@@ -29,8 +29,12 @@ SNMP_PROFILES = (
     "auto", "ups-mib", "apc-powernet", "apc-pdu", "eltek", "netsure", "if-mib", "host-resources",
     "system", "router",
 )  # fmt: skip
+# The serial rates every port can be set to, in one list for device lines and the console: each
+# has a termios B<rate> constant on Linux (the host's console opens its tty with termios alone;
+# pyserial could reach other rates through BOTHER, the console cannot), and machine.UART on the
+# ESP32 takes any rate up to 5 Mbit/s. 14400 has no termios constant, so it is not here.
 STANDARD_BAUDS = (
-    300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400, 460800, 921600,
+    300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600,
 )  # fmt: skip
 _ID_WORDS = "1 to 64 of the characters A-Z a-z 0-9 . _ -"
 _RULE_WORDS = "an UPPER_SNAKE id (A-Z 0-9 _)"
@@ -40,11 +44,87 @@ _NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 # -- formats (each returns None when fine, else what was expected) -------------------------------
 
 
+_HEX = "0123456789abcdefABCDEF"
+_LABEL_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _ipv4(v):
+    parts = v.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not p.isdigit() or len(p) > 3 or int(p) > 255:
+            return False
+    return True
+
+
+def ipv6(v):
+    """True for an IPv6 address as written without brackets: "::1", "fe80::1%eth0",
+    "2001:db8::10", "::ffff:192.0.2.1" (portable: MicroPython has no ipaddress module)."""
+    addr, _, zone = v.partition("%")
+    if "%" in v and not zone:
+        return False
+    halves = addr.split("::")
+    if len(halves) > 2:
+        return False
+    groups = []
+    for half in halves:
+        groups.append(half.split(":") if half else [])
+    words = groups[0] + (groups[1] if len(groups) > 1 else [])
+    count = len(words)
+    if words and "." in words[-1]:  # an embedded IPv4 address counts as two groups
+        if not _ipv4(words[-1]):
+            return False
+        words = words[:-1]
+        count += 1
+    for w in words:
+        if not (1 <= len(w) <= 4) or any(c not in _HEX for c in w):
+            return False
+    return count == 8 if len(halves) == 1 else count <= 7
+
+
+def _hostname(v):
+    if len(v) > 253:
+        return False
+    for label in (v[:-1] if v.endswith(".") else v).split("."):
+        if not (1 <= len(label) <= 63) or label[0] == "-" or label[-1] == "-":
+            return False
+        if any(c not in _LABEL_CHARS for c in label):
+            return False
+    return True
+
+
 def _host(v):
-    for c in " \t/@":
-        if c in v:
-            return "a host name or IP address (no scheme, path or port)"
-    return None if v else "a host name or IP address"
+    """A host name, an IPv4 address or an IPv6 address without brackets. The messages say what
+    to write instead for the mistakes people make: a port, a URL scheme, [brackets], spaces."""
+    if not v:
+        return "a host name or IP address"
+    if v != v.strip() or " " in v or "\t" in v:
+        return "a host name or IP address without spaces"
+    scheme, sep, rest = v.partition("://")
+    if sep:
+        return "a host name or IP address without " + scheme + ":// (only the host)"
+    if v[0] == "[":
+        inner, _, after = v[1:].partition("]")
+        if after.startswith(":") and after[1:].isdigit():
+            return "a host without a port (put the port in port = " + after[1:] + ")"
+        if ipv6(inner) and not after:
+            return 'an IPv6 address without brackets ("' + inner + '")'
+        return "a host name or IP address"
+    if "/" in v or "@" in v:
+        return "a host name or IP address (no user, path or URL)"
+    if ":" in v:
+        if ipv6(v):
+            return None
+        host, _, port = v.rpartition(":")
+        if port.isdigit() and ":" not in host:
+            return "a host without a port (put the port in port = " + port + ")"
+        return "a host name or IP address (not a valid IPv6 address)"
+    if v.replace(".", "").isdigit():  # all digits and dots: it must be a whole IPv4 address
+        return None if _ipv4(v) else "an IPv4 address of four numbers 0-255"
+    if not _hostname(v):
+        return "a host name (letters, digits, - and . ; labels of 1 to 63) or IP address"
+    return None
 
 
 def _hostport(rest):
@@ -101,26 +181,17 @@ def _rule_id(v):
     return None if v and v[0] in UPPER_SNAKE[:26] else "an UPPER_SNAKE id starting with a letter"
 
 
-def _is_hex(s):
-    if not s or len(s) % 2:
-        return False
-    for c in s.lower():
-        if c not in "0123456789abcdef":
-            return False
-    return True
-
-
 def pin_hash_ok(v):
-    """True if v is "pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>" (what tools write)."""
-    parts = v.split("$")
-    return (
-        len(parts) == 4
-        and parts[0] == "pbkdf2-sha256"
-        and parts[1].isdigit()
-        and int(parts[1]) >= 1
-        and _is_hex(parts[2])
-        and _is_hex(parts[3])
-    )
+    """True if v is "pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>" as the console will take
+    it: the console's own parser decides, so `check` accepts exactly the hashes `run` can use."""
+    from agent.core.console.auth import parse_hash
+    from agent.core.errors import ConfigError
+
+    try:
+        parse_hash(v)
+    except ConfigError:
+        return False
+    return True
 
 
 # -- schema tables ---------------------------------------------------------------------------
@@ -144,9 +215,11 @@ SITE = (
     ("backhaul", field("strs")),
     ("location", field("table", fields=LOCATION, fill=True)),
 )
+DAY_S = 86400
+WEEK_S = 7 * DAY_S
 DEFAULTS = (
-    ("interval", field("num", default=30, min=1)),
-    ("timeout", field("num", default=5, gt=0)),
+    ("interval", field("num", default=30, min=1, max=DAY_S)),
+    ("timeout", field("num", default=5, gt=0, max=3600)),
     ("jitter", field("num", default=0.1, min=0, max=0.5)),
 )
 SNMP = (
@@ -182,7 +255,7 @@ REGISTER = (
     ("address", field("int", True, min=0, max=65535)),
     ("function", field("int", default=4, choices=(3, 4))),
     ("type", field("str", default="u16", choices=("u16", "s16", "u32", "s32", "f32"))),
-    ("scale", field("num", default=1)),
+    ("scale", field("num", default=1, min=-1e6, max=1e6)),
     ("word_order", field("str", default="big", choices=("big", "little"))),
     ("unit", field("str")),
     ("metric", field("str", True, check=_metric, suggest=_metric_names)),
@@ -203,7 +276,7 @@ PROBE = (
 # The battery bank behind a device, for the runtime estimate when the device does not report it
 # (a DC plant's SNMP gives the bus voltage but neither the nominal voltage nor its cut-off).
 BATTERY = (
-    ("nominal_v", field("num", gt=0)),  # e.g. 48 for a 24-cell lead-acid bank
+    ("nominal_v", field("num", min=2, max=1000)),  # e.g. 48 for a 24-cell lead-acid bank
     ("cutoff_cell_v", field("num", min=1.5, max=3.0)),  # end of discharge per 2 V cell (the LVD)
 )
 SECTIONS = (
@@ -218,8 +291,8 @@ DEVICE = (
     ("driver", field("str", True, check=_driver, suggest=lambda: sorted(DRIVER_SECTIONS))),
     ("name", field("str")),
     ("enabled", field("bool", default=True)),
-    ("interval", field("num", min=1)),
-    ("timeout", field("num", gt=0)),
+    ("interval", field("num", min=1, max=DAY_S)),
+    ("timeout", field("num", gt=0, max=3600)),
     ("jitter", field("num", min=0, max=0.5)),
     ("battery", field("table", fields=BATTERY)),
 ) + SECTIONS
@@ -234,7 +307,7 @@ BROKER = (
     ("username", field("str", minlen=1)),
     ("password", field("secret")),
     ("protocol", field("str", default="3.1.1", choices=("3.1.1", "5"))),
-    ("budget_bytes", field("int", default=0, min=0)),
+    ("budget_bytes", field("int", default=0, min=0, max=10**12)),
     ("budget_window", field("str", default="day", choices=("hour", "day"))),
     # Payload form on this broker; a metered broker (budget_bytes > 0) defaults to "compact".
     ("format", field("str", choices=("json", "compact"))),
@@ -245,22 +318,23 @@ UPLINK = (
     ("format", field("str", default="json", choices=("json", "compact"))),
     ("keepalive", field("int", default=60, min=10, max=3600)),
     ("batch_max", field("int", default=100, min=1, max=1000)),
-    ("rate_msgs", field("num", default=20, gt=0)),
-    ("rate_bytes", field("int", default=0, min=0)),
+    ("rate_msgs", field("num", default=20, gt=0, max=10000)),
+    ("rate_bytes", field("int", default=0, min=0, max=10**9)),
     ("max_connects_per_min", field("int", default=6, min=1, max=60)),
-    ("connect_timeout", field("num", default=15, gt=0)),
-    ("echo_timeout", field("num", default=10, gt=0)),
-    ("preferred_retry", field("num", default=300, min=10)),
-    ("backoff_base", field("num", default=2, gt=0)),
-    ("backoff_cap", field("num", default=300, gt=0)),
+    ("connect_timeout", field("num", default=15, gt=0, max=600)),
+    ("echo_timeout", field("num", default=10, gt=0, max=600)),
+    ("preferred_retry", field("num", default=300, min=10, max=DAY_S)),
+    ("backoff_base", field("num", default=2, gt=0, max=3600)),
+    ("backoff_cap", field("num", default=300, gt=0, max=DAY_S)),
     ("brokers", field("tables", True, fields=BROKER)),
 )
 STORAGE = (
     ("dir", field("str", default="/var/lib/site-agent", minlen=1)),
-    ("budget_mb", field("num", default=64, gt=0)),
-    ("commit_interval", field("num", default=5, gt=0)),
-    ("commit_records", field("int", default=500, min=1)),
+    ("budget_mb", field("num", default=64, min=0.1, max=1048576)),
+    ("commit_interval", field("num", default=5, gt=0, max=3600)),
+    ("commit_records", field("int", default=500, min=1, max=100000)),
 )
+THRESHOLD_MAX = 1e15  # alarm thresholds: byte counters fit, absurd magnitudes do not
 RULE = (
     (
         "id",
@@ -268,14 +342,14 @@ RULE = (
     ),
     ("metric", field("str", True, check=_metric, suggest=_metric_names)),
     ("device", field("str", default="*", minlen=1)),
-    ("above", field("num")),
-    ("below", field("num")),
+    ("above", field("num", min=-THRESHOLD_MAX, max=THRESHOLD_MAX)),
+    ("below", field("num", min=-THRESHOLD_MAX, max=THRESHOLD_MAX)),
     ("equals", field("str")),
     ("contains", field("str", minlen=1)),
-    ("stale", field("int", min=1)),
-    ("clear", field("num")),
-    ("clear_s", field("num", min=0)),
-    ("for_s", field("num", default=0, min=0)),
+    ("stale", field("int", min=1, max=10000)),
+    ("clear", field("num", min=-THRESHOLD_MAX, max=THRESHOLD_MAX)),
+    ("clear_s", field("num", min=0, max=WEEK_S)),
+    ("for_s", field("num", default=0, min=0, max=WEEK_S)),
     ("when", field("pair")),
     ("transition", field("bool")),
     ("severity", field("str", default="major", choices=("critical", "major", "minor", "warning"))),
@@ -284,12 +358,15 @@ ALARMS = (
     ("defaults", field("bool", default=True)),
     ("rules", field("tables", default=[], fields=RULE)),
 )
+IDLE_TIMEOUT_S = 120
 CONSOLE = (
     ("enabled", field("bool", default=False)),
     ("port", field("str", check=_serial_port)),
     ("baud", field("int", default=115200, choices=STANDARD_BAUDS)),
     ("pin_hash", field("secret")),
-    ("idle_timeout", field("num", default=300, gt=0)),
+    # A closed laptop is invisible on a bare UART or pty: a short default bounds how long the
+    # next person could find a session still logged in (see docs/console.md).
+    ("idle_timeout", field("num", default=IDLE_TIMEOUT_S, min=1, max=DAY_S)),
     ("socket", field("bool", default=True)),
 )
 TOP = (
@@ -308,6 +385,7 @@ SCHEMA_TABLES = (
     ("", TOP), ("site", SITE), ("site.location", LOCATION), ("defaults", DEFAULTS),
     ("devices", DEVICE), ("devices.snmp", SNMP), ("devices.serial", SERIAL),
     ("devices.modbus", MODBUS), ("devices.modbus.registers", REGISTER), ("devices.probe", PROBE),
+    ("devices.battery", BATTERY),
     ("uplink", UPLINK), ("uplink.brokers", BROKER), ("storage", STORAGE), ("alarms", ALARMS),
     ("alarms.rules", RULE), ("console", CONSOLE),
 )  # fmt: skip

@@ -10,7 +10,7 @@ adds TOML parsing. The schema tables are in agent/core/config/tables.py.
 import os
 
 from agent.core import registry, serial_line
-from agent.core.config.checker import MISSING, Checker, show
+from agent.core.config.checker import MISSING, Checker, closest, show
 from agent.core.config.tables import (  # noqa: F401  (DRIVER_SECTIONS, SCHEMA_TABLES: public)
     DEVICE,
     DRIVER_SECTIONS,
@@ -71,13 +71,14 @@ RESERVED_DEVICE_IDS = {
 }
 
 
-def _devices(ck, raw, defaults):
+def _devices(ck, raw, defaults, load_driver):
     if not isinstance(raw, list):
         ck.expected(("devices",), "an array of tables ([[devices]])", raw)
         return []
     out, first = [], {}
     for i, item in enumerate(raw):
         path = ("devices", i)
+        errors_before = len(ck.errors)
         d = ck.table(item, DEVICE_BASE, path, skip=SECTION_NAMES)
         out.append(d)
         if not isinstance(item, dict):
@@ -98,7 +99,86 @@ def _devices(ck, raw, defaults):
                 d["name"] = dev_id
         _timing(ck, d, item, defaults, path)
         _sections(ck, d, item, path)
+        cls = _driver_class(ck, d, path, load_driver)
+        _options(ck, d, item, path, cls)
+        if cls is not None and len(ck.errors) == errors_before:
+            _construct(ck, d, path, cls)
     return out
+
+
+# -- the driver: loaded, its options checked, and made once, as `run` will make it ------------
+
+
+def load_driver(name):
+    """The driver class for a config's driver name (drivers/__init__.py); KeyError when the
+    build has no such driver, ImportError when its module cannot load on this runtime."""
+    import drivers
+
+    return drivers.load(name)
+
+
+def _driver_class(ck, d, path, load):
+    name = d.get("driver")
+    if name is None or name not in DRIVER_SECTIONS:
+        return None  # missing or unknown: already reported
+    try:
+        return load(name)
+    except KeyError:
+        ck.error(path + ("driver",), "no driver " + show(name) + " in this build")
+    except Exception as e:  # noqa: BLE001 - ImportError, or whatever the module raises
+        ck.error(
+            path + ("driver",),
+            "driver " + show(name) + " cannot load on this runtime: " + _why(e),
+        )
+    return None
+
+
+def _why(e):
+    return type(e).__name__ + ": " + (str(e) or "no detail")
+
+
+def _options(ck, d, item, path, cls):
+    """[devices.options] against the driver's OPTIONS (drivers/base.py): unknown names are errors
+    that list what the driver takes; every option the driver does not declare public is
+    recorded as a secret, so `config show` and the MQTT `config` command never show it."""
+    opath = path + ("options",)
+    raw = item.get("options", {}) if isinstance(item, dict) else {}
+    d["options"] = {}
+    if not isinstance(raw, dict):
+        ck.expected(opath, "a table", raw)
+        return
+    declared = getattr(cls, "OPTIONS", ()) if cls is not None else ()
+    if cls is None or declared is None:  # driver unknown (reported), or free-form options
+        d["options"] = dict(raw)
+        for key in raw:
+            ck.secrets.append(opath + (key,))
+        return
+    names = [k for k, _ in declared]
+    known = {}
+    for key in raw:
+        if key in names:
+            known[key] = raw[key]
+            continue
+        hint = closest(key, names)
+        text = "unknown key" + (' (did you mean "' + hint + '"?)' if hint else "")
+        takes = ", ".join(names) if names else "no options"
+        ck.error(opath + (key,), text + "; driver " + show(d["driver"]) + " takes " + takes)
+    d["options"] = ck.table(known, declared, opath)
+    for key, spec in declared:
+        if key in d["options"] and not spec.get("public") and spec["kind"] != "secret":
+            ck.secrets.append(opath + (key,))
+
+
+def _construct(ck, d, path, cls):
+    # Drivers make no I/O in their constructor (drivers/base.py), so making one here costs
+    # nothing and proves `run` can make it: whatever the driver refuses is refused by `check`.
+    try:
+        cls(d)
+    except ConfigError as e:
+        for line in e.errors:
+            ck.error(path, "driver " + show(d["driver"]) + " refused this device: " + line)
+    except Exception as e:  # noqa: BLE001 - a driver bug must give a message, not a traceback
+        ck.error(path, "driver " + show(d["driver"]) + " cannot be set up: " + _why(e))
 
 
 def _timing(ck, d, item, defaults, path):
@@ -133,6 +213,8 @@ def _sections(ck, d, item, path):
         if spec is not None and name != "options" and name not in spec[0]:
             ck.error(spath, "not used by driver " + show(driver) + " (" + _takes(driver) + ")")
             continue
+        if name == "options":
+            continue  # checked against the driver's own OPTIONS table by _options
         value = ck.value(item[name], _SECTION_SPECS[name], spath)
         if value is MISSING:
             continue
@@ -155,8 +237,6 @@ def _sections(ck, d, item, path):
                 )
         if "serial" in d:
             _serial_defaults(d["serial"], item["serial"], driver)
-    if "options" not in d:
-        d["options"] = {}
 
 
 def _serial_defaults(s, raw, driver):
@@ -258,6 +338,13 @@ _PROBE_WHAT = {"target": "a host name or IP address", "port": "a TCP port", "url
 def _uplink(ck, u, raw, site_id):
     if "client_id" not in u and site_id is not None:
         u["client_id"] = site_id
+    if "backoff_base" in u and "backoff_cap" in u and u["backoff_base"] > u["backoff_cap"]:
+        where = "backoff_cap" if _given(raw, "backoff_cap") else "backoff_base"
+        ck.error(
+            ("uplink", where),
+            "expected backoff_base (" + show(u["backoff_base"]) + ") <= backoff_cap ("
+            + show(u["backoff_cap"]) + ")",
+        )  # fmt: skip
     if u.get("brokers") == [] and _get(raw, "brokers") == []:
         ck.error(("uplink", "brokers"), "expected at least one [[uplink.brokers]], got none")
     for j, b in enumerate(u.get("brokers", ())):
@@ -421,11 +508,13 @@ def _default_read_file(path):
         return f.read()
 
 
-def validate(data, source="site.toml", getenv=None, read_file=None):
+def validate(data, source="site.toml", getenv=None, read_file=None, drivers=None):
     """Check a parsed site config; return a SiteConfig or raise ConfigError listing every error.
 
     getenv(name) -> str or None resolves { env = "NAME" } secrets (default: os.getenv where the
-    runtime has it); read_file(path) -> str resolves { file = "/path" } (default: open())."""
+    runtime has it); read_file(path) -> str resolves { file = "/path" } (default: open());
+    drivers(name) -> driver class (default: load_driver, what `run` uses) gives each device's
+    driver, whose OPTIONS check [devices.options] and which is made once per device."""
     ck = Checker(
         source,
         getenv if getenv is not None else _default_getenv(),
@@ -437,7 +526,8 @@ def validate(data, source="site.toml", getenv=None, read_file=None):
         )
     cfg = ck.table(data, TOP, (), skip=("devices",))
     _defaults_rules(ck, cfg["defaults"])
-    cfg["devices"] = _devices(ck, data.get("devices", []), cfg["defaults"])
+    loader = drivers if drivers is not None else load_driver
+    cfg["devices"] = _devices(ck, data.get("devices", []), cfg["defaults"], loader)
     site_id = cfg.get("site", {}).get("id")
     if "uplink" in cfg:
         _uplink(ck, cfg["uplink"], data["uplink"], site_id)

@@ -6,7 +6,10 @@ Pure functions, no I/O, so each view is tested on its own with data shaped like 
 from agent.core.compat import monotonic
 from agent.core.console import fmt
 
-SECRET_HINTS = ("password", "secret", "community", "key", "pin", "token", "passphrase")
+# Second line of defence behind cfg.redacted() (which hides every secret and every driver option
+# not declared public): a key whose name suggests a secret is hidden whatever its value.
+SECRET_HINTS = ("pass", "secret", "community", "key", "pin", "token", "auth", "cred", "priv")
+NOT_SECRET = ("auth_protocol", "priv_protocol")  # names the schema knows are not secrets
 
 
 def _mb(n):
@@ -207,8 +210,8 @@ def config(cfg):
         if v is None:
             continue
         last = k.split(".")[-1].lower()
-        for hint in SECRET_HINTS:  # second line of defence behind cfg.redacted()
-            if hint in last:
+        for hint in SECRET_HINTS:
+            if hint in last and last not in NOT_SECRET:
                 v = "<secret>"
         text = json.dumps(v) if not isinstance(v, str) else '"%s"' % v
         out.extend(fmt.wrap("%s = %s" % (k, text), fmt.WIDTH, "    "))
