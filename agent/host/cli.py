@@ -95,14 +95,23 @@ def _log(args):
     return Log(level=LEVELS[args.log_level])
 
 
-def _load(path):
-    from agent.host.configfile import load
+def _load(path, machine=False):
+    """The validated config; with machine=True also what this machine must offer to run it
+    (configfile.preflight): errors raise ConfigError, warnings join cfg.warnings. `check` and
+    `run` both load this way, so they accept the same configs."""
+    from agent.host.configfile import load, preflight
 
-    return load(path)
+    cfg = load(path)
+    if machine:
+        errors, warnings = preflight(cfg)
+        if errors:
+            raise ConfigError(errors)
+        cfg.warnings.extend(warnings)
+    return cfg
 
 
 def cmd_check(args, log):
-    cfg = _load(args.config)
+    cfg = _load(args.config, machine=True)
     out = sys.stdout
     site = cfg.site
     out.write("config %s is valid\n" % cfg.source)
@@ -204,7 +213,7 @@ async def _poll_once(loop):
 def cmd_run(args, log):
     from agent.host.runner import EXIT_RESTART, run_agent
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, machine=True)
     code = asyncio.run(run_agent(cfg, log))
     if code == EXIT_RESTART:
         if os.environ.get("INVOCATION_ID"):

@@ -79,3 +79,75 @@ def load(path, environ=os.environ):
                 f"(mode {stat.S_IMODE(mode):o}); chmod 600 it"
             )
     return config
+
+
+# --- what `check` and `run` both ask of this machine --------------------------------------------
+
+
+def _user():
+    try:
+        import pwd
+
+        return "%s (uid %d)" % (pwd.getpwuid(os.getuid()).pw_name, os.getuid())
+    except (ImportError, KeyError):
+        return "uid %d" % os.getuid()
+
+
+def _dir_problem(path):
+    """Why the agent could not create or write the folder `path`, or None."""
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            return "%s exists and is not a folder" % path
+        if not os.access(path, os.W_OK | os.X_OK):
+            return "%s is not writable by %s" % (path, _user())
+        return None
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return "cannot create %s: %s is not a folder" % (path, parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return "cannot create %s: %s is not writable by %s" % (path, parent, _user())
+    return None
+
+
+def _unreadable(path):
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as e:
+        return e.strerror or str(e)
+
+
+def preflight(cfg):
+    """(errors, warnings) about this machine for a validated config: what `run` would stumble on
+    at start. `site-agent check` and `run` both call it, so they accept the same configs.
+
+    Errors (run could not start): a storage.dir the agent cannot create or write; a serial or
+    console port named "uart<n>" (a board's UART) on this host. Warnings (run starts, part of it
+    cannot work): a broker's ca_file, cert_file or key_file that cannot be read."""
+    errors, warnings = [], []
+    src = cfg.source
+    problem = _dir_problem(cfg.storage["dir"])
+    if problem:
+        errors.append("%s: storage.dir: %s" % (src, problem))
+    ports = [("devices[%d].serial.port" % i, d["serial"]["port"])
+             for i, d in enumerate(cfg.devices) if "serial" in d]  # fmt: skip
+    if cfg.console.get("enabled") and cfg.console.get("port"):
+        ports.append(("console.port", cfg.console["port"]))
+    for where, port in ports:
+        if port.startswith("uart") and port[4:].isdigit():
+            errors.append('%s: %s: "%s" is a board UART; on this host give a device path such as '
+                          '"/dev/ttyUSB0"' % (src, where, port))  # fmt: skip
+    for j, b in enumerate((cfg.uplink or {}).get("brokers", ())):
+        for key in ("ca_file", "cert_file", "key_file"):
+            if key in b and not b.get("insecure"):
+                why = _unreadable(b[key])
+                if why:
+                    warnings.append(
+                        "%s: uplink.brokers[%d].%s: cannot read %s (%s): the agent polls and "
+                        "stores, but cannot connect to broker %s until it can"
+                        % (src, j, key, os.path.abspath(b[key]), why, b.get("name") or b["host"])
+                    )
+    return errors, warnings

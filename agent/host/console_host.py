@@ -46,15 +46,19 @@ def make_facade(cfg, loop, queue, uplink, log, restart=None, config_path=None, c
 
 
 def check_config_file(path):
-    """[(level, text)] for the config file on disk as it is now."""
-    from agent.host.configfile import load
+    """[(level, text)] for the config file on disk as it is now: what `site-agent check` says
+    (the file, then what this machine must offer: configfile.preflight)."""
+    from agent.host.configfile import load, preflight
 
     try:
         cfg = load(path)
     except ConfigError as e:
         return [("error", line) for line in e.errors]
+    errors, warnings = preflight(cfg)
+    if errors:
+        return [("error", line) for line in errors]
     out = [("ok", "%s is valid: site %s, %d devices" % (path, cfg.site["id"], len(cfg.devices)))]
-    return out + [("warning", w) for w in cfg.warnings]
+    return out + [("warning", w) for w in cfg.warnings + warnings]
 
 
 class ConsoleService:
@@ -79,7 +83,7 @@ async def start_consoles(cfg, facade, log, sock_path=None):
     if not c.get("enabled") and not c.get("socket", True):
         return None
     pin_hash = c.get("pin_hash")
-    access = auth.Access(pin_hash, c.get("idle_timeout", 300))
+    access = auth.Access(pin_hash, c["idle_timeout"])
     if pin_hash is None:
         log.warning("console", "no console.pin_hash: the console shows only help and status")
 

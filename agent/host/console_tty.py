@@ -21,13 +21,14 @@ import asyncio
 import os
 import termios
 
+from agent.core.config.tables import STANDARD_BAUDS
 from agent.core.console.output import DROP_NOTE, BoundedOutput, LineLost  # noqa: F401 (re-exported)
 
-BAUDS = {
-    1200: termios.B1200, 2400: termios.B2400, 4800: termios.B4800, 9600: termios.B9600,
-    19200: termios.B19200, 38400: termios.B38400, 57600: termios.B57600,
-    115200: termios.B115200, 230400: termios.B230400,
-}  # fmt: skip
+# The config's rates (one list for every serial port) as termios speeds; a test checks that each
+# has its constant here, so a rate `check` accepts is one the console can set.
+BAUDS = {b: getattr(termios, "B%d" % b) for b in STANDARD_BAUDS if hasattr(termios, "B%d" % b)}
+
+
 class OutBuffer(BoundedOutput):
     """Bounded, non-blocking output to a file descriptor (see the module invariants)."""
 

@@ -125,19 +125,26 @@ def is_num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _bound(x):
+    """A range's end as a person reads it: 86400, 0.5, -90, 1e+15 (not 1000000000000000.0)."""
+    if x == int(x) and abs(x) < 1e7:
+        return str(int(x))
+    return "%g" % x
+
+
 def _range_words(spec, noun):
     lo, hi, gt, lt = spec.get("min"), spec.get("max"), spec.get("gt"), spec.get("lt")
     if lo is not None and hi is not None:
-        return noun + " from " + show(lo) + " to " + show(hi)
+        return noun + " from " + _bound(lo) + " to " + _bound(hi)
     parts = []
     if lo is not None:
-        parts.append(">= " + show(lo))
+        parts.append(">= " + _bound(lo))
     if gt is not None:
-        parts.append("> " + show(gt))
+        parts.append("> " + _bound(gt))
     if hi is not None:
-        parts.append("<= " + show(hi))
+        parts.append("<= " + _bound(hi))
     if lt is not None:
-        parts.append("< " + show(lt))
+        parts.append("< " + _bound(lt))
     if not parts:
         return noun
     return noun + " " + " and ".join(parts)

@@ -213,7 +213,7 @@ class Access:
     """The console's access rules, one per agent and shared by its transports: the PIN hash
     (None: nobody can log in), the lockout guard, the one-session lock and the idle timeout."""
 
-    def __init__(self, pin_hash, idle_timeout=300.0, guard=None, lock=None, clock=monotonic):
+    def __init__(self, pin_hash, idle_timeout=120.0, guard=None, lock=None, clock=monotonic):
         if pin_hash is not None:
             parse_hash(pin_hash)  # a bad hash is a config error at start, not at first login
         self.pin_hash = pin_hash
