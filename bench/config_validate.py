@@ -11,6 +11,7 @@ import statistics
 import time
 from pathlib import Path
 
+import drivers
 from agent.core.config.validate import SCHEMA_TABLES, validate
 from agent.core.errors import ConfigError
 from agent.host.configfile import parse
@@ -53,20 +54,20 @@ def main():
     print(f"{'example':22} {'devices':>8} {'parse':>8} {'validate':>12} {'errors':>10}")
     for path in sorted((REPO / "config").glob("*.toml")):
         data = parse(path)
-        cfg = validate(data, str(path), getenv, read_file)
+        cfg = validate(data, str(path), getenv, read_file, drivers.load)
         parse_ms = median_ms(lambda p=path: parse(p))
-        ok_ms = median_ms(lambda d=data: validate(d, "site.toml", getenv, read_file))
+        ok_ms = median_ms(lambda d=data: validate(d, "site.toml", getenv, read_file, drivers.load))
         n = len(cfg.devices)
         print(f"{path.name:22} {n:8d} {parse_ms:6.2f}ms {ok_ms:10.2f}ms {'-':>10}")
         bad = broken(data)
         try:
-            validate(bad, "site.toml", getenv, read_file)
+            validate(bad, "site.toml", getenv, read_file, drivers.load)
         except ConfigError as e:
             count = len(e.errors)
 
         def run_bad(b=bad):
             try:
-                validate(b, "site.toml", getenv, read_file)
+                validate(b, "site.toml", getenv, read_file, drivers.load)
             except ConfigError:
                 pass
 

@@ -11,6 +11,7 @@ import re
 import stat
 import tomllib
 
+import drivers
 from agent.core.config.validate import validate
 from agent.core.errors import ConfigError
 
@@ -70,7 +71,8 @@ def load(path, environ=os.environ):
         opened.append((name, full))
         return text
 
-    config = validate(data, source=path, getenv=environ.get, read_file=read_file)
+    config = validate(data, source=path, getenv=environ.get, read_file=read_file,
+                      drivers=drivers.load)  # fmt: skip
     for name, full in opened:
         mode = os.stat(full).st_mode
         if mode & stat.S_IROTH:

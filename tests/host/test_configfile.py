@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import drivers
 from agent.core.config.validate import SCHEMA_TABLES, validate
 from agent.core.errors import ConfigError
 from agent.host.configfile import load, parse
@@ -172,7 +173,8 @@ def test_examples_exist():
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_validates_without_warnings(path):
     getenv, read_file = fake_secrets()
-    cfg = validate(parse(path), source=str(path), getenv=getenv, read_file=read_file)
+    cfg = validate(parse(path), source=str(path), getenv=getenv, read_file=read_file,
+                   drivers=drivers.load)
     assert cfg.warnings == []
     assert cfg.devices, "an example should show devices"
     assert cfg.uplink and cfg.uplink["brokers"]
@@ -188,7 +190,8 @@ def test_example_validates_without_warnings(path):
 def test_bts_example_has_the_devices_the_issue_lists():
     getenv, read_file = fake_secrets()
     path = ROOT / "config" / "bts-hardened.toml"
-    cfg = validate(parse(path), source=str(path), getenv=getenv, read_file=read_file)
+    cfg = validate(parse(path), source=str(path), getenv=getenv, read_file=read_file,
+                   drivers=drivers.load)
     profiles = {d["snmp"]["profile"] for d in cfg.devices if d["driver"] == "snmp"}
     assert profiles == {"eltek", "ups-mib", "router"}
     mppt = next(d for d in cfg.devices if d["driver"] == "modbus")
@@ -209,7 +212,8 @@ def test_bts_example_has_the_devices_the_issue_lists():
 def test_wifi_example_has_the_devices_the_issue_lists():
     getenv, read_file = fake_secrets()
     path = ROOT / "config" / "community-wifi.toml"
-    cfg = validate(parse(path), source=str(path), getenv=getenv, read_file=read_file)
+    cfg = validate(parse(path), source=str(path), getenv=getenv, read_file=read_file,
+                   drivers=drivers.load)
     assert [d["driver"] for d in cfg.devices].count("megatec") == 1
     assert {d["probe"]["kind"] for d in cfg.devices if d["driver"] == "probe"} == {
         "tcp",

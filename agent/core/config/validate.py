@@ -109,18 +109,10 @@ def _devices(ck, raw, defaults, load_driver):
 # -- the driver: loaded, its options checked, and made once, as `run` will make it ------------
 
 
-def load_driver(name):
-    """The driver class for a config's driver name (drivers/__init__.py); KeyError when the
-    build has no such driver, ImportError when its module cannot load on this runtime."""
-    import drivers
-
-    return drivers.load(name)
-
-
 def _driver_class(ck, d, path, load):
     name = d.get("driver")
-    if name is None or name not in DRIVER_SECTIONS:
-        return None  # missing or unknown: already reported
+    if load is None or name is None or name not in DRIVER_SECTIONS:
+        return None  # no loader given, or missing or unknown: already reported
     try:
         return load(name)
     except KeyError:
@@ -148,7 +140,7 @@ def _options(ck, d, item, path, cls):
         ck.expected(opath, "a table", raw)
         return
     declared = getattr(cls, "OPTIONS", ()) if cls is not None else ()
-    if cls is None or declared is None:  # driver unknown (reported), or free-form options
+    if cls is None or declared is None:  # no driver class to ask, or free-form options
         d["options"] = dict(raw)
         for key in raw:
             ck.secrets.append(opath + (key,))
@@ -513,8 +505,12 @@ def validate(data, source="site.toml", getenv=None, read_file=None, drivers=None
 
     getenv(name) -> str or None resolves { env = "NAME" } secrets (default: os.getenv where the
     runtime has it); read_file(path) -> str resolves { file = "/path" } (default: open());
-    drivers(name) -> driver class (default: load_driver, what `run` uses) gives each device's
-    driver, whose OPTIONS check [devices.options] and which is made once per device."""
+    drivers(name) -> driver class (KeyError: none in this build, ImportError: cannot load here)
+    is the runtime's driver loader, drivers.load, which `run` uses too: each device's driver is
+    loaded, its OPTIONS check [devices.options], and it is made once, so check and run accept
+    the same devices. The core imports no driver itself (docs/architecture.md), so a runtime
+    passes it (agent/host/configfile.py does). Without it only the file is checked, and every
+    option counts as a secret."""
     ck = Checker(
         source,
         getenv if getenv is not None else _default_getenv(),
@@ -526,8 +522,7 @@ def validate(data, source="site.toml", getenv=None, read_file=None, drivers=None
         )
     cfg = ck.table(data, TOP, (), skip=("devices",))
     _defaults_rules(ck, cfg["defaults"])
-    loader = drivers if drivers is not None else load_driver
-    cfg["devices"] = _devices(ck, data.get("devices", []), cfg["defaults"], loader)
+    cfg["devices"] = _devices(ck, data.get("devices", []), cfg["defaults"], drivers)
     site_id = cfg.get("site", {}).get("id")
     if "uplink" in cfg:
         _uplink(ck, cfg["uplink"], data["uplink"], site_id)
