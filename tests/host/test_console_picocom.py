@@ -98,13 +98,18 @@ def test_what_a_technician_sees_in_picocom(picocom):
     s = tm.wait("console       not logged in")
     assert "site          hue-bts-07 (bts) Hue commune office BTS" in s
     assert "uplink        connected to loopback" in s
+    # A PIN typed as an argument is masked as it is typed, and refused.
+    tm.text("login " + PIN)
+    tm.keys("Enter")
+    s = tm.wait("login takes no arguments")
+    assert "]> login ****" in s and PIN not in s
     # Login: the PIN shows as stars on the screen, never as digits.
     tm.text("login")
     tm.keys("Enter")
     tm.wait("PIN:")
     tm.text(PIN)
     tm.keys("Enter")
-    s = tm.wait("logged in; the session ends after 30s")
+    s = tm.wait("logged in; type logout when you leave")
     assert "PIN: ****" in s and PIN not in s
     # A typo fixed with Backspace: the screen shows the corrected line, the command runs.
     tm.keys("C-l")  # form feed: ignored by the console (not noise); nothing to see

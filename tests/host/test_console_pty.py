@@ -156,8 +156,14 @@ def test_login_lockout_grows_and_idle_timeout_ends_the_session(site):
     for _ in range(2):
         assert "wrong PIN\r\n" in login(line, "0000")
     assert "logins locked for 2s" in login(line, "1111")
-    out = line.command("login")
-    assert "too many wrong PINs" in out and "PIN:" not in out
+    # Refused while locked, but the PIN asked anyway: what the technician types next is masked
+    # and never run (it used to run as a command and show: "unknown command '7341'").
+    out = line.command("login", prompt="PIN: ")
+    assert "too many wrong PINs" in out and "not checked" in out
+    out = line.command(PIN)
+    assert PIN not in out and "****" in out and "PIN not checked: too many wrong PINs" in out
+    out = line.command("login %s" % PIN)  # a PIN as an argument: refused, never shown
+    assert PIN not in out and "login ****" in out and "takes no arguments" in out
     time.sleep(2.2)
     assert "logins locked for 4s" in login(line, "2222")
     assert "wrong PIN" in rig.err and "failures=4" in rig.err

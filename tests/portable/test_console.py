@@ -29,6 +29,8 @@ class Meter(Driver):
         Driver.__init__(self, device)
         self.calls = 0
         self.fail = None
+        self.status = "OL"
+        self.runtime = None  # battery.runtime in seconds, when the UPS reports one
 
     async def read(self):
         self.calls += 1
@@ -37,7 +39,10 @@ class Meter(Driver):
             from agent.core.errors import DeviceError
 
             raise DeviceError(self.fail)
-        return [("battery.charge", 90.0 + self.calls, "%"), ("ups.status", "OL", "")]
+        out = [("battery.charge", 90.0 + self.calls, "%"), ("ups.status", self.status, "")]
+        if self.runtime is not None:
+            out.append(("battery.runtime", self.runtime, "s"))
+        return out
 
 
 class Clock:
@@ -65,7 +70,7 @@ class Screen:
 
 
 def make(durable=False, clock=None, restart=None, access=None, where="serial", devices=(),
-         drivers=None):
+         drivers=None, monitor=False):
     raw = {
         "site": {"id": "hue-bts-01", "kind": "bts", "name": "Hue commune BTS"},
         "devices": [
@@ -80,13 +85,23 @@ def make(durable=False, clock=None, restart=None, access=None, where="serial", d
     cfg = validate(raw, drivers=drivers)
     log = Log(write=lambda s: None)
     q = Store("/q", 1 << 20, fs=MemFs()) if durable else MemoryQueue()
-    loop = Loop("hue-bts-01", q, lambda: 0.0, log, commit_interval=0.02)
+    mon = None
+    if monitor:  # the real site state and alarm engine, as the runner wires them
+        from agent.core.clock import Clock as AgentClock
+        from agent.core.monitor.pipeline import SiteMonitor
+
+        agent_clock = AgentClock("boot-1")
+        agent_clock.trust(None, "system")
+        mon = SiteMonitor("hue-bts-01", "bts", agent_clock, log=log)
+    loop = Loop("hue-bts-01", q, lambda: 0.0, log, commit_interval=0.02, monitor=mon)
     drvs = {}
     for d in cfg.devices:
         dev = {"id": d["id"], "driver": "meter", "interval": 3600, "timeout": 1, "jitter": 0.0}
         drvs[d["id"]] = Meter(dev)
         loop.add_device(dev, drvs[d["id"]])
     fac = ConsoleFacade(cfg, loop, q, log=log, restart=restart, runtime="TestPython 1.0")
+    if mon is not None:
+        fac.alarms = mon.engine
     clock = clock or Clock()
     acc = access or auth.Access(HASH, idle_timeout=60, clock=clock)
     scr = Screen()
@@ -219,7 +234,10 @@ def test_wrong_pins_lock_logins_with_growing_delays():
     type_(con, scr, "login\r")
     assert "logins locked for 2s" in type_(con, scr, "0000\r")
     out = type_(con, scr, "login\r")
-    assert "too many wrong PINs" in out and "PIN: " not in out
+    assert "too many wrong PINs" in out and "not checked" in out
+    out = type_(con, scr, PIN + "\r")  # the PIN the technician types anyway: masked, unchecked
+    assert PIN not in out and "****" in out and "PIN not checked: too many wrong PINs" in out
+    assert not con.user
     clock.t += 2.5
     type_(con, scr, "login\r")
     assert "logins locked for 4s" in type_(con, scr, "1111\r")
@@ -313,11 +331,12 @@ def test_every_command_fits_80_columns_and_hides_secrets():
 def test_bad_arguments_get_usage_not_errors():
     con, scr, _, _ = make()
     login(con, scr)
-    assert "no device 'nope' here (devices: ups, ups2)" in type_(con, scr, "readings nope\r")
+    out = type_(con, scr, "readings nope\r")
+    assert "no device 'nope' here (devices: ups, ups2, site)" in out
     assert "usage: poll <device>" in type_(con, scr, "poll\r")
     assert "no device" in type_(con, scr, "poll nope\r")
     assert "not a number" in type_(con, scr, "interval ups soon\r")
-    assert "between 1 and 86400" in type_(con, scr, "interval ups 0.1\r")
+    assert "expected a number from 1 to 86400, got 0.1" in type_(con, scr, "interval ups 0.1\r")
     assert "usage: log [n]" in type_(con, scr, "log 9999\r")
     assert "usage: config show | config check" in type_(con, scr, "config\r")
     assert "usage: uplink test" in type_(con, scr, "uplink\r")
@@ -431,3 +450,180 @@ def test_config_show_hides_options_unless_the_driver_declares_them_public():
     assert 'devices[2].options.passwd = "<secret>"' in out
     assert 'devices[2].options.level = "<secret>"' in out
     assert "devices[3].options.address = 3" in out
+
+
+# --- the PIN never shows; a session says how it ends (issue 12, 10 and 11) --------------------
+
+
+def test_the_line_after_a_refused_login_is_a_masked_pin_never_a_command():
+    clock = Clock()
+    cases = []
+    con, scr, _, _ = make(clock=clock)  # locked out
+    for _ in range(4):
+        type_(con, scr, "login\r0000\r")
+    cases.append((con, scr, "too many wrong PINs"))
+    con, scr, _, _ = make(clock=clock)  # another session holds the lock
+    other = Console(con.facade, con.access, Screen(), where="socket", clock=clock)
+    login(other, other._write)
+    cases.append((con, scr, "another session is logged in (socket)"))
+    con, scr, _, _ = make(access=auth.Access(None, clock=clock), clock=clock)  # no PIN hash
+    cases.append((con, scr, "nobody can log in"))
+    for con, scr, why in cases:
+        out = type_(con, scr, "login\r")
+        assert why in out and out.endswith("PIN: "), out
+        out = type_(con, scr, PIN + "\r")
+        assert PIN not in out and "****" in out, out
+        flat = out.replace("\r\n", " ")
+        assert "unknown command" not in out and "PIN not checked: " in flat and why in flat, out
+        assert not con.user
+
+
+def test_login_with_an_argument_is_refused_and_never_shows_it():
+    con, scr, _, _ = make()
+    out = type_(con, scr, b"login 2580\r")
+    assert PIN not in out and "login ****" in out, out
+    assert "login takes no arguments" in out and not con.user
+    out = type_(con, scr, b"LOGIN  25x\x7f80\r")  # any case, edited: still masked
+    assert "2" not in out.split("\r\n")[0].replace("LOGIN", ""), out
+    assert not con.user
+
+
+def test_digits_typed_at_the_command_prompt_are_not_repeated():
+    con, scr, _, _ = make()
+    out = type_(con, scr, PIN + "\r")
+    assert out.count(PIN) == 1  # the echo as typed; the answer does not repeat it
+    assert "unknown command (digits only, not shown)" in out
+
+
+def test_login_says_that_logout_ends_the_session():
+    out = login(*make()[:2]).replace("\r\n", " ")
+    assert "type logout when you leave" in out and "after 60s without input" in out
+
+
+def test_a_break_or_line_reset_ends_the_session_and_says_so():
+    con, scr, _, _ = make()
+    login(con, scr)
+    type_(con, scr, "devi")  # half a command
+    con.line_reset("break on the line")
+    out = scr.take()
+    assert "session ended (break on the line); login to continue" in out
+    assert not con.user and con.access.lock.holder is None
+    assert "unknown command 'ces'" in type_(con, scr, "ces\r")  # the half line was forgotten
+    con.line_reset("break on the line")  # not logged in: nothing to say
+    assert scr.take() == ""
+
+
+def test_the_default_idle_timeout_is_short():
+    from agent.core.config.tables import IDLE_TIMEOUT_S
+
+    assert IDLE_TIMEOUT_S <= 120 and auth.Access(HASH).idle_timeout == IDLE_TIMEOUT_S
+
+
+# --- status answers the 2 a.m. question first; readings site, poll site (12) ------------------
+
+
+def test_status_puts_the_site_state_first():
+    con, scr, loop, drvs = make(monitor=True)
+    out = type_(con, scr, "status\r")
+    lines = out.split("\r\n")
+    assert lines[1].split() == ["power", "unknown", "(no", "poll", "yet)"], out
+    drvs["ups"].status = "OB DISCHRG"
+    drvs["ups"].runtime = 3900
+    run(loop.poll_all())
+    out = type_(con, scr, "status\r")
+    check_screen(out)
+    assert out.endswith("hue-bts-01 [on battery]> "), out  # the prompt says it too
+    lines = [x.rstrip() for x in out.split("\r\n")[1:6]]
+    assert lines[0].startswith("power ") and lines[0].endswith("ON BATTERY for 0s"), lines
+    assert lines[1].endswith("runtime left  1 h 05 min") or lines[1].split()[-4:] == [
+        "1", "h", "05", "min"], lines  # fmt: skip
+    assert lines[2].split()[-2:] == ["91", "%"], lines  # the lowest charge of the two UPSes
+    assert lines[3].split() == ["backhaul", "unknown"], lines
+    assert lines[4].split()[:2] == ["alarms", "none"] or "active" in lines[4], lines
+    assert out.index("power") < out.index("site ") < out.index("uptime")
+
+
+def test_status_counts_alarms_by_severity():
+    from agent.core.console import views
+
+    alarms = [{"severity": "critical"}, {"severity": "major"}, {"severity": "major"}]
+    pairs = dict(views.site_lines({"power_source": "mains", "backhaul": "down"}, alarms))
+    assert pairs["alarms"] == "3 active: 1 critical, 2 major"
+    assert pairs["backhaul"] == "DOWN" and pairs["power"] == "mains"
+    assert views.hours_minutes(59) == "less than 1 min"
+    assert views.hours_minutes(45 * 60) == "45 min" and views.hours_minutes(7260) == "2 h 01 min"
+
+
+def test_readings_site_and_poll_site_work():
+    con, scr, loop, drvs = make(monitor=True)
+    login(con, scr)
+    out = type_(con, scr, "readings site\r")
+    assert "no readings yet" in out and "error" not in out
+    out = type_(con, scr, "poll site\r")
+    check_screen(out)
+    assert "site: ok in" in out and "site.power_source" in out and "mains" in out, out
+    assert drvs["ups"].calls == 1 and drvs["ups2"].calls == 1  # every device polled once
+    out = type_(con, scr, "readings site\r")
+    assert "site.power_source" in out and "site.battery_charge" in out
+    assert "ups.status" not in out
+    assert "no interval of its own" in type_(con, scr, "interval site 60\r")
+
+
+def test_a_console_poll_waits_for_a_running_poll_instead_of_doubling_it():
+    import asyncio
+
+    con, scr, loop, drvs = make()
+    login(con, scr)
+    gate = asyncio.Event()
+    slow = drvs["ups"]
+    calls = []
+
+    async def read():
+        calls.append(1)
+        await gate.wait()
+        return [("battery.charge", 50.0, "%")]
+
+    slow.read = read
+
+    async def scenario():
+        scheduled = asyncio.create_task(loop.poll_device("ups"))  # as the schedule starts one
+        await asyncio.sleep(0)
+        console_poll = asyncio.create_task(con.feed(b"poll ups\r"))
+        await asyncio.sleep(0.05)
+        gate.set()
+        await console_poll
+        await scheduled
+
+    run(scenario())
+    assert len(calls) == 1 and "ups: ok in" in scr.take()
+
+
+# --- technician changes are logged with who and where; interval obeys the config (14) ---------
+
+
+def test_changes_are_logged_with_who_and_where():
+    con, scr, loop, _ = make(durable=True, where="socket")
+    lines = []
+    con.facade.log.write = lines.append
+    login(con, scr)
+    type_(con, scr, "interval ups 45\r")
+    type_(con, scr, "drain\r")
+    type_(con, scr, "export /usb/b.jsonl\r")
+    text = "\n".join(lines)
+    assert "command: interval changed by=console device=ups interval=45.0 was=3600.0 " \
+           "where=socket" in text, text
+    assert "command: drain requested by=console queued=" in text and "where=socket" in text
+    assert "command: backlog exported by=console path=/usb/b.jsonl records=" in text
+
+
+def test_interval_obeys_the_configs_rules():
+    con, scr, loop, _ = make()
+    login(con, scr)
+    # The stand-in devices have a poll budget (timeout) of 1 s: the interval must exceed it.
+    assert "expected more than the poll budget of ups (timeout 1s), got 1" in type_(
+        con, scr, "interval ups 1\r")  # fmt: skip
+    for bad in ("nan", "inf", "1e300", "86401", "0.5"):
+        out = type_(con, scr, "interval ups %s\r" % bad)
+        assert "error: interval: expected a number from 1 to 86400" in out, (bad, out)
+    assert loop.sched.state("ups").interval == 3600
+    assert "polled every 2s" in type_(con, scr, "interval ups 2\r")

@@ -11,7 +11,7 @@ from agent.core.store.queue import MemoryQueue
 from agent.core.uplink.commands import MAX_BYTES, Remote
 from drivers.base import Driver
 
-from support import run
+from support import raises, run
 
 SECRET = "hunter2-do-not-leak"
 
@@ -216,3 +216,22 @@ def test_bug_behind_the_facade_becomes_internal_error():
     r.commands["ping"] = broken
     rep = call(r, {"id": "b", "cmd": "ping"})
     assert rep["error"]["code"] == "internal" and "boom" in rep["error"]["message"]
+
+
+def test_set_interval_is_logged_with_who_and_where_and_obeys_the_config():
+    r, loop, _ = make()
+    lines = []
+    r.facade.log.write = lines.append
+    rep = call(r, {"id": "op-7", "cmd": "set_interval", "args": {"device": "ups", "seconds": 20}})
+    assert rep["ok"]
+    assert any("command: interval changed by=\"mqtt request 'op-7'\" device=ups interval=20.0 "
+               "was=3600.0 where=\"command topic\"" in x for x in lines), lines  # fmt: skip
+    for bad, why in ((1, "poll budget of ups"), (1e300, "from 1 to 86400")):
+        args = {"device": "ups", "seconds": bad}
+        rep = call(r, {"id": "x", "cmd": "set_interval", "args": args})
+        assert not rep["ok"] and rep["error"]["code"] == "bad_args", rep
+        assert why in rep["error"]["message"], rep
+    # NaN is not JSON (MicroPython's json refuses it); a facade caller can still pass one.
+    err = raises(ValueError, r.facade.set_interval, "ups", float("nan"))
+    assert "expected a number from 1 to 86400, got nan" in str(err)
+    assert loop.sched.state("ups").interval == 20.0

@@ -77,10 +77,12 @@ class ConsoleFacade(AgentFacade):
             return False
         return await self._uplink_test(say)
 
-    def drain(self):
+    def drain(self, by="?", where="?"):
         """Ask the uplink to send the backlog now (cutting a backoff wait short where the uplink
-        can). Returns {"depth": records queued, "connected": bool or None}."""
+        can). Returns {"depth": records queued, "connected": bool or None}. Logged with who asked
+        and from where."""
         depth = self.queue_depth()
+        self.changed("drain requested", by, where, queued=depth)
         if self.uplink is None:
             return {"depth": depth, "connected": None}
         kick = getattr(self.uplink, "drain", None)
@@ -95,10 +97,10 @@ class ConsoleFacade(AgentFacade):
         depth = self.queue.stats().get("depth", {})
         return sum(depth.values())
 
-    def export(self, path):
+    def export(self, path, by="?", where="?"):
         """Write the backlog to path as JSON lines; returns the number of records. Refuses an
         existing file. Writes path + ".part" and renames it at the end, so a stick pulled out
-        mid-export never holds a file that looks complete."""
+        mid-export never holds a file that looks complete. Logged with who and from where."""
         fn = getattr(self.queue, "export", None)
         fs = getattr(self.queue, "fs", None)
         if fn is None or fs is None:
@@ -115,6 +117,7 @@ class ConsoleFacade(AgentFacade):
             except OSError:
                 pass
             raise QueueError("%s: %s" % (path, e)) from e
+        self.changed("backlog exported", by, where, path=path, records=n)
         return n
 
     def config_check(self):

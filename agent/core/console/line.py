@@ -16,6 +16,8 @@ Invariants:
 - Any other byte that is not printable ASCII (control codes, 0x80-0xff: line noise, a wrong baud
   rate, binary garbage) is noise: the line it lands in is thrown away at its end with an "error"
   rather than run with characters missing, because a half-heard command must not run.
+- Whatever follows "login " on a line echoes as "*", like a PIN at the PIN prompt: a PIN typed
+  as an argument (`login 2468`, refused) never shows on the screen.
 - A line never holds more than max_line characters; past that the rest is swallowed up to the
   line end, which then gives an "error" ("line too long"), not a truncated command.
 - Memory is bounded by max_line whatever arrives.
@@ -34,6 +36,7 @@ MAX_ESC = 32
 _HARMLESS = (0x00, 0x04, 0x07, 0x09, 0x0C, 0x11, 0x13, 0x1A)
 BS_ECHO = b"\x08 \x08"
 EOL = b"\r\n"
+SECRET_AFTER = "login "  # the rest of a line starting so is masked as it is typed
 
 
 class LineDiscipline:
@@ -69,6 +72,11 @@ class LineDiscipline:
             out.append(("error", "line noise (%d bytes not understood); line ignored" % noise))
         else:
             out.append(("line", line))
+
+    def _secret_tail(self):
+        """The character just added follows "login " at the start of the line."""
+        n = len(SECRET_AFTER)
+        return len(self.buf) > n and "".join(self.buf[:n]).lower() == SECRET_AFTER
 
     def _noise(self, n=1):
         self.noise += n
@@ -128,7 +136,7 @@ class LineDiscipline:
                     continue
                 self.buf.append(chr(b))
                 if self.echo:
-                    echo.append(0x2A if self.mask else b)
+                    echo.append(0x2A if self.mask or self._secret_tail() else b)
             elif b == 0x0D or b == 0x0A:
                 if echo:
                     out.append(("echo", bytes(echo)))

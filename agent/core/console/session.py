@@ -5,6 +5,7 @@
     await con.feed(data)        # bytes from the terminal; runs whole lines as commands
     con.tick()                  # about once a second: idle timeout
     con.hangup("cable pulled")  # the line dropped: log out, forget the half-typed line
+    con.line_reset("break")     # the line says someone else may be there: log out, say so
 
 Invariants:
 - Only help, status, login and logout/exit run without a login; everything else answers "needs a
@@ -13,6 +14,10 @@ Invariants:
   escapes feed() except cancellation.
 - Output is plain ASCII lines ending CRLF, at most 80 columns (console_fmt); secrets are never
   printed (config show prints cfg.redacted(); the PIN echoes as "*").
+- `login` always asks for the PIN, masked, and says only after it whether a login was possible
+  (locked out, another session, no PIN hash): the line typed after `login` is never run or
+  shown. `login` with arguments is refused (line.py masks them as they are typed).
+- Changes a technician makes (interval, drain, export) are logged with who and where.
 - The transport owns buffering: write() gets whole lines and must drop, not block, when the
   terminal does not read.
 """
@@ -30,14 +35,14 @@ DRAIN_WAIT = 10.0  # seconds `drain` watches the queue shrink
 # name -> (open without login, usage, what it does); the order is the order of `help`.
 HELP = (
     ("help", True, "help", "this list"),
-    ("status", True, "status", "site, uptime, clock, uplink, queue, alarms"),
+    ("status", True, "status", "power, runtime, battery, backhaul, alarms; the agent"),
     ("login", True, "login", "log in with the PIN"),
     ("logout", True, "logout | exit", "log out (exit also closes a socket session)"),
     ("devices", False, "devices", "each device: last poll, stale or not and why"),
-    ("readings", False, "readings [device]", "latest value of every metric"),
+    ("readings", False, "readings [device]", "latest value of every metric (site: derived)"),
     ("alarms", False, "alarms", "active alarms"),
     ("queue", False, "queue", "stored records per lane, bytes, oldest and newest"),
-    ("poll", False, "poll <device>", "poll now; readings beside the raw values"),
+    ("poll", False, "poll <device>", "poll now; readings and raw values (site: all)"),
     ("uplink", False, "uplink test", "connect and publish a probe, step by step"),
     ("drain", False, "drain", "send the backlog now"),
     ("export", False, "export <path>", "write the backlog as JSON lines to a file"),
@@ -95,6 +100,8 @@ class Console:
         except Exception:
             return "?"
         parts = []
+        if (st.get("site_state") or {}).get("power_source") == "battery":
+            parts.append("on battery")
         if st.get("store_error"):
             parts.append("store failing")
         n = len(st.get("active_alarms") or ())
@@ -171,6 +178,8 @@ class Console:
         name = words[0].lower()
         fn = self.cmds.get(name)
         if fn is None:
+            if name.isdigit():  # perhaps a PIN typed at the wrong prompt: do not repeat it
+                return self.say("unknown command (digits only, not shown); type help")
             return self.say("unknown command %r; type help" % fmt.cut(words[0], 20))
         if name not in OPEN and not self.user:
             return self.say("%s needs a login: type login first" % name)
@@ -212,6 +221,16 @@ class Console:
         if self.user:
             self._logout(reason)
 
+    def line_reset(self, reason):
+        """The transport saw a break or a line reset (the terminal may have changed hands): end
+        the session as a logout would, forget partial input, and say so on the line."""
+        self._set_mode(None)
+        self.ld.reset()
+        if self.user:
+            self._logout(reason)
+            self.say("", "session ended (%s); login to continue" % reason)
+            self.prompt()
+
     def _logout(self, why):
         self.user = False
         self.access.lock.release(self)
@@ -233,17 +252,23 @@ class Console:
         return None
 
     async def c_login(self, args):
+        if args:
+            # The argument was masked as it was typed (line.py); it is never checked, so a PIN
+            # on the command line is not a way in, only a PIN on the screen.
+            return self.say("login takes no arguments: type login, then the PIN at the PIN: "
+                            "prompt, where it is not shown")  # fmt: skip
         if self.user:
             return self.say("already logged in")
         why = self._login_refused()
         if why:
-            return self.say(why)
+            self.say(why + "; a PIN typed now is not checked")
+        # Ask in every case: whatever comes next is the PIN the technician already types.
         self._set_mode("pin")
 
     async def _check_pin(self, pin):
-        why = self._login_refused()  # the state may have changed while the PIN was typed
+        why = self._login_refused()  # refused before, or the state changed while typing
         if why:
-            return self.say(why)
+            return self.say("PIN not checked: " + why)
         acc = self.access
         ok = await auth.verify_async(pin, acc.pin_hash)
         if ok and acc.lock.acquire(self):
@@ -251,8 +276,8 @@ class Console:
             self.user = True
             if self.log is not None:
                 self.log.info("console", "login", where=self.where)
-            return self.say("logged in; the session ends after %ds without input"
-                            % acc.idle_timeout)  # fmt: skip
+            return self.say("logged in; type logout when you leave (the session also ends "
+                            "after %ds without input)" % acc.idle_timeout)  # fmt: skip
         if ok:
             return self.say("another session logged in meanwhile")
         delay = acc.guard.failed()
@@ -325,7 +350,7 @@ class Console:
     async def c_drain(self, args):
         import asyncio
 
-        res = self.facade.drain()
+        res = self.facade.drain(by="console", where=self.where)
         if res["connected"] is None:
             return self.say("no uplink configured: %d records stay stored" % res["depth"])
         if not res["connected"]:
@@ -349,7 +374,7 @@ class Console:
         if not path.startswith("/"):
             return self.say("error: give an absolute path, e.g. /media/usb/backlog.jsonl")
         self.say("exporting to %s ..." % path)
-        n = self.facade.export(path)
+        n = self.facade.export(path, by="console", where=self.where)
         self.say("wrote %d records to %s" % (n, path))
 
     async def c_config(self, args):
@@ -365,11 +390,14 @@ class Console:
         if len(args) != 2:
             return self.say("usage: interval <device> <seconds>")
         self._known(args[0])
+        if args[0] not in self.facade.loop.drivers:
+            return self.say("%s is derived from every device's poll: it has no interval of its "
+                            "own" % args[0])  # fmt: skip
         try:
             secs = float(args[1])
         except ValueError:
             return self.say("error: %r is not a number of seconds" % fmt.cut(args[1], 20))
-        got = self.facade.set_interval(args[0], secs)
+        got = self.facade.set_interval(args[0], secs, by="console", where=self.where)
         self.say("%s: polled every %gs until the agent restarts" % (args[0], got))
 
     async def c_log(self, args):
@@ -399,5 +427,5 @@ class Console:
 
     def _known(self, dev):
         if dev is not None and not self.facade.has_device(dev):
-            names = ", ".join(sorted(self.facade.loop.drivers))
+            names = ", ".join(sorted(self.facade.loop.drivers) + ["site"])
             raise KeyError("no device %r here (devices: %s)" % (fmt.cut(dev, 20), names))

@@ -43,9 +43,58 @@ def uplink_line(up):
     return "DOWN: %s" % err
 
 
+def hours_minutes(seconds):
+    """Time left as a person says it: "2 h 05 min", "45 min", "less than 1 min"."""
+    s = int(seconds)
+    if s < 60:
+        return "less than 1 min"
+    if s < 3600:
+        return "%d min" % (s // 60)
+    return "%d h %02d min" % (s // 3600, (s % 3600) // 60)
+
+
+def site_lines(site, alarms):
+    """The 2 a.m. answer, first in `status`: power source, runtime left, battery charge,
+    backhaul, active alarms (by severity). None of it is known before the first poll cycle."""
+    site = site or {}
+    src = site.get("power_source")
+    if src is None:
+        power = "unknown (no poll yet)"
+    elif src == "battery":
+        power = "ON BATTERY for %s" % fmt.ago(site.get("on_battery_s") or 0)
+    else:
+        power = src if src != "unknown" else "unknown (no device reports it)"
+    pairs = [("power", power)]
+    rt = site.get("runtime_s")
+    if rt is None:
+        left = "unknown" if src == "battery" else "-"
+    else:
+        left = hours_minutes(rt) + (" (estimated)" if site.get("runtime_estimated") else "")
+    pairs.append(("runtime left", left))
+    charge = site.get("battery_charge")
+    pairs.append(("battery", "-" if charge is None else "%s %%" % fmt.value(charge)))
+    back = site.get("backhaul")
+    pairs.append(("backhaul", "unknown" if back is None else str(back).upper()
+                  if back in ("down", "degraded") else str(back)))  # fmt: skip
+    if alarms:
+        counts = {}
+        for a in alarms:
+            sev = a.get("severity", "?")
+            counts[sev] = counts.get(sev, 0) + 1
+        order = ("critical", "major", "minor", "warning")
+        parts = ["%d %s" % (counts[k], k) for k in order if k in counts]
+        parts += ["%d %s" % (counts[k], k) for k in sorted(counts) if k not in order]
+        pairs.append(("alarms", "%d active: %s" % (len(alarms), ", ".join(parts))))
+    else:
+        pairs.append(("alarms", "none active"))
+    return pairs
+
+
 def status(facade, now_mono, logged_in, where):
     st = facade.status()
-    pairs = [("site", "%s (%s) %s" % (st["site"], st["kind"], st.get("name") or ""))]
+    alarms = st.get("active_alarms") or []
+    pairs = site_lines(st.get("site_state"), alarms)
+    pairs.append(("site", "%s (%s) %s" % (st["site"], st["kind"], st.get("name") or "")))
     pairs.append(("version", st.get("version")))
     pairs.append(("uptime", fmt.ago(st.get("uptime_s"))))
     pairs.append(("time", fmt.when(st.get("time"))))
@@ -79,10 +128,8 @@ def status(facade, now_mono, logged_in, where):
     if st.get("store_error"):
         qtext += "; STORE FAILING: " + st["store_error"]
     pairs.append(("queue", qtext))
-    alarms = st.get("active_alarms") or []
-    pairs.append(("alarms", "%d active" % len(alarms) if alarms else "none active"))
     for a in alarms[:8]:
-        pairs.append(("", "%s %s" % (a.get("severity", "?"), a.get("alarm", "?"))))
+        pairs.append(("alarm", "%s %s" % (a.get("severity", "?"), a.get("alarm", "?"))))
     if len(alarms) > 8:
         pairs.append(("", "... %d more: type alarms" % (len(alarms) - 8)))
     pairs.append(("console", "logged in (%s)" % where if logged_in else "not logged in"))
@@ -183,7 +230,7 @@ def poll(dev, res):
     raw = res.get("raw") or {}
     if raw:
         out.append("")
-        out.append("raw values from the device:")
+        out.append("raw values from the device:" if dev != "site" else "the poll:")
         out.extend(fmt.kv([("  " + str(k), fmt.value(raw[k])) for k in sorted(raw)]))
     return out
 

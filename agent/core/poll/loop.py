@@ -100,6 +100,19 @@ class Loop:
         self._record(dev_id, result, was_stale, st.polls == 1)
         return result
 
+    async def poll_fresh(self, dev_id):
+        """A poll of one device for someone waiting (the console's poll, the MQTT command): when
+        the schedule is polling it right now, that poll's result, awaited; otherwise a new poll.
+        Never two polls of one device at once (they would share one transport)."""
+        st = self.sched.state(dev_id)
+        if st.running():
+            # Watched, not awaited: awaiting the task would cancel it with this caller on
+            # CPython, and MicroPython has no asyncio.shield. A poll ends within its budget.
+            while st.running():
+                await asyncio.sleep(0.02)
+            return self.last_result.get(dev_id) or _Hung("poll cancelled")
+        return await self.poll_device(dev_id)
+
     async def poll_all(self):
         """Poll every device once, concurrently; returns {device: PollResult}. Commits."""
         ids = list(self.drivers)
@@ -257,6 +270,7 @@ class _Hung:
     ok = False
     samples = ()
     raw = None
+    duration = 0.0
 
     def __init__(self, reason):
         self.error = reason

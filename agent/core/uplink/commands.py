@@ -60,6 +60,7 @@ class Remote:
         self.bucket = TokenBucket(rate, burst, clock())
         self.refusals = TokenBucket(refuse_rate, max(1, int(refuse_rate * 5)), clock())
         self.counts = {"ok": 0, "error": 0, "dropped": 0}
+        self._request_id = None  # the id of the request being handled, for the change log
         self.commands = {
             "ping": self._ping,
             "status": self._status,
@@ -101,7 +102,9 @@ class Remote:
             raise CommandError("bad_args", "args.seconds must be a number")
         self._known(dev)
         try:
-            got = self.facade.set_interval(dev, secs)
+            # Logged by the facade with who and where, as a console change is.
+            got = self.facade.set_interval(dev, secs, by="mqtt request %r" % (self._request_id,),
+                                           where="command topic")  # fmt: skip
         except ValueError as e:
             raise CommandError("bad_args", str(e)) from e
         return {"device": dev, "interval": got, "until": "restart"}
@@ -149,6 +152,7 @@ class Remote:
         try:
             req = self._parse(payload)
             cid = self._id(req)
+            self._request_id = cid
             if cid is None:
                 raise CommandError("malformed", "request needs an id: a string of 1-64 chars")
             name = req.get("cmd")
