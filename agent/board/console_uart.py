@@ -15,8 +15,12 @@ technician's terminal):
 - The UART is made with timeout=0; the task polls uart.any() every `poll_ms` (the cost of a
   serial console on a board with no fd to wait on: one wake-up per poll_ms, about 50 a second).
 - A UART error (OSError) ends the session (logged out, half-typed line forgotten) and the UART is
-  made again after `reopen_s`. A pulled cable cannot be seen on a bare UART (no carrier line):
-  the session then ends by the console's idle timeout.
+  made again after `reopen_s`.
+- A break on the line ends a logged-in session (Console.line_reset): on firmware whose
+  machine.UART has irq() with IRQ_BREAK (the ESP32 port), the handler counts breaks and the
+  serve loop acts on them. A bare UART has no carrier line, and a USB-serial cable pulled from
+  the laptop shows nothing here unless its TX falls to a break: the session then ends by the
+  console's idle timeout.
 """
 
 import asyncio
@@ -76,6 +80,8 @@ class UartConsole:
         self.uart = None
         self.sessions = 0  # times the UART was made
         self.losses = 0
+        self.breaks = 0  # breaks the UART reported (IRQ_BREAK), counted by the handler
+        self.resets = 0  # sessions ended by a break
 
     def _open(self):
         import machine
@@ -94,7 +100,14 @@ class UartConsole:
         for key in ("tx", "rx"):
             if p.get(key) is not None:
                 kw[key] = p[key]
-        return machine.UART(uart_id(self.port), **kw)
+        uart = machine.UART(uart_id(self.port), **kw)
+        trigger = getattr(machine.UART, "IRQ_BREAK", None)
+        if trigger is not None and hasattr(uart, "irq"):
+            uart.irq(handler=self._on_break, trigger=trigger)
+        return uart
+
+    def _on_break(self, uart):
+        self.breaks += 1  # a soft IRQ: count only; the serve loop ends the session
 
     async def run(self):
         down = False
@@ -133,10 +146,15 @@ class UartConsole:
         con.start()
         pump = asyncio.create_task(self._pump(out))
         next_tick = monotonic() + self.tick_s
+        breaks = self.breaks
         try:
             while True:
                 if out.lost is not None:
                     raise LineLost(str(out.lost))
+                if self.breaks != breaks:
+                    breaks = self.breaks
+                    self.resets += 1
+                    con.line_reset("break on the line")
                 try:
                     n = uart.any()
                     data = uart.read(min(n, self.read_max)) if n else None

@@ -13,12 +13,21 @@ Invariants (the agent must never wait on the technician's terminal):
 - A read of EOF or an error (EIO when the cable or the pty's far end goes, ENXIO when a USB
   adapter is unplugged) ends the session (logged out, half-typed line forgotten); the port is
   reopened every `reopen_s` seconds until it works again, with one log line per outage.
-- Line settings: raw 8N1, no echo or translation by the kernel, CLOCAL (no modem lines), no
-  XON/XOFF or RTS/CTS flow control (a terminal that never reads must not stop our writes).
+- Line settings: raw 8N1, no echo or translation by the kernel, CLOCAL (the kernel does not
+  hang up on modem lines: we watch them), no XON/XOFF or RTS/CTS flow control (a terminal that
+  never reads must not stop our writes).
+- A break or a carrier drop ends a logged-in session (Console.line_reset), since the terminal
+  may have changed hands; the line itself stays open. A break is read with PARMRK, which makes
+  the tty layer deliver it as the bytes FF 00 00 and a data byte FF as FF FF (BreakDecoder
+  undoes both). The carrier (DCD, TIOCMGET) counts only once it has been seen on: a three-wire
+  cable, a USB gadget port or a pty never shows it, and there the idle timeout, a read error or
+  end of file (the far end of a pty closing) are what end a session.
 """
 
 import asyncio
+import fcntl
 import os
+import struct
 import termios
 
 from agent.core.config.tables import STANDARD_BAUDS
@@ -86,9 +95,10 @@ def open_raw(path, baud):
     try:
         attrs = termios.tcgetattr(fd)
         iflag, oflag, cflag, lflag = attrs[0], attrs[1], attrs[2], attrs[3]
-        iflag &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP
+        iflag &= ~(termios.IGNBRK | termios.BRKINT | termios.ISTRIP
                    | termios.INLCR | termios.IGNCR | termios.ICRNL | termios.IXON
                    | termios.IXOFF | termios.IXANY | termios.INPCK)  # fmt: skip
+        iflag |= termios.PARMRK  # a break arrives as FF 00 00 (see BreakDecoder)
         oflag &= ~termios.OPOST
         lflag &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
         cflag &= ~(
@@ -107,10 +117,65 @@ def open_raw(path, baud):
     return fd
 
 
+class BreakDecoder:
+    """Undoes PARMRK marking of a byte stream from a tty: FF FF is a data byte FF, FF 00 00 is a
+    break (counted and dropped); a sequence split across reads is held until it completes. With
+    INPCK off the tty layer marks nothing else."""
+
+    def __init__(self):
+        self.pending = b""
+        self.breaks = 0
+
+    def feed(self, data):
+        """(bytes of data, breaks seen in them)."""
+        data = self.pending + bytes(data)
+        self.pending = b""
+        out = bytearray()
+        breaks = 0
+        i, n = 0, len(data)
+        while i < n:
+            b = data[i]
+            if b != 0xFF:
+                out.append(b)
+                i += 1
+                continue
+            if i + 1 >= n:
+                self.pending = data[i:]
+                break
+            nxt = data[i + 1]
+            if nxt == 0xFF:
+                out.append(0xFF)
+                i += 2
+            elif nxt == 0x00:
+                if i + 2 >= n:
+                    self.pending = data[i:]
+                    break
+                if data[i + 2] == 0x00:
+                    breaks += 1
+                else:
+                    out.append(data[i + 2])  # a marked character (not made with INPCK off)
+                i += 3
+            else:
+                out.append(b)
+                i += 1
+        self.breaks += breaks
+        return bytes(out), breaks
+
+
+def modem_lines(fd):
+    """The TIOCMGET modem-line bits of fd, or None where the tty has none (a pty, a gadget)."""
+    try:
+        got = fcntl.ioctl(fd, termios.TIOCMGET, struct.pack("i", 0))
+    except OSError:
+        return None
+    return struct.unpack("i", got)[0]
+
+
 class TtyConsole:
     def __init__(self, path, baud, make_console, log, reopen_s=2.0, out_limit=16384,
-                 tick_s=1.0):  # fmt: skip
-        """make_console(write, where) -> agent.core.console.session.Console."""
+                 tick_s=1.0, lines=modem_lines):  # fmt: skip
+        """make_console(write, where) -> agent.core.console.session.Console. lines(fd) gives
+        the modem-line bits (TIOCM_*) or None (injected by tests: a pty has no carrier)."""
         if baud not in BAUDS:
             raise ValueError("console baud %r: expected one of %s" % (baud, sorted(BAUDS)))
         self.path = path
@@ -124,6 +189,8 @@ class TtyConsole:
         self.out = None
         self.sessions = 0  # times the line was opened
         self.losses = 0
+        self.lines = lines
+        self.resets = 0  # sessions ended by a break or a carrier drop
 
     async def run(self):
         down_since = None
@@ -158,15 +225,33 @@ class TtyConsole:
         self.out = OutBuffer(fd, aloop, self.out_limit)
         con = self.make_console(self.out.write, "serial")
         self.console = con
+        decoder = BreakDecoder()
+        carrier = None  # None: never seen on (the line may not carry it); then True or False
         con.start()
         while True:
             data = await self._read(fd, aloop)
             if self.out.lost is not None:
                 raise LineLost(self.out.lost)
             if data:
-                await con.feed(data)
+                data, breaks = decoder.feed(data)
+                if breaks:
+                    self._reset(con, "break on the line")
+                if data:
+                    await con.feed(data)
             else:
                 con.tick()
+                bits = self.lines(fd)
+                on = None if bits is None else bool(bits & termios.TIOCM_CAR)
+                if on:
+                    carrier = True
+                elif on is False and carrier:
+                    carrier = False
+                    self._reset(con, "carrier lost: the terminal went away")
+
+    def _reset(self, con, why):
+        self.resets += 1
+        self.log.info("console", "line reset", port=self.path, why=why)
+        con.line_reset(why)
 
     async def _read(self, fd, aloop):
         """Bytes from fd, or b"" after tick_s with nothing; raises LineLost."""

@@ -186,6 +186,22 @@ class UART:
         """Bytes arriving now from the far end."""
         self._schedule(bytes(data), monotonic())
 
+    # --- IRQ (the ESP32 port's UART.irq: IRQ_RX, IRQ_RXIDLE, IRQ_BREAK) ---------------------
+    IRQ_RX = 1
+    IRQ_RXIDLE = 2
+    IRQ_BREAK = 4
+
+    def irq(self, handler=None, trigger=0, hard=False):
+        self.irq_handler = handler
+        self.irq_trigger = trigger
+
+    def line_break(self):
+        """The far end holds the line low for longer than a character: the port calls the
+        handler registered for IRQ_BREAK (as a scheduled, soft callback)."""
+        handler = getattr(self, "irq_handler", None)
+        if handler is not None and getattr(self, "irq_trigger", 0) & self.IRQ_BREAK:
+            handler(self)
+
     def any(self):
         if self.peer.fail_reads:
             raise OSError(5)  # EIO

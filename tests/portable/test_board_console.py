@@ -201,3 +201,22 @@ def test_uart_out_drops_beyond_its_limit_and_notes_how_much():
     assert bytes(u.wire) == b"a" * 90 + (DROP_NOTE % 60).encode()
     assert out.dropped == 0 and out.dropped_total == 60
     assert not u.blocked_writes and not u.waiting_writes
+
+
+@board_test
+def test_a_break_on_the_uart_ends_the_logged_in_session():
+    uc, _clock, made = rig()
+
+    async def script():
+        await until(lambda: screen().endswith("]> "), "the prompt")
+        u = fake_machine.UARTS[UART]
+        assert u.irq_trigger & fake_machine.UART.IRQ_BREAK  # the console asked for breaks
+        typed("login\r" + PIN + "\r")
+        await until(lambda: made[0].user, "the login")
+        u.line_break()  # the terminal went away (or another one was plugged in)
+        await until(lambda: "session ended (break on the line)" in screen(), "the reset")
+        assert not made[0].user and uc.resets == 1 and uc.sessions == 1  # the line stays open
+        typed("devices\r")
+        await until(lambda: "devices needs a login" in screen(), "the login refusal")
+
+    run(session(uc, script))
