@@ -187,19 +187,25 @@ def cmd_poll(args, log):
             failed += 1
         for metric, value, unit in res.samples:
             rows.append((dev_id, metric, value, unit))
-    if args.json:
-        for dev_id, metric, value, unit in rows:
-            sys.stdout.write(json.dumps({"device": dev_id, "metric": metric, "value": value,
-                                         "unit": unit}) + "\n")
-    elif rows:  # no header over nothing: the stale reasons below say why
-        table = fmt.table(["DEVICE", "METRIC", "VALUE", "UNIT"],
-                          [(d, m, fmt.value(v), u) for d, m, v, u in rows], width=fmt.UNLIMITED)
-        sys.stdout.write("\n".join(table) + "\n")
+    code = EXIT_RUNTIME if failed else EXIT_OK
+    try:
+        if args.json:
+            for dev_id, metric, value, unit in rows:
+                sys.stdout.write(json.dumps({"device": dev_id, "metric": metric, "value": value,
+                                             "unit": unit}) + "\n")  # fmt: skip
+        elif rows:  # no header over nothing: the stale reasons below say why
+            table = fmt.table(["DEVICE", "METRIC", "VALUE", "UNIT"],
+                              [(d, m, fmt.value(v), u) for d, m, v, u in rows],
+                              width=fmt.UNLIMITED)  # fmt: skip
+            sys.stdout.write("\n".join(table) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _reader_gone()  # the readings' reader stopped; the answer below still stands
     for dev_id, res in results.items():
         status = "ok, %d readings in %.2fs" % (len(res.samples), res.duration) if res.ok else \
             "STALE: " + res.error
         sys.stderr.write("%s: %s\n" % (dev_id, status))
-    return EXIT_RUNTIME if failed else EXIT_OK
+    return code
 
 
 async def _poll_once(loop):
@@ -257,6 +263,35 @@ COMMANDS = {"run": cmd_run, "check": cmd_check, "poll": cmd_poll, "demo": cmd_de
 
 
 def main(argv=None):
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone(code=EXIT_OK):
+    """The reader of our output (`| head`, `| less`, `| grep -q`) stopped reading: that ends the
+    output, not the command with an error. A stream whose pipe has no reader any more is pointed
+    at /dev/null, so later writes and the interpreter's last flush at exit are quiet too; a
+    stream still read (stderr on the terminal) keeps working. Returns `code`."""
+    import select
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            broken = any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+            if broken:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, fd)
+                os.close(devnull)
+        except (OSError, ValueError):
+            pass
+    return code
+
+
+def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -265,6 +300,8 @@ def main(argv=None):
     log = _log(args)
     try:
         return COMMANDS[args.command](args, log)
+    except BrokenPipeError:
+        raise  # main() ends quietly: the reader has gone
     except ConfigError as e:
         for line in e.errors:
             sys.stderr.write("config error: %s\n" % line)

@@ -217,3 +217,42 @@ def test_queue_stats_and_export_on_a_stopped_agents_store(tmp_path):
     assert [r["value"] for r in recs[1:]] == [90, 89, 88]
     r = cli("queue", "stats", str(tmp_path / "missing"))
     assert r.returncode == 2 and "no queue here" in r.stderr
+
+
+def cli_into_a_closed_pipe(*args, cwd=ROOT):
+    """Run the CLI with stdout on a pipe nobody reads any more (what `| head` leaves once head
+    has its lines): every write to it fails with EPIPE."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([sys.executable, "-m", "agent.host.cli", *args], stdout=w,
+                              stderr=subprocess.PIPE, text=True, timeout=60, cwd=cwd)  # fmt: skip
+    finally:
+        os.close(w)
+
+
+def test_every_command_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    import socket
+
+    from agent.host.queue_cli import open_store, queue_dir
+    from hil.net import free_port
+
+    data = tmp_path / "data"
+    data.mkdir()
+    st = open_store(queue_dir(str(data)), 1 << 20)
+    st.append("routine", {"site": "s", "device": "ups", "metric": "battery.charge", "value": 1,
+                          "unit": "%", "time": 1.7e9, "quality": "good"})  # fmt: skip
+    st.commit()
+    st.close()
+    port = free_port(kind=socket.SOCK_DGRAM)
+    path = write(tmp_path, MINIMAL.format(data=tmp_path / "d") + SILENT_DEVICE.format(port=port))
+    for args, code in ((["--version"], 0), (["--help"], 0), (["check", "--help"], 0),
+                       (["check", "-c", path], 0), (["poll", "-c", path], 1),
+                       (["poll", "--json", "-c", path], 1), (["queue", "stats", str(data)], 0),
+                       (["queue", "stats", "--json", str(data)], 0)):  # fmt: skip
+        r = cli_into_a_closed_pipe(*args)
+        assert "BrokenPipe" not in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert "agent: failed" not in r.stderr, (args, r.stderr)
+        assert r.returncode == code, (args, r.returncode, r.stderr)  # the command's own answer
+    r = cli_into_a_closed_pipe("poll", "-c", path)
+    assert "ups: STALE: no answer" in r.stderr  # stderr, still read, keeps its lines
