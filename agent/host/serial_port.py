@@ -44,6 +44,7 @@ import serial
 
 from agent.core import serial_line
 from agent.core.errors import ConfigError, DeviceError, DeviceTimeout, ParseError
+from agent.host import port_lock
 
 DEFAULTS = serial_line.LINE  # the one table of line defaults (agent/core/serial_line.py)
 
@@ -97,21 +98,25 @@ _OPEN_HINTS = {
 }
 
 
+def errno_of(e):
+    """The OS errno behind an open error, through pyserial's wrapping; None if there is none."""
+    inner = e
+    while inner is not None:
+        n = getattr(inner, "errno", None)
+        if isinstance(n, int):
+            return n
+        args = getattr(inner, "args", ())  # termios.error: (errno, text)
+        if len(args) == 2 and isinstance(args[0], int):
+            return args[0]
+        inner = inner.__context__
+    return None
+
+
 def why_not(e):
     """Why a port did not open, said once: pyserial wraps the OS error in its own text, which
     repeats the port and the errno ("[Errno 2] could not open port X: [Errno 2] No such file
     or directory: 'X'"). The OS's words for the errno, and a hint when there is one."""
-    code = None
-    inner = e
-    while inner is not None and code is None:
-        n = getattr(inner, "errno", None)
-        if isinstance(n, int):
-            code = n
-        else:
-            args = getattr(inner, "args", ())  # termios.error: (errno, text)
-            if len(args) == 2 and isinstance(args[0], int):
-                code = args[0]
-        inner = inner.__context__
+    code = errno_of(e)
     if code is None:
         text = str(e)
         for prefix in ("could not open port ", "Could not open port "):
@@ -137,6 +142,7 @@ class SerialPort:
         self._error = None  # why the port failed, once it has
         self._last_io = 0.0  # time.monotonic() of the last byte in or out
         self.dropped = 0  # unclaimed input bytes dropped beyond _BUFFER_CAP
+        self._claimed = None  # the descriptor holding this process's claim on the device
 
     @property
     def is_open(self):
@@ -164,13 +170,22 @@ class SerialPort:
                 ser.rts = s["rts"]
             ser.open()
         except (serial.SerialException, OSError, ValueError) as e:
+            if errno_of(e) == errno.EBUSY:  # another process holds it (TIOCEXCL)
+                raise DeviceError(port_lock.in_use(s["port"])) from None
             raise DeviceError("cannot open serial port %s: %s" % (s["port"], why_not(e))) from None
-        self._ser = ser
         fd = None
         try:
             fd = ser.fileno()
         except Exception:  # URL handlers without a descriptor (rfc2217://, loop://)
             fd = None
+        if fd is not None and isinstance(fd, int) and s["port"].startswith("/"):
+            try:
+                port_lock.claim(fd, s["port"])  # one process per line (agent/host/port_lock.py)
+            except DeviceError:
+                ser.close()
+                raise
+            self._claimed = fd
+        self._ser = ser
         if fd is not None and isinstance(fd, int):
             self._fd = fd
             self._loop.add_reader(fd, self._on_readable)
@@ -398,6 +413,9 @@ class SerialPort:
             self._fd = None
         self._stop = True
         thread, self._thread = self._thread, None
+        if self._claimed is not None:
+            port_lock.release(self._claimed)
+            self._claimed = None
         try:
             ser.close()
         except Exception:
