@@ -36,3 +36,37 @@ def test_default_rules_table_matches_the_data():
         doc = [line.rstrip("\n") for line in f if line.startswith("| `")]
     rules = [line for line in doc if line.split("|")[1].strip().strip("`").isupper()]
     assert rules == rule_rows()
+
+
+def _doc():
+    with open(DOC) as f:
+        return f.read()
+
+
+def test_rule_keys_table_is_the_config_schema():
+    """The "Rules" key table lists exactly the keys a [[alarms.rules]] entry takes (it once said
+    clear_s, transition and when were "not yet accepted" long after the schema took them)."""
+    import re
+
+    from agent.core.config.tables import RULE
+
+    text = _doc()
+    section = text[text.index("## Rules") : text.index("Default rules (kinds")]
+    keys = []
+    for cell in re.findall(r"^\| (`[a-z_]+`(?: / `[a-z_]+`)*) \|", section, re.MULTILINE):
+        keys += re.findall(r"`([a-z_]+)`", cell)
+    assert sorted(keys) == sorted(k for k, _ in RULE)
+    assert "not yet accepted" not in text and "proposed" not in text
+
+
+def test_every_metric_the_page_names_is_in_the_registry():
+    import re
+
+    from agent.core import registry
+
+    families = {row[0].split(".")[0] for row in registry.METRICS}
+    unknown = []
+    for token in re.findall(r"`([a-z_]+(?:\.[a-z_0-9<>]+)+)`", _doc()):
+        if token.split(".")[0] in families and not registry.is_known(token):
+            unknown.append(token)
+    assert not unknown, "docs/alarms.md names metrics the registry lacks: %s" % unknown

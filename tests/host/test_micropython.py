@@ -240,3 +240,54 @@ def test_missing_port_fails_with_install_hint(tmp_path):
     )
     assert r.returncode == 2
     assert f"not found in {tmp_path}" in r.stderr and "tests/mpy/install.sh" in r.stderr
+
+
+# --- docs/micropython.md gives the figures the benchmark measures (issue 12, point 17) ---------
+
+DOC = REPO / "docs" / "micropython.md"
+DOC_TOLERANCE = 0.10  # a doc figure more than 10 % off a fresh measurement is stale
+REWRITE = "run .venv/bin/python bench/mpy_heap.py --write-doc"
+
+
+def doc_figures():
+    """{row label: bytes} from the generated block of docs/micropython.md."""
+    text = DOC.read_text()
+    assert "<!-- mpy-heap:begin" in text, "docs/micropython.md lost its generated block"
+    block = text[text.index("<!-- mpy-heap:begin") : text.index("<!-- mpy-heap:end -->")]
+    rows = {}
+    for label, number in re.findall(r"^\| (.+?) \| \**[\d.]+ KB \(([\d,]+) B\)", block, re.M):
+        rows[label] = int(number.replace(",", ""))
+    assert rows, "no figures in the generated block: " + REWRITE
+    return rows
+
+
+def close(doc, measured):
+    return abs(doc - measured) <= DOC_TOLERANCE * measured
+
+
+def test_docs_heap_figures_are_the_measured_ones(tmp_path):
+    rows = doc_figures()
+    stale = []
+    every = tmp_path / "every_portable_module.py"
+    every.write_text("".join("import %s\n" % module_name(rel) for rel in IMPORT_FILES))
+    out = harness("import", str(every)).stdout
+    m = re.search(r"^HEAP import:every_portable_module \d+ .* total=(\d+)", out, re.MULTILINE)
+    assert m, out
+    doc = rows["every portable module imported at once"]
+    if not close(doc, int(m.group(1))):
+        stale.append("every module at once: doc %d B, measured %s B" % (doc, m.group(1)))
+    out = harness("heap").stdout
+    m = re.search(r"^BUDGET core_loop cycle1=(\d+)", out, re.MULTILINE)
+    doc = rows["core loop after one poll cycle (`heap_cycle.py`)"]
+    if not close(doc, int(m.group(1))):
+        stale.append("core loop: doc %d B, measured %s B" % (doc, m.group(1)))
+    for label, doc in rows.items():
+        if not label.startswith("own: `"):
+            continue
+        name = label[len("own: `") : -1]
+        out = harness("import", name.replace(".", "/") + ".py").stdout
+        m = re.search(r"^HEAP import:%s (\d+) " % re.escape(name), out, re.MULTILINE)
+        assert m, "module %s of the doc no longer imports:\n%s" % (name, out)
+        if not close(doc, int(m.group(1))):
+            stale.append("%s own: doc %d B, measured %s B" % (name, doc, m.group(1)))
+    assert not stale, "docs/micropython.md is stale (%s):\n" % REWRITE + "\n".join(stale)
