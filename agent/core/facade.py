@@ -106,7 +106,10 @@ class AgentFacade:
         return dev_id in self.loop.drivers or dev_id == SITE_DEVICE
 
     def poll_now(self, dev_id=None):
-        """Schedule an immediate poll of one device (or all); raises KeyError for an unknown id."""
+        """Schedule an immediate poll of one device (or all: None, or "site", whose state comes
+        from every device); raises KeyError for an unknown id."""
+        if dev_id == SITE_DEVICE:
+            dev_id = None
         if dev_id is not None and dev_id not in self.loop.drivers:
             raise KeyError(dev_id)
         self.loop.poll_now(dev_id)

@@ -235,3 +235,13 @@ def test_set_interval_is_logged_with_who_and_where_and_obeys_the_config():
     err = raises(ValueError, r.facade.set_interval, "ups", float("nan"))
     assert "expected a number from 1 to 86400, got nan" in str(err)
     assert loop.sched.state("ups").interval == 20.0
+
+
+def test_site_is_a_device_for_readings_and_poll_now():
+    r, loop, drvs = make()
+    rep = call(r, {"id": "p", "cmd": "poll_now", "args": {"device": "site"}})
+    assert rep["ok"] and rep["result"] == {"scheduled": "site"}, rep
+    rep = call(r, {"id": "r", "cmd": "readings", "args": {"device": "site"}})
+    assert rep["ok"] and rep["result"] == [], rep  # no monitor here: no derived readings yet
+    rep = call(r, {"id": "s", "cmd": "status"})
+    assert rep["ok"] and rep["result"]["site_state"]["power_source"] is None
