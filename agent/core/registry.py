@@ -18,13 +18,17 @@ METRICS = (
     ("mains.present", "", "bool", "mains is present at the site"),
     ("generator.running", "", "bool", "a generator feeds the site"),
     # AC output (UPS, inverter)
-    ("output.voltage", "V", "float", "AC output voltage"),
+    ("output.voltage", "V", "float", "AC output voltage (phase 1 or single phase)"),
+    ("output.voltage.l<n>", "V", "float", "AC output voltage of phase n (1-3)"),
     ("output.frequency", "Hz", "float", "AC output frequency"),
     ("output.current", "A", "float", "AC output current"),
     ("output.power", "W", "float", "AC output real power"),
     ("output.source", "", "str", "what feeds the output: normal, battery, bypass, none, boost, "
      "trim, other"),
-    ("ups.load", "%", "float", "UPS load as a percentage of its rating"),
+    ("ups.load", "%", "float", "UPS load as a percentage of its rating (three-phase: the most "
+     "loaded phase)"),
+    ("ups.load.l<n>", "%", "float", "UPS load of output phase n (1-3), as a percentage of its "
+     "rating"),
     ("ups.status", "", "str", "NUT status tokens separated by spaces: OL, OB, LB, RB, CHRG, "
      "DISCHRG, BYPASS, BOOST, TRIM, OVER, FSD, ALARM, TEST, OFF"),
     ("ups.alarm", "", "str", "active UPS alarms, names separated by spaces ('' when none)"),
@@ -66,6 +70,18 @@ METRICS = (
     ("rectifier.<n>.current", "A", "float", "output current of rectifier n"),
     ("plant.alarm.<name>", "", "bool", "a DC plant alarm flag (mains_lost, lvd_open, "
      "rectifier_major ...)"),
+    # Any device the agent polls (NUT's device.*): what it is and how long it has run
+    ("device.model", "", "str", "model as the device reports it (PDUs and devices that are not "
+     "UPSes)"),
+    ("device.firmware", "", "str", "firmware version as the device reports it"),
+    ("device.uptime", "s", "int", "device uptime (SNMP sysUpTime)"),
+    ("device.rebooted", "", "bool", "device.uptime went backwards since the last poll"),
+    ("device.profile", "", "str", "SNMP profile the device is read with (ups-mib, apc-pdu, "
+     "router ...)"),
+    ("device.identified", "", "bool", "a device MIB the agent knows answered; false: read "
+     "through the generic router/system view only"),
+    ("device.object_id", "", "str", "SNMP sysObjectID, the vendor's identifier of the device"),
+    ("device.description", "", "str", "SNMP sysDescr, as the device describes itself"),
     # Solar
     ("solar.voltage", "V", "float", "PV array voltage"),
     ("solar.current", "A", "float", "PV array current"),
@@ -79,12 +95,15 @@ METRICS = (
      "registers with exception 2), names separated by spaces; '' when it has them all"),
     # PDU
     ("outlet.<n>.status", "", "str", "outlet n state: on, off"),
+    ("outlet.<n>.current", "A", "float", "current drawn through outlet n (metered outlets)"),
+    ("outlet.<n>.power", "W", "float", "power drawn through outlet n (metered outlets)"),
     ("phase.<n>.current", "A", "float", "current drawn on phase n"),
+    ("phase.<n>.voltage", "V", "float", "voltage of phase n at the PDU"),
+    ("phase.<n>.power", "W", "float", "power drawn on phase n"),
+    ("bank.<n>.current", "A", "float", "current drawn by outlet bank n (its breaker's load)"),
     # Router and network
     ("router.cpu", "%", "float", "router CPU load (mean over processors)"),
     ("router.memory", "%", "float", "router memory in use"),
-    ("router.uptime", "s", "int", "router uptime (sysUpTime)"),
-    ("router.rebooted", "", "bool", "uptime went backwards since the last poll"),
     ("if.<name>.oper", "", "str", "interface operational status: up, down, testing, unknown, "
      "dormant, notPresent, lowerLayerDown"),
     ("if.<name>.in_bps", "bit/s", "float", "inbound traffic rate from 64-bit counters"),

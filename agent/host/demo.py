@@ -15,7 +15,7 @@ HEADLINE = (
     "site.power_source", "site.runtime", "site.backhaul",
     "ups.status", "battery.charge", "battery.runtime", "battery.voltage", "battery.current",
     "input.voltage", "ups.load", "solar.power", "charger.status", "dc.voltage",
-    "rectifier.current", "router.uptime", "router.cpu", "router.memory",
+    "rectifier.current", "device.uptime", "router.cpu", "router.memory",
     "agent.queue.depth", "agent.uplink.connected",
 )
 

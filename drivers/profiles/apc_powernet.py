@@ -1,6 +1,6 @@
 """APC PowerNet-MIB (enterprise 318) as data tables (portable): Smart-UPS cards and rack PDUs.
-Facts from shared/PROTOCOLS.md and NUT's apc-mib.c / apc-pdu-mib.c; the PDU rows were checked
-against the snmpsim-data recordings UPS/apc-7902b and UPS/apc-8932."""
+Facts from shared/PROTOCOLS.md, NUT's apc-mib.c / apc-pdu-mib.c and PowerNet-MIB itself; the PDU
+rows were checked against the snmpsim-data recordings UPS/apc-7902b, apc-8641 and apc-8932."""
 
 _U = "1.3.6.1.4.1.318.1.1.1."  # upsMIB.ups
 _P = "1.3.6.1.4.1.318.1.1.12."  # rPDU
@@ -71,14 +71,66 @@ PROFILE = {
     ),
 }
 
-# rPDUOutletStatusOutletState: 1 on, 2 off
-OUTLET_STATE = {1: "on", 2: "off"}
+# Rack PDUs. Two generations of tables: rPDU (318.1.1.12, older firmware) and rPDU2 (318.1.1.26,
+# the current AP7xxx/AP8xxx firmware, which may no longer answer rPDU). "apc-pdu" reads rPDU2 first
+# and takes from rPDU only what rPDU2 did not give. Facts: PowerNet-MIB (rPDU2DeviceStatusTable,
+# rPDU2PhaseStatusTable, rPDU2BankStatusTable, rPDU2OutletSwitchedStatusTable,
+# rPDU2OutletMeteredStatusTable); checked against snmpsim-data UPS/apc-7902b, apc-8641, apc-8932.
+_P2 = "1.3.6.1.4.1.318.1.1.26."
 
-PDU_PROFILE = {
-    "name": "apc-pdu",
+# rPDUOutletStatusOutletState: 1 on, 2 off. rPDU2OutletSwitchedStatusState is the other way round.
+OUTLET_STATE = {1: "on", 2: "off"}
+OUTLET2_STATE = {1: "off", 2: "on"}
+
+
+def _rpdu2_rows(table, number, value, metric, conv, arg):
+    """One sample per row of an rPDU2 status table, named by its `number` column, for the PDU
+    that answers (module 1; daisy-chained guests are modules 2-4 and are not read)."""
+    return (
+        "rows_by_key",
+        {
+            "walk": (table + "2", table + number, table + value),
+            "value": table + value,
+            "key": table + number,
+            "filter": table + "2",
+            "filter_value": 1,
+            "metric": metric,
+            "conv": conv,
+            "arg": arg,
+        },
+    )
+
+
+_DEV = _P2 + "4.3.1."  # rPDU2DeviceStatusEntry
+_PHASE = _P2 + "6.3.1."  # rPDU2PhaseStatusEntry: .3 number, .5 current, .6 voltage, .7 power
+_BANK = _P2 + "8.3.1."  # rPDU2BankStatusEntry: .3 number, .5 current
+_SWITCHED = _P2 + "9.2.3.1."  # rPDU2OutletSwitchedStatusEntry: .4 number, .5 state
+_METERED = _P2 + "9.4.3.1."  # rPDU2OutletMeteredStatusEntry: .4 number, .6 current, .7 power
+
+RPDU2 = {
+    "name": "apc-rpdu2",
     "get": (
-        (_P + "1.5.0", "ups.model", "str", None),  # rPDUIdentModelNumber
-        (_P + "1.3.0", "ups.firmware", "str", None),  # rPDUIdentFirmwareRevision
+        (_P2 + "2.1.8.1", "device.model", "str", None),  # rPDU2IdentModelNumber (module 1)
+        (_P2 + "2.1.6.1", "device.firmware", "str", None),  # rPDU2IdentFirmwareRev
+        (_DEV + "5.1", "output.power", "num", 10),  # rPDU2DeviceStatusPower, 0.01 kW -> W
+    ),
+    "walk": (),
+    "derive": (
+        _rpdu2_rows(_PHASE, "3", "5", "phase.<n>.current", "num", 0.1),
+        _rpdu2_rows(_PHASE, "3", "6", "phase.<n>.voltage", "num", 1),
+        _rpdu2_rows(_PHASE, "3", "7", "phase.<n>.power", "num", 10),
+        _rpdu2_rows(_BANK, "3", "5", "bank.<n>.current", "num", 0.1),
+        _rpdu2_rows(_SWITCHED, "4", "5", "outlet.<n>.status", "enum", OUTLET2_STATE),
+        _rpdu2_rows(_METERED, "4", "6", "outlet.<n>.current", "num", 0.1),
+        _rpdu2_rows(_METERED, "4", "7", "outlet.<n>.power", "num", 1),
+    ),
+}
+
+RPDU = {
+    "name": "apc-rpdu",
+    "get": (
+        (_P + "1.5.0", "device.model", "str", None),  # rPDUIdentModelNumber
+        (_P + "1.3.0", "device.firmware", "str", None),  # rPDUIdentFirmwareRevision
         (_P + "1.16.0", "output.power", "num", 1),  # rPDUIdentDevicePowerWatts
     ),
     "walk": ((_P + "3.5.1.1.4", "outlet.<n>.status", "enum", OUTLET_STATE, "each", None),),
@@ -100,3 +152,5 @@ PDU_PROFILE = {
         ),
     ),
 }
+
+PDU_PROFILE = {"name": "apc-pdu", "parts": (RPDU2, RPDU)}

@@ -1,19 +1,27 @@
 """Profile engine (portable): turns {oid: value} read from a device into samples, using the data
-tables of drivers/profiles/*.py. No I/O: the host driver (pysnmp) and a future board SNMP client
-fetch the OIDs that `plan()` asks for and hand the answers to `evaluate()`.
+tables of drivers/profiles/*.py. No I/O: the SNMP drivers (pysnmp, and the portable client of
+snmp-lite) fetch the OIDs that `plan()` asks for and hand the answers to `evaluate()`.
 
 Value model (what a client must put in `values`): numeric OID strings without a leading dot ->
 int (INTEGER, Counter32/64, Gauge, TimeTicks), str or bytes (OCTET STRING) or a dotted str (OID).
 OIDs the device answered with noSuchObject, noSuchInstance or endOfMibView are simply absent.
+`types` (optional) maps the same OIDs to their SNMP type as a BER tag (drivers/proto/ber.py); with
+it a value whose type does not fit its row's conversion (TimeTicks where UPS-MIB defines INTEGER)
+is left out and listed in state["wrong_type"] as (oid, metric, tag).
 
 A profile is a dict:
     "name":   str
-    "get":    ((oid, metric, conv, arg), ...)        scalars, fetched with GET
+    "get":    ((oid, metric, conv, arg[, (lo, hi)]), ...)   scalars, fetched with GET; the
+              optional (lo, hi) is the raw range the MIB allows: a value outside it is unknown
     "walk":   ((column, metric, conv, arg, reduce, limit_oid), ...)   table columns (GETBULK);
               metric None = fetched for a derive step only
     "derive": ((step_name, args), ...)               small computations named in DERIVE below
     "parts":  (profile, ...)                         a composite (router = system + if + hr)
     "quirks": ((match_oid, value_prefix, {metric: factor}), ...)   device-specific rescaling
+
+Composites: parts are evaluated in order and a metric one part gave is not taken again from a
+later part. A vendor view is a composite of the vendor's table and a standard one (huawei-ups =
+the HUAWEI-UPS-MIB rows it reads better, then UPS-MIB): the order is the preference per metric.
 
 conv: "int" / "num" (value * arg; -1 means unknown), "snum" (signed: -1 is a real value),
 "ticks" (TimeTicks -> whole seconds), "enum" (arg maps int -> str), "str", "bool" (arg: the
@@ -24,14 +32,39 @@ only when there is more than one row).
 limit_oid: a scalar holding the number of valid rows (upsInputNumLines); rows past it are junk
 some devices fill with zeros.
 
-Invariant: evaluate() never raises on device data; a value of the wrong type or out of a table is
-left out, as an unknown value is. It returns samples (metric, value, unit), units from the
-registry.
+Invariant: evaluate() never raises on device data; a value of the wrong type, out of its range or
+out of a table is left out, as an unknown value is. It returns samples (metric, value, unit),
+units from the registry.
 """
 
 from agent.core import registry
 
 UNKNOWN = -1  # what real devices answer for "I do not know" (UPS-MIB recordings do this a lot)
+
+# The SNMP types (BER tags) each conversion accepts. INTEGER, Counter32, Gauge32 (= Unsigned32)
+# and Counter64 are numbers; TimeTicks only where a row says "ticks".
+_NUMBERS = (0x02, 0x41, 0x42, 0x46)
+ACCEPTS = {
+    "int": _NUMBERS,
+    "num": _NUMBERS,
+    "snum": _NUMBERS,
+    "enum": _NUMBERS,
+    "bool": _NUMBERS,
+    "ticks": (0x43,),
+    "str": (0x04,),
+}
+TYPE_NAMES = {
+    0x02: "INTEGER",
+    0x04: "OCTET STRING",
+    0x05: "NULL",
+    0x06: "OBJECT IDENTIFIER",
+    0x40: "IpAddress",
+    0x41: "Counter32",
+    0x42: "Gauge32",
+    0x43: "TimeTicks",
+    0x44: "Opaque",
+    0x46: "Counter64",
+}
 
 IF_OPER = {
     1: "up",
@@ -95,14 +128,24 @@ def row_key(oid, prefix):
         return None
 
 
-def column(values, prefix):
-    """[(row, value), ...] of the column `prefix`, ordered by row; first answer wins per row."""
+def cells(values, prefix):
+    """[(row, oid, value), ...] of the column `prefix`, ordered by row; first answer wins per
+    row."""
     rows = {}
     for oid, value in values.items():
         key = row_key(oid, prefix)
         if key is not None and key not in rows:
-            rows[key] = value
-    return [(k, rows[k]) for k in sorted(rows)]
+            rows[key] = (oid, value)
+    return [(k, rows[k][0], rows[k][1]) for k in sorted(rows)]
+
+
+def column(values, prefix):
+    """[(row, value), ...] of the column `prefix`, ordered by row; first answer wins per row."""
+    return [(k, v) for k, _oid, v in cells(values, prefix)]
+
+
+def type_name(tag):
+    return TYPE_NAMES.get(tag, "tag 0x%02x" % tag) if isinstance(tag, int) else str(tag)
 
 
 def text(value):
@@ -183,34 +226,67 @@ def _reduce(rows, reduce, metric):
 
 
 # --- evaluation ------------------------------------------------------------------------------
-def evaluate(profile, values, state, now):
+def evaluate(profile, values, state, now, types=None):
     """Samples for one poll. `state` is a dict the caller keeps between polls of one device
-    (counters, last uptime); `now` is monotonic seconds."""
+    (counters, last uptime); `now` is monotonic seconds; `types` as in the module docstring.
+    Sets state["wrong_type"] to the values left out for their type in this poll."""
     samples = []
+    taken = {}  # metric -> True: the first part that gives a metric wins (composites)
+    wrong = []
     for part in flatten(profile):
+        own = []
         scale = _quirk_scales(part, values)
         done = {}
-        for oid, metric, conv, arg in part.get("get", ()):
-            if oid in values and metric not in done:
-                v = convert(values[oid], conv, arg)
-                if v is not None:
-                    done[metric] = True
-                    samples.append(_sample(metric, _rescale(v, scale.get(metric))))
+        for row in part.get("get", ()):
+            oid, metric, conv, arg = row[0], row[1], row[2], row[3]
+            if oid not in values or metric in done:
+                continue
+            raw = values[oid]
+            if not _typed(types, oid, conv, metric, wrong) or not _in_range(raw, row):
+                continue
+            v = convert(raw, conv, arg)
+            if v is not None:
+                done[metric] = True
+                own.append(_sample(metric, _rescale(v, scale.get(metric))))
         for prefix, metric, conv, arg, reduce, limit_oid in part.get("walk", ()):
             if metric is None:
                 continue
             limit = values.get(limit_oid) if limit_oid else None
             rows = []
-            for r, raw in column(values, prefix):
+            for r, oid, raw in cells(values, prefix):
                 if isinstance(limit, int) and limit >= 0 and r > limit:
+                    continue
+                if not _typed(types, oid, conv, metric, wrong):
                     continue
                 v = convert(raw, conv, arg)
                 if v is not None:
                     rows.append((r, _rescale(v, scale.get(metric))))
-            samples.extend(_reduce(rows, reduce, metric))
+            own.extend(_reduce(rows, reduce, metric))
         for step, args in part.get("derive", ()):
-            samples.extend(DERIVE[step](args, values, state, now, samples))
+            own.extend(DERIVE[step](args, values, state, now, samples + own))
+        for sample in own:
+            if sample[0] not in taken:
+                taken[sample[0]] = True
+                samples.append(sample)
+    state["wrong_type"] = wrong
     return samples
+
+
+def _typed(types, oid, conv, metric, wrong):
+    """True when the value's SNMP type fits `conv` (or the type is not known)."""
+    if types is None:
+        return True
+    tag = types.get(oid)
+    if tag is None or tag in ACCEPTS.get(conv, (tag,)):
+        return True
+    wrong.append((oid, metric, tag))
+    return False
+
+
+def _in_range(raw, row):
+    if len(row) < 5 or not isinstance(raw, int):
+        return True
+    return row[4][0] <= raw <= row[4][1]
 
 
 def _quirk_scales(part, values):
@@ -275,7 +351,7 @@ def _nut_status(args, values, state, now, samples):
 
 
 def _uptime(args, values, state, now, samples):
-    """router.uptime and router.rebooted (uptime went backwards since the previous poll)."""
+    """device.uptime and device.rebooted (uptime went backwards since the previous poll)."""
     ticks = values.get(args["oid"])
     if not isinstance(ticks, int) or ticks < 0:
         return []
@@ -283,7 +359,7 @@ def _uptime(args, values, state, now, samples):
     state["uptime_ticks"] = ticks
     rebooted = prev is not None and ticks < prev
     state["rebooted"] = rebooted
-    return [_sample("router.uptime", ticks // 100), _sample("router.rebooted", rebooted)]
+    return [_sample("device.uptime", ticks // 100), _sample("device.rebooted", rebooted)]
 
 
 def _if_table(args, values, state, now, samples):
@@ -389,7 +465,15 @@ def _rows_by_key(args, values, state, now, samples):
     return out
 
 
+def _max_of(args, values, state, now, samples):
+    """`metric` = the largest of the samples `of` given so far (ups.load of a three-phase unit
+    whose vendor MIB reports the phases only: the most loaded phase is the one that trips)."""
+    got = [v for m, v, _u in samples if m in args["of"] and not isinstance(v, (bool, str))]
+    return [_sample(args["metric"], max(got))] if got else []
+
+
 DERIVE = {
+    "max_of": _max_of,
     "rows_by_key": _rows_by_key,
     "alarm_table": _alarm_table,
     "nut_status": _nut_status,

@@ -88,8 +88,10 @@ PROFILE = {
         # three-phase units: one reading per input phase as well
         (_B + "3.3.1.3", "input.voltage.l<n>", "num", 1, "phases", _B + "3.2.0"),
         (_B + "4.4.1.2", "output.voltage", "num", 1, "first", _B + "4.3.0"),
-        # Three-phase: the most loaded phase is the one that trips, so ups.load is the maximum.
+        # Three-phase: the most loaded phase is the one that trips, so ups.load is the maximum;
+        # each phase is published as well, so that no phase hides behind it.
         (_B + "4.4.1.5", "ups.load", "num", 1, "max", _B + "4.3.0"),
+        (_B + "4.4.1.5", "ups.load.l<n>", "num", 1, "phases", _B + "4.3.0"),
     ),
     "derive": (
         (

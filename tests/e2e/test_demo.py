@@ -36,7 +36,7 @@ def test_demo_shows_readings_and_cleans_up(tmp_path):
     assert "site-agent demo: site demo-bts-01" in out
     # The last table printed holds readings from all three simulated devices.
     last = out.rsplit("site-agent demo:", 1)[1]
-    for needle in ("ups-snmp  ", "battery.charge", "router  ", "router.uptime", "ups-serial",
+    for needle in ("ups-snmp  ", "battery.charge", "router  ", "device.uptime", "ups-serial",
                    "input.voltage"):
         assert needle in last, (needle, last[-2000:])
     assert "agent status: online" in last

@@ -93,10 +93,10 @@ def test_ups_mib_values_from_the_recording_reach_the_broker(running_site):
 
 def test_router_readings_reach_the_broker(running_site):
     site, upstream, agent, log_path = running_site
-    latest = _wait(upstream, agent, log_path, [("router", "router.uptime")])
+    latest = _wait(upstream, agent, log_path, [("router", "device.uptime")])
     rows = _recorded(site, ROUTER_RECORDING)
     uptime_ticks = int(_value(rows, "1.3.6.1.2.1.1.3.0"))
-    got = latest[("router", "router.uptime")][0]["value"]
+    got = latest[("router", "device.uptime")][0]["value"]
     # snmpsim may advance TimeTicks values with wall time; the recording is the lower bound.
     assert uptime_ticks // 100 <= got <= uptime_ticks // 100 + 3600
     opers = [

@@ -43,7 +43,7 @@ PLANT = (
     ("plant.alarm.mains_lost", False, ""),
 )
 ROUTER = (
-    ("router.uptime", 864000, "s"),
+    ("device.uptime", 864000, "s"),
     ("router.cpu", 7.0, "%"),
     ("if.wan0.oper", "up", ""),
     ("if.wan0.in_bps", 1.25e6, "bit/s"),
