@@ -13,6 +13,8 @@ in OPTIONS (see below). `read` returns samples, a list of
 marks unknown (never a made-up zero). It raises DeviceError (or ParseError) with a reason a
 technician can act on. `poll` wraps `read` so that nothing escapes: an error, a timeout or a bug
 becomes a stale result with its reason, and the transport is closed so the next poll starts clean.
+What a driver found worth saying besides its samples (a device identified, a profile changed) it
+says with `self.remark(level, text)`; the poll result carries them to the log and to `poll`.
 """
 
 import asyncio
@@ -27,13 +29,14 @@ STABLE = "stable"
 
 
 class PollResult:
-    __slots__ = ("samples", "error", "raw", "duration")
+    __slots__ = ("samples", "error", "raw", "duration", "remarks")
 
-    def __init__(self, samples, error=None, raw=None, duration=0.0):
+    def __init__(self, samples, error=None, raw=None, duration=0.0, remarks=()):
         self.samples = samples  # [(metric, value, unit)]; may be partial when error is set
         self.error = error  # None when the poll succeeded, else the reason the device is stale
         self.raw = raw  # optional {label: raw value} for the console's `poll <device>`
         self.duration = duration
+        self.remarks = remarks  # [(level, text)]: "info" or "warning", for the log
 
     @property
     def ok(self):
@@ -80,6 +83,7 @@ class Driver:
         self.is_open = False
         self.raw = None  # a subclass may set {label: raw value} during read()
         self.options = option_values(self.OPTIONS, device.get("options"))
+        self.remarks = []  # [(level, text)] said during this poll (see remark())
 
     # --- what a subclass implements -------------------------------------------------------
     async def open(self):
@@ -96,14 +100,19 @@ class Driver:
     def info(self):
         return dict(self.INFO)
 
+    def remark(self, level, text):
+        """Say something for the log ("info" or "warning") with this poll's result."""
+        self.remarks.append((level, text))
+
     async def poll(self, budget_s):
         """Open if needed and read once within `budget_s` seconds. Never raises (but lets
         cancellation of the caller through)."""
         started = monotonic()
         self.raw = None
+        self.remarks = []
         try:
             samples = await asyncio.wait_for(self._open_and_read(), budget_s)
-            return PollResult(samples, None, self.raw, monotonic() - started)
+            return PollResult(samples, None, self.raw, monotonic() - started, self.remarks)
         except asyncio.TimeoutError:
             error = "no answer within %gs" % budget_s
         except DeviceError as e:
@@ -114,7 +123,7 @@ class Driver:
         except Exception as e:  # a driver bug must not stop the agent; report it as the reason
             error = "driver error: %s: %s" % (e.__class__.__name__, e)
         await self._safe_close()
-        return PollResult([], error, self.raw, monotonic() - started)
+        return PollResult([], error, self.raw, monotonic() - started, self.remarks)
 
     async def _open_and_read(self):
         if not self.is_open:

@@ -1,15 +1,20 @@
 """SNMP driver (host only: pysnmp 7, asyncio). Reads the OIDs a profile names and turns the
-answers into samples with the portable engine in drivers/profiles/.
+answers into samples with the portable engine in drivers/profiles/; detection, identification
+and the poll's timing are drivers/snmp_base.py's, shared with snmp-lite.
 
 Config (device["snmp"]): host, port (161), version "1" | "2c" | "3", community, profile ("auto" or
 a name from drivers.profiles), retries (1); v3: user, auth_protocol, auth_key, priv_protocol,
-priv_key, security_level, context. device["timeout"]: seconds per try.
+priv_key, security_level, context. device["timeout"]: the poll's budget, split over the tries.
 
 Requests: scalars by GET, many OIDs per request (split on tooBig, and on v1 the OID a v1 agent
 names in noSuchName is dropped and the rest asked again); table columns by GETBULK, several
 columns per request (GETNEXT on v1). Numeric OIDs only, no MIB compilation (lookupMib=False).
-Unknown values (noSuch*, endOfMibView, -1) give no sample. No answer raises DeviceTimeout; other
-failures DeviceError with the reason.
+Unknown values (noSuch*, endOfMibView, -1) give no sample. No answer raises DeviceTimeout with
+snmp_client.no_answer()'s reason: pysnmp's socket is shared and not connected, so it never sees
+an ICMP port unreachable; after the last try one byte goes to the device's port from a
+connected socket, and the ICMP error it draws (if any) is the cause. An SNMPv3 report names what
+the agent refused (unknown user or context, wrong digest, decryption error ...). Other failures
+are DeviceError with the reason.
 """
 
 import asyncio
@@ -33,9 +38,9 @@ from pysnmp.proto import errind, rfc1902, rfc1905
 
 from agent.core.compat import monotonic
 from agent.core.errors import ConfigError, DeviceError, DeviceTimeout, ParseError
-from drivers import profiles
-from drivers.base import EXPERIMENTAL, Driver
-from drivers.profiles import engine
+from drivers.base import EXPERIMENTAL
+from drivers.proto.snmp_client import no_answer
+from drivers.snmp_base import SnmpBase
 
 MAX_GET = 32  # OIDs per GET; halved on tooBig
 MAX_BULK_VARBINDS = 60  # columns x repetitions per GETBULK (snmpsim answers at most 64)
@@ -53,23 +58,43 @@ PRIV = {
     "DES": _auth.USM_PRIV_CBC56_DES,
     "none": _auth.USM_PRIV_NONE,
 }
-# errorIndications that mean the credentials were refused (v3 USM reports)
-AUTH_ERRORS = (
-    errind.WrongDigest,
-    errind.UnknownUserName,
-    errind.UnknownSecurityName,
-    errind.UnsupportedSecurityLevel,
-    errind.DecryptionError,
-    errind.NotInTimeWindow,
-    errind.AuthenticationError,
-    errind.AuthenticationFailure,
+# What an SNMPv3 agent's report (or pysnmp's own check of an answer) means, by errorIndication.
+V3_REFUSED = (
+    (errind.UnknownUserName, "unknown user {user!r} (usmStatsUnknownUserNames)"),
+    (errind.UnknownSecurityName, "unknown user {user!r}"),
+    (errind.WrongDigest, "wrong authentication key or protocol (usmStatsWrongDigests)"),
+    (errind.DecryptionError, "wrong privacy key or protocol (usmStatsDecryptionErrors)"),
+    (
+        errind.UnsupportedSecurityLevel,
+        "security level {level} not allowed for user {user!r} (usmStatsUnsupportedSecLevels)",
+    ),
+    (errind.NotInTimeWindow, "not in the agent's time window (usmStatsNotInTimeWindows)"),
+    (errind.UnknownEngineID, "unknown engine ID (usmStatsUnknownEngineIDs)"),
+    (errind.AuthenticationError, "authentication failed"),
+    (errind.AuthenticationFailure, "authentication failed"),
 )
+# Reports pysnmp does not name itself: the counter OID the agent sends back.
+V3_REPORTS = {
+    "1.3.6.1.6.3.12.1.4.0": "context {context!r} unavailable (snmpUnavailableContexts)",
+    "1.3.6.1.6.3.12.1.5.0": "unknown context {context!r} (snmpUnknownContexts)",
+}
+ICMP_PROBE_S = 0.25  # at most, waiting for the ICMP error the probe datagram may draw
+PROBE = b"\x00"  # not SNMP: an agent counts it in snmpInASNParseErrs and drops it
 _NO_VALUE = (
     rfc1905.NoSuchObject,
     rfc1905.NoSuchInstance,
     rfc1905.EndOfMibView,
     rfc1905.UnSpecified,
 )
+
+
+def ber_tag(value):
+    """The BER tag of a decoded pysnmp value (0x43 for TimeTicks), as drivers/proto/ber.py."""
+    try:
+        t = value.tagSet[-1]
+        return t.tagClass | t.tagFormat | t.tagId
+    except (AttributeError, IndexError, TypeError):
+        return None
 
 
 def plain(value):
@@ -114,46 +139,32 @@ def _engine_for(version):
     return engine, False
 
 
-class SnmpDriver(Driver):
+class SnmpDriver(SnmpBase):
     INFO = {
         "name": "snmp",
-        "version": "0.2",
+        "version": "0.3",
         "maturity": EXPERIMENTAL,
         "transport": "udp",
         "description": "SNMP v1/v2c/v3 with data-table profiles (UPS-MIB, router, APC, DC plants)",
     }
 
     def __init__(self, device):
-        Driver.__init__(self, device)
-        cfg = device.get("snmp")
-        if not isinstance(cfg, dict) or not cfg.get("host"):
-            raise ConfigError(f"devices[{self.id}].snmp.host: expected a host name, got nothing")
-        self.cfg = cfg
-        self.host = cfg["host"]
-        self.port = int(cfg.get("port", 161))
-        self.version = str(cfg.get("version", "2c"))
-        self.retries = int(cfg.get("retries", 1))
-        self.timeout = float(device.get("timeout", 2.0))
-        self.profile_name = cfg.get("profile", "auto")
-        if self.profile_name != "auto" and self.profile_name not in profiles.PROFILES:
-            raise ConfigError(f"devices[{self.id}].snmp.profile: unknown {self.profile_name!r}")
-        self.where = f"snmp {self.host}:{self.port}"
-        self.profile = None
-        self.state = {}  # the engine's memory between polls (counters, last uptime)
+        SnmpBase.__init__(self, device)
         self.snmp = None
         self.own_engine = False
         self.target = None
         self.auth = None
         self.context = None
-        self.requests = 0  # SNMP requests sent, for bench/ and the console
+        self.sent = 0  # tries sent, retries included
 
     # --- Driver ------------------------------------------------------------------------------
     async def open(self):
         self.snmp, self.own_engine = _engine_for(self.version)
         cls = Udp6TransportTarget if ":" in self.host else UdpTransportTarget
         try:
+            # pysnmp's own timer must not end a try before ours does (see _request)
             self.target = await cls.create(
-                (self.host, self.port), timeout=self.timeout, retries=self.retries
+                (self.host, self.port), timeout=self.timeout + 1.0, retries=0
             )
         except Exception as e:
             self._close_engine()
@@ -161,17 +172,11 @@ class SnmpDriver(Driver):
         self.auth = self._auth_data()
         self.context = ContextData(contextName=self.cfg.get("context", "") or "")
 
-    async def read(self):
-        if self.profile is None:
-            name = self.profile_name
-            if name == "auto":
-                name = await self._detect()
-            self.profile = profiles.lookup(name)
-        gets, walks = engine.plan(self.profile)
-        values = await self.get(gets)
-        values.update(await self.walk(walks))
-        self.raw = values
-        return engine.evaluate(self.profile, values, self.state, monotonic())
+    async def fetch(self, gets, walks, types):
+        values = await self.get(gets, types)
+        if walks:
+            values.update(await self.walk(walks, types))
+        return values
 
     async def close(self):
         self._close_engine()
@@ -185,8 +190,8 @@ class SnmpDriver(Driver):
         self.snmp = None
 
     # --- requests ----------------------------------------------------------------------------
-    async def get(self, oids):
-        """{oid: value} for the OIDs that have a value."""
+    async def get(self, oids, types=None):
+        """{oid: value} for the OIDs that have a value; their BER tags into `types` if given."""
         out = {}
         pending = list(oids)
         size = MAX_GET
@@ -205,11 +210,14 @@ class SnmpDriver(Driver):
                 v = plain(value)
                 if v is not None:
                     out[str(oid)] = v
+                    if types is not None:
+                        types[str(oid)] = ber_tag(value)
             del pending[: len(batch)]
         return out
 
-    async def walk(self, prefixes):
-        """{oid: value} for every row of the columns `prefixes` (GETBULK, GETNEXT on v1)."""
+    async def walk(self, prefixes, types=None):
+        """{oid: value} for every row of the columns `prefixes` (GETBULK, GETNEXT on v1); their
+        BER tags into `types` if given."""
         out = {}
         cursors = {p: p for p in prefixes}  # column -> last OID seen
         rows = {p: 0 for p in prefixes}
@@ -242,6 +250,8 @@ class SnmpDriver(Driver):
                 v = plain(value)
                 if v is not None:
                     out[oid] = v
+                    if types is not None:
+                        types[oid] = ber_tag(value)
                 if rows[col] >= MAX_ROWS:
                     done.add(col)
             if not varbinds:
@@ -251,55 +261,93 @@ class SnmpDriver(Driver):
         return out
 
     async def _request(self, command, oids, reps=None):
-        """(error status name or "", error index, varbinds); raises on transport/auth failure."""
+        """(error status name or "", error index, varbinds); raises on transport/auth failure.
+
+        The tries are ours, not pysnmp's: pysnmp rounds its timeout up to its 0.1 s timer and
+        starts late, so its retries overrun the poll's budget. Each try is a fresh pysnmp request
+        bounded by try_s (pysnmp's own timeout is set past it); a late answer to a cancelled try
+        is dropped by pysnmp."""
         varbinds = [ObjectType(ObjectIdentity(o)) for o in oids]
+        args = (self.snmp, self.auth, self.target, self.context)
+        if reps is not None:
+            args += (0, reps)
         self.requests += 1
-        try:
-            if reps is None:
-                res = await command(
-                    self.snmp, self.auth, self.target, self.context, *varbinds, lookupMib=False
-                )
-            else:
-                res = await command(
-                    self.snmp,
-                    self.auth,
-                    self.target,
-                    self.context,
-                    0,
-                    reps,
-                    *varbinds,
-                    lookupMib=False,
-                )
-        except DeviceError:
-            raise
-        except Exception as e:  # pysnmp raises PySnmpError for malformed answers and config
-            raise DeviceError(f"{self.where}: {e.__class__.__name__}: {e}") from e
+        res = None
+        for n in range(self.retries + 1):
+            wait = self.try_wait(self.retries + 1 - n)
+            if wait <= 0:
+                break
+            self.sent += 1
+            try:
+                res = await asyncio.wait_for(command(*args, *varbinds, lookupMib=False), wait)
+            except asyncio.TimeoutError:
+                continue
+            except DeviceError:
+                raise
+            except Exception as e:  # pysnmp raises PySnmpError for malformed answers and config
+                raise DeviceError(f"{self.where}: {e.__class__.__name__}: {e}") from e
+            if not isinstance(res[0], errind.RequestTimedOut):
+                break
+            res = None
+        if res is None:
+            icmp = await self._icmp_probe()
+            raise DeviceTimeout(
+                no_answer(self.where, self.version, self.retries + 1, self.try_s, icmp)
+            )
         indication, status, index, out = res
         if indication:
-            if isinstance(indication, errind.RequestTimedOut):
-                tries = self.retries + 1
-                raise DeviceTimeout(
-                    f"{self.where}: no response after {tries} {'try' if tries == 1 else 'tries'}"
-                    + ("" if self.version == "3" else " (host down, or wrong port or community)")
-                )
-            if "Ciphering services not available" in str(indication):
-                raise DeviceError(
-                    f"{self.where}: SNMPv3 privacy needs the Python package 'cryptography'"
-                )
-            if isinstance(indication, AUTH_ERRORS):
-                raise DeviceError(f"{self.where}: authorization error ({indication})")
-            raise DeviceError(f"{self.where}: {indication}")
+            raise DeviceError(f"{self.where}: {self._refused(indication)}")
         status_name = status.prettyPrint() if status else ""
         if status_name == "authorizationError":
             raise DeviceError(f"{self.where}: authorization error")
         return status_name, int(index or 0), out
 
-    async def _detect(self):
-        answers = await self.get([oid for oid, _name in profiles.AUTO])
-        name = profiles.choose(answers)
-        if name is None:
-            raise DeviceError(f"{self.where}: profile auto: the device answers none of the probes")
-        return name
+    def _refused(self, indication):
+        """What an errorIndication says, in words an operator can act on."""
+        names = {
+            "user": self.cfg.get("user", ""),
+            "level": self.cfg.get("security_level", "authPriv"),
+            "context": self.cfg.get("context", "") or "",
+        }
+        for cls, text in V3_REFUSED:
+            if isinstance(indication, cls):
+                return "SNMPv3 authorization error: " + text.format(**names)
+        if isinstance(indication, errind.ReportPduReceived):
+            oid = str(indication).strip().lstrip(".")
+            text = V3_REPORTS.get(oid)
+            if text:
+                return "SNMPv3 " + text.format(**names)
+            return f"SNMPv3 report {oid} from the agent"
+        if isinstance(indication, errind.EncryptionError):
+            try:
+                import cryptography  # noqa: F401
+            except ImportError:
+                return "SNMPv3 privacy needs the Python package 'cryptography'"
+            return f"SNMPv3 cannot encrypt: {indication}"
+        return str(indication)
+
+    async def _icmp_probe(self):
+        """The OSError (ICMP port unreachable, host unreachable) a one-byte datagram to the
+        device's port draws, or None. An SNMP agent drops the byte as a parse error (asyncio
+        sends no empty datagram). It waits at most ICMP_PROBE_S, and within the budget."""
+        from agent.host.udp import UdpTransport
+
+        wait = ICMP_PROBE_S
+        if self.deadline is not None:  # the reserve the tries left of the budget, halved
+            wait = min(wait, (self.deadline - monotonic()) / 2 + min(0.25, self.timeout * 0.05))
+        try:
+            t = await UdpTransport.open(self.host, self.port)
+        except DeviceError:
+            return None
+        try:
+            await t.send(PROBE)
+            waited = 0.0
+            while waited < wait and not t.errors:
+                await asyncio.sleep(0.01)
+                waited += 0.01
+            return t.last_error if t.errors else None
+        finally:
+            t.close()
 
     def _auth_data(self):
         cfg = self.cfg

@@ -3,6 +3,11 @@
     client = SnmpClient(transport, community="public", version="2c", timeout=2.0, retries=1)
     values = await client.get(["1.3.6.1.2.1.1.3.0", ...])       # {oid: value}
     values = await client.walk(["1.3.6.1.2.1.2.2.1.8", ...])     # every row of these columns
+    types = {}; await client.get(oids, types)                    # also {oid: BER tag}
+
+`timeout` is the wait per try. A driver with a poll budget gets it from try_timeout(budget,
+retries) and sets `client.deadline` at the start of each poll: every try fits in the budget,
+with a reserve left for the verdict.
 
 The transport is any object with `async send(data)` and `async recv(timeout)`, the latter returning
 the next datagram (bytes) or None when nothing came within `timeout` seconds. The host uses
@@ -16,6 +21,11 @@ Requests mirror drivers/snmp.py so that both drivers read a device the same way:
 OIDs per GET (halved on tooBig; on v1 the OID named by noSuchName is dropped and the rest asked
 again); columns walked together with GETBULK (GETNEXT on v1), at most MAX_BULK_VARBINDS varbinds
 per request, each column ending at the first OID outside it, at endOfMibView, or after MAX_ROWS.
+
+No answer: DeviceTimeout with no_answer()'s reason. A transport may count ICMP errors (an
+`errors` count and the `last_error` exception, as agent/host/udp.py does): a port unreachable
+during the tries then reads "no SNMP agent listening" instead of the v1/v2c silence, which cannot
+tell a wrong community from an agent that is down.
 
 Matching: a request keeps its request-id through its retries (a late answer to an earlier try is
 still good); a datagram with another id, another community or version, or that is not a Response,
@@ -33,6 +43,47 @@ MAX_BULK_VARBINDS = 60  # columns x repetitions per GETBULK (snmpsim answers at 
 MAX_ROWS = 4096  # per column: a device that never ends a table must not hang the poll
 MAX_JUNK = 16  # datagrams dropped per try before the try counts as failed (a flood ends it)
 VERSIONS = {"1": ber.V1, "2c": ber.V2C}
+try:
+    from errno import ECONNREFUSED
+except ImportError:  # a port without errno: Linux's number
+    ECONNREFUSED = 111
+
+
+def try_timeout(budget, retries):
+    """Seconds each try may wait so that 1 + `retries` tries fit in the poll budget, keeping a
+    tenth of it (at most 0.5 s) for what follows the last try (the verdict, a cause probe)."""
+    reserve = min(0.5, budget * 0.1)
+    return (budget - reserve) / (retries + 1)
+
+
+def try_wait(try_s, deadline, tries_left):
+    """How long this try may wait: `try_s`, but no more than an equal share of what is left
+    until `deadline` (monotonic, or None) among the tries still to go, so that a slow start
+    (an open, a first request) does not push the last try past the poll's budget."""
+    if deadline is None:
+        return try_s
+    return min(try_s, (deadline - monotonic()) / tries_left)
+
+
+def no_answer(where, version, tries, try_s, icmp=None):
+    """The reason a request got no answer. `icmp`: the OSError an ICMP message raised on the
+    transport during the tries, if any. SNMPv1/v2c agents drop a wrong community in silence, so
+    silence cannot tell it from an agent that is down."""
+    what = "%d %s of %.3gs" % (tries, "try" if tries == 1 else "tries", try_s)
+    if icmp is not None:
+        code = getattr(icmp, "errno", None) or (icmp.args[0] if icmp.args else None)
+        if code == ECONNREFUSED:
+            return "%s: no SNMP agent listening on that port (ICMP port unreachable, %s)" % (
+                where,
+                what,
+            )
+        return "%s: unreachable (ICMP: %s, %s)" % (where, icmp, what)
+    if version == "3":
+        return "%s: no answer to %s (agent down, or it drops this user, level or context)" % (
+            where,
+            what,
+        )
+    return "%s: no answer to %s (wrong community or agent down)" % (where, what)
 
 
 def plain(tag, value):
@@ -79,6 +130,7 @@ class SnmpClient:
         self.version = version
         self.ver = VERSIONS[version]
         self.timeout = timeout
+        self.deadline = None  # monotonic end of the poll's budget for the tries, when set
         self.retries = retries
         self.max_size = max_size
         self.where = where
@@ -100,10 +152,14 @@ class SnmpClient:
         data = ber.encode_request(self.ver, self.community, pdu, rid, oids, a, b)
         self.requests += 1
         junk = None
-        for _try in range(self.retries + 1):
+        icmp_before = getattr(self.transport, "errors", 0)
+        for n in range(self.retries + 1):
+            wait = try_wait(self.timeout, self.deadline, self.retries + 1 - n)
+            if wait <= 0:
+                break
             await self.transport.send(data)
             self.sent += 1
-            deadline = monotonic() + self.timeout
+            deadline = monotonic() + wait
             bad = 0
             while bad < MAX_JUNK:
                 left = deadline - monotonic()
@@ -130,17 +186,18 @@ class SnmpClient:
                     continue
                 return msg
         tries = self.retries + 1
-        what = "%d %s" % (tries, "try" if tries == 1 else "tries")
         if junk is not None:
             raise ParseError(
-                "%s: no valid response after %s; last reply: %s" % (self.where, what, junk)
+                "%s: no valid response after %d %s; last reply: %s"
+                % (self.where, tries, "try" if tries == 1 else "tries", junk)
             )
-        raise DeviceTimeout(
-            "%s: no response after %s (host down, or wrong port or community)" % (self.where, what)
-        )
+        icmp = None
+        if getattr(self.transport, "errors", 0) > icmp_before:
+            icmp = getattr(self.transport, "last_error", None)
+        raise DeviceTimeout(no_answer(self.where, self.version, tries, self.timeout, icmp))
 
-    async def get(self, oids):
-        """{oid: value} for the OIDs that have a value."""
+    async def get(self, oids, types=None):
+        """{oid: value} for the OIDs that have a value; their BER tags into `types` if given."""
         out = {}
         pending = list(oids)
         size = MAX_GET
@@ -160,11 +217,14 @@ class SnmpClient:
                 v = plain(tag, value)
                 if v is not None and oid in batch:
                     out[oid] = v
+                    if types is not None:
+                        types[oid] = tag
             del pending[: len(batch)]
         return out
 
-    async def walk(self, prefixes):
-        """{oid: value} for every row of the columns `prefixes` (GETBULK; GETNEXT on v1)."""
+    async def walk(self, prefixes, types=None):
+        """{oid: value} for every row of the columns `prefixes` (GETBULK; GETNEXT on v1); their
+        BER tags into `types` if given."""
         out = {}
         cursors = {}  # column -> last OID seen (insertion order kept by the list below)
         order = []
@@ -205,6 +265,8 @@ class SnmpClient:
                 v = plain(tag, value)
                 if v is not None:
                     out[oid] = v
+                    if types is not None:
+                        types[oid] = tag
                 if rows[col] >= MAX_ROWS:
                     done.append(col)
             if not msg.varbinds:

@@ -1,9 +1,17 @@
 # The portable SNMP client against a scripted peer: exact request bytes, request-id matching,
 # retries, tooBig, v1 noSuchName, GETBULK/GETNEXT column walks, and what junk turns into.
+from agent.core.compat import monotonic
 from agent.core.errors import DeviceError, DeviceTimeout, ParseError
 from drivers.proto import ber
-from drivers.proto.snmp_client import SnmpClient, oid_key
+from drivers.proto.snmp_client import (
+    ECONNREFUSED,
+    SnmpClient,
+    no_answer,
+    try_timeout,
+    try_wait,
+)
 
+from snmp_peer import Peer, answer, silence, table_agent
 from support import raises, run
 
 UPTIME = "1.3.6.1.2.1.1.3.0"
@@ -11,45 +19,6 @@ DESCR = "1.3.6.1.2.1.1.1.0"
 OPER = "1.3.6.1.2.1.2.2.1.8"
 NAME = "1.3.6.1.2.1.31.1.1.1.1"
 HC_IN = "1.3.6.1.2.1.31.1.1.1.6"
-
-
-class Peer:
-    """A scripted transport. Each send() takes the next step: a function (request Message,
-    request bytes) -> list of datagrams to answer with ([] = silence). recv() hands them out
-    and returns None at once when none is left (a timeout, without waiting for it)."""
-
-    def __init__(self, *steps):
-        self.steps = list(steps)
-        self.sent = []
-        self.inbox = []
-
-    async def send(self, data):
-        self.sent.append(bytes(data))
-        step = self.steps.pop(0) if self.steps else (lambda m, d: [])
-        self.inbox.extend(step(ber.decode_message(data), data))
-
-    async def recv(self, timeout):
-        return self.inbox.pop(0) if self.inbox else None
-
-
-def answer(varbinds, status=0, index=0, rid_delta=0, community=None, version=None):
-    def step(m, _data):
-        return [
-            ber.encode_response(
-                m.version if version is None else version,
-                m.community if community is None else community,
-                m.request_id + rid_delta,
-                varbinds,
-                status,
-                index,
-            )
-        ]
-
-    return step
-
-
-def silence(m, d):
-    return []
 
 
 def client(peer, **kw):
@@ -105,7 +74,7 @@ def test_no_answer_is_a_device_timeout_after_all_tries():
     c = client(peer, retries=2, where="snmp 127.0.0.1:161")
     e = raises(DeviceTimeout, run, c.get([UPTIME]))
     assert str(e) == (
-        "snmp 127.0.0.1:161: no response after 3 tries (host down, or wrong port or community)"
+        "snmp 127.0.0.1:161: no answer to 3 tries of 0.05s (wrong community or agent down)"
     )
     assert len(peer.sent) == 3
 
@@ -189,40 +158,6 @@ MIB = {
 }
 
 
-def table_agent(mib, version=1):
-    keys = sorted(mib, key=oid_key)
-
-    def following(oid):
-        k = oid_key(oid)
-        for o in keys:
-            if oid_key(o) > k:
-                return o
-        return None
-
-    def step(m, d):
-        out = []
-        if m.pdu == ber.GET_NEXT:
-            for i, (oid, _t, _v) in enumerate(m.varbinds):
-                nxt = following(oid)
-                if nxt is None and version == 0:
-                    return answer([], status=2, index=i + 1)(m, d)
-                out.append((nxt, mib[nxt][0], mib[nxt][1]))
-        else:
-            assert m.pdu == ber.GET_BULK and m.status == 0
-            cursors = [oid for oid, _t, _v in m.varbinds]
-            for _rep in range(m.index):
-                for i, oid in enumerate(cursors):
-                    nxt = following(oid)
-                    if nxt is None:
-                        out.append((oid, ber.END_OF_MIB_VIEW_TAG, None))
-                    else:
-                        out.append((nxt, mib[nxt][0], mib[nxt][1]))
-                        cursors[i] = nxt
-        return answer(out)(m, d)
-
-    return step
-
-
 def test_getbulk_walk_reads_whole_columns_by_prefix():
     peer = Peer(*([table_agent(MIB)] * 5))
     got = run(client(peer).walk([OPER, NAME, HC_IN]))
@@ -252,3 +187,61 @@ def test_walk_refuses_an_oid_that_does_not_increase():
 
 def test_unsupported_version():
     raises(DeviceError, SnmpClient, Peer(), "public", "3")
+
+
+# --- the poll's budget, and why there was no answer ------------------------------------------
+def test_tries_share_the_budget():
+    # retries = 3 in a 5 s budget: four tries of 1.125 s, 0.5 s kept for the verdict
+    assert try_timeout(5.0, 3) == 1.125
+    assert try_timeout(5.0, 0) == 4.5
+    assert try_timeout(2.0, 1) == 0.9  # a tenth of a short budget is kept
+    # a late start (an open, a first request) shrinks the tries left, never the count
+    now = monotonic()
+    assert try_wait(1.125, None, 4) == 1.125
+    assert abs(try_wait(1.125, now + 2.0, 4) - 0.5) < 0.05
+    assert try_wait(1.125, now - 1.0, 2) < 0
+
+
+def test_retries_go_out_within_the_deadline():
+    peer = Peer()
+    c = client(peer, retries=3, timeout=10.0)
+    c.deadline = monotonic() + 0.2  # four tries must fit in 0.2 s, not 40 s
+    t0 = monotonic()
+    raises(DeviceTimeout, run, c.get([UPTIME]))
+    assert len(peer.sent) == 4 and c.sent == 4
+    assert monotonic() - t0 < 5.0
+    c.deadline = monotonic() - 1.0  # no time left: no try at all
+    raises(DeviceTimeout, run, c.get([UPTIME]))
+    assert len(peer.sent) == 4
+
+
+def test_an_icmp_port_unreachable_is_told_from_silence():
+    refused = OSError(ECONNREFUSED, "Connection refused")
+    peer = Peer(lambda m, d: [refused], silence)
+    c = client(peer, retries=1, where="snmp 10.0.0.5:161")
+    e = raises(DeviceTimeout, run, c.get([UPTIME]))
+    assert str(e) == (
+        "snmp 10.0.0.5:161: no SNMP agent listening on that port (ICMP port unreachable, "
+        "2 tries of 0.05s)"
+    )
+    assert len(peer.sent) == 2  # the tries still go out: an agent may be starting
+    peer = Peer(lambda m, d: [OSError(113, "No route to host")])
+    e = raises(DeviceTimeout, run, client(peer, retries=0, where="snmp h:161").get([UPTIME]))
+    assert str(e).startswith("snmp h:161: unreachable (ICMP: ")
+    # silence on v1/v2c cannot tell a wrong community from an agent that is down
+    assert no_answer("snmp h:161", "2c", 1, 2.0) == (
+        "snmp h:161: no answer to 1 try of 2s (wrong community or agent down)"
+    )
+    assert "drops this user, level or context" in no_answer("snmp h:161", "3", 2, 0.9)
+
+
+def test_types_of_the_values_are_handed_out():
+    peer = Peer(
+        answer([(UPTIME, ber.TIMETICKS, 5), (DESCR, ber.OCTET_STRING, b"x")]),
+        answer([(OPER + ".1", ber.INTEGER, 1), (OPER + ".2", ber.END_OF_MIB_VIEW_TAG, None)]),
+    )
+    c = client(peer)
+    types = {}
+    run(c.get([UPTIME, DESCR], types))
+    run(c.walk([OPER], types))
+    assert types == {UPTIME: ber.TIMETICKS, DESCR: ber.OCTET_STRING, OPER + ".1": ber.INTEGER}

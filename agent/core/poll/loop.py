@@ -95,6 +95,9 @@ class Loop:
             raise
         now = self.mono()
         was_stale = st.stale
+        for level, text in getattr(result, "remarks", ()):  # what the driver found worth saying
+            say = self.log.warning if level == "warning" else self.log.info
+            say("poll", text, device=dev_id)
         self.sched.finished(dev_id, now, result.ok, result.error)
         self.last_result[dev_id] = result
         self._record(dev_id, result, was_stale, st.polls == 1)
