@@ -6,36 +6,35 @@
 # around the call) and a memory bound (tracemalloc peak < MEM_BOUND). The inputs tried are
 # printed to the terminal.
 import asyncio
+import os
+import sys
 import time
 import tracemalloc
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.core.errors import DeviceError, ParseError
 from agent.core.log import Log
 from agent.core.poll.loop import Loop
-from agent.core.registry import is_known, lookup
 from agent.core.store.queue import MemoryQueue
 from drivers import profiles
 from drivers.profiles import engine
 from drivers.proto import ber
 from drivers.proto.snmp_client import SnmpClient, plain
 from drivers.snmp_lite import SnmpLiteDriver
+from fuzz_support import EDITS, Tally, check_samples, fuzz_settings, mutate
 
-FUZZ = settings(
-    max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
-)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "portable"))
+from snmp_peer import Peer, drawn_values  # noqa: E402 - the portable tests' scripted agent
+
+FUZZ = fuzz_settings(600)
 TIME_BOUND_S = 0.05  # per input; generous for inputs of at most a few KB
 MEM_BOUND = 1 << 20  # tracemalloc peak per input
-TYPES = {"float": (float, int), "int": (int,), "str": (str,), "bool": (bool,)}
-PROFILES = ("ups-mib", "apc-powernet", "apc-pdu", "eltek", "netsure", "router")
-tried = {}
+PROFILES = ("ups-mib", "huawei-ups", "apc-powernet", "apc-pdu", "eltek", "netsure", "router")
+TALLY = Tally()
+count = TALLY.count
 slowest = [0.0, 0]  # seconds, peak bytes
-
-
-def count(kind, outcome):
-    tried[(kind, outcome)] = tried.get((kind, outcome), 0) + 1
 
 
 def bounded(fn, *args):
@@ -73,27 +72,7 @@ def sample_message():
 SAMPLE = sample_message()
 
 
-def mutate(data, edits):
-    out = bytearray(data)
-    for kind, pos, byte in edits:
-        if not out:
-            out.append(byte)
-            continue
-        pos %= len(out)
-        if kind == 0:
-            out[pos] = byte
-        elif kind == 1:
-            del out[pos]
-        elif kind == 2:
-            out.insert(pos, byte)
-        else:  # a length byte +-: headers sit at the TLV starts, any byte may be one
-            out[pos] = (out[pos] + (1 if byte & 1 else -1)) & 0xFF
-    return bytes(out)
-
-
-EDITS = st.lists(
-    st.tuples(st.integers(0, 3), st.integers(0, 1000), st.integers(0, 255)), max_size=6
-)
+EDITS_BER = EDITS(ops=4, max_pos=1000, max_size=6)
 
 
 def check_message(m):
@@ -115,7 +94,7 @@ def test_random_bytes(data):
 
 
 @FUZZ
-@given(EDITS, st.integers(0, len(SAMPLE)))
+@given(EDITS_BER, st.integers(0, len(SAMPLE)))
 def test_mutated_and_truncated_messages(edits, cut):
     data = mutate(SAMPLE, edits)[: cut or None]
     m, exc = bounded(ber.decode_message, data)
@@ -167,46 +146,6 @@ VALUE = st.one_of(
 )
 
 
-class Agent:
-    """A transport that answers each request with fuzzed values for the OIDs asked (walks get
-    one row per column), optionally with a wrong request-id or junk first."""
-
-    def __init__(self, draw_value, rid_delta=0, junk=None):
-        self.draw_value = draw_value
-        self.rid_delta = rid_delta
-        self.junk = junk
-        self.inbox = []
-        self.rows = set()
-
-    async def send(self, data):
-        m = ber.decode_message(data)
-        vbs = []
-        for oid, _t, _v in m.varbinds:
-            if m.pdu != ber.GET and oid in self.rows:  # one row per column, then the end
-                vbs.append((oid, ber.END_OF_MIB_VIEW_TAG, None))
-                continue
-            tag, value = self.draw_value()
-            name = oid if m.pdu == ber.GET else oid + ".1"
-            self.rows.add(name)
-            vbs.append((name, tag, value))
-        if self.junk is not None:
-            self.inbox.append(self.junk)
-        self.inbox.append(
-            ber.encode_response(m.version, m.community, m.request_id + self.rid_delta, vbs)
-        )
-
-    async def recv(self, timeout):
-        return self.inbox.pop(0) if self.inbox else None
-
-
-def check_samples(samples):
-    for metric, value, _unit in samples:
-        assert is_known(metric), metric
-        row = lookup(metric)
-        if row is not None:
-            assert isinstance(value, TYPES[row[2]]), (metric, value)
-
-
 @settings(FUZZ, max_examples=200)
 @given(st.sampled_from(PROFILES), st.data())
 def test_wrong_types_for_known_oids_through_client_and_engine(name, data):
@@ -214,7 +153,7 @@ def test_wrong_types_for_known_oids_through_client_and_engine(name, data):
     gets, walks = engine.plan(profile)
 
     async def go():
-        agent = Agent(lambda: data.draw(VALUE))
+        agent = Peer(default=drawn_values(lambda: data.draw(VALUE)))
         c = SnmpClient(agent, "public", "2c", 0.05, 0, request_id=5)
         values = await c.get(gets)
         values.update(await c.walk(walks))
@@ -238,7 +177,7 @@ def test_wrong_types_for_known_oids_through_client_and_engine(name, data):
 @FUZZ
 @given(st.integers(-5, 5).filter(lambda d: d != 0), st.binary(max_size=40))
 def test_wrong_request_id_and_junk_end_in_a_typed_error(delta, junk):
-    agent = Agent(lambda: (ber.INTEGER, 1), rid_delta=delta, junk=junk)
+    agent = Peer(default=drawn_values(lambda: (ber.INTEGER, 1), rid_delta=delta, junk=junk))
     c = SnmpClient(agent, "public", "2c", 0.05, 1, request_id=1000, where="dev")
     try:
         asyncio.run(c.get(["1.3.6.1.2.1.33.1.2.4.0"]))
@@ -250,20 +189,8 @@ def test_wrong_request_id_and_junk_end_in_a_typed_error(delta, junk):
 
 
 # --- driver and loop ---------------------------------------------------------------------------
-class Junk:
-    def __init__(self, data):
-        self.data = data
-
-    async def send(self, data):
-        pass
-
-    async def recv(self, timeout):
-        await asyncio.sleep(0)
-        return self.data
-
-
 def good_agent():
-    return Agent(lambda: (ber.TIMETICKS, 360000))
+    return Peer(default=drawn_values(lambda: (ber.TIMETICKS, 360000)))
 
 
 def lite(dev_id, factory, profile="system"):
@@ -284,7 +211,7 @@ def lite(dev_id, factory, profile="system"):
 
 def test_driver_fed_junk_ends_stale_with_the_reason_and_the_loop_keeps_polling():
     junk = SAMPLE[:-3]  # a truncated message
-    bad_dev, bad = lite("bad", lambda: Junk(junk))
+    bad_dev, bad = lite("bad", lambda: Peer(flood=junk))
     good_dev, good = lite("good", good_agent)
     loop = Loop(
         "site", MemoryQueue(), lambda: 0.0, Log(write=lambda s: None), commit_interval=0.01
@@ -297,16 +224,15 @@ def test_driver_fed_junk_ends_stale_with_the_reason_and_the_loop_keeps_polling()
         assert results["bad"].error.startswith("snmp 127.0.0.1:161: no valid response after 1 try")
         assert "runs past its end" in results["bad"].error
         assert results["good"].ok
-        assert dict((m, v) for m, v, _u in results["good"].samples)["router.uptime"] == 3600
-    assert good.requests == 3
+        assert dict((m, v) for m, v, _u in results["good"].samples)["device.uptime"] == 3600
+    assert good.requests == 4  # one identification GET, then one GET per poll
 
 
 def test_report_inputs_tried(capsys):
     with capsys.disabled():
-        total = sum(tried.values())
-        parts = ", ".join("%s %s %d" % (k[0], k[1], v) for k, v in sorted(tried.items()))
+        total = TALLY.total()
         print(
             "\nBER/SNMP fuzz: %d inputs (%s); slowest %.1f ms, largest tracemalloc peak %d B"
-            % (total, parts, slowest[0] * 1000, slowest[1])
+            % (total, TALLY.summary(), slowest[0] * 1000, slowest[1])
         )
     assert total > 1000

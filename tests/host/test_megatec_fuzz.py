@@ -3,12 +3,23 @@
 # tried is printed to the terminal (not captured) so the run shows what was covered.
 import time
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.core.errors import ParseError
-from agent.core.registry import lookup
 from drivers.proto import megatec as m
+from fuzz_support import (
+    DELETE,
+    EDITS,
+    EXACT_TYPES,
+    INSERT,
+    SET,
+    TRUNCATE,
+    Tally,
+    check_samples,
+    fuzz_settings,
+)
+from fuzz_support import mutate as mutate_with
 
 GOOD = (
     b"(208.4 140.0 208.4 034 59.9 2.05 35.0 00110000\r",
@@ -18,27 +29,11 @@ GOOD = (
 )
 ALPHABET = b"()#@. 0123456789\r\n\x00\xff-,01"
 PARSERS = (m.parse_q1, m.parse_f, m.parse_i)
-TYPES = {"float": float, "int": int, "str": str, "bool": bool}
-
-tried = {"random": 0, "mutated": 0, "accepted": 0, "rejected": 0}
+TALLY = Tally()
 
 
 def mutate(frame, edits):
-    data = bytearray(frame)
-    for kind, pos, byte in edits:
-        if not data:
-            data.append(byte)
-            continue
-        pos %= len(data)
-        if kind == 0:
-            data[pos] = byte
-        elif kind == 1:
-            del data[pos]
-        elif kind == 2:
-            data.insert(pos, byte)
-        else:
-            del data[pos:]
-    return bytes(data)
+    return mutate_with(frame, edits, (SET, DELETE, INSERT, TRUNCATE))
 
 
 def check(data):
@@ -46,38 +41,29 @@ def check(data):
         try:
             samples = parse(data)
         except ParseError:
-            tried["rejected"] += 1
+            TALLY.count("parses", "rejected")
             continue
-        tried["accepted"] += 1
-        for metric, value, unit in samples:
-            row = lookup(metric)
-            assert row is not None, metric
-            assert unit == row[1], (metric, unit)
-            assert isinstance(value, TYPES[row[2]]), (metric, value)
+        TALLY.count("parses", "accepted")
+        check_samples(samples, types=EXACT_TYPES, units=True, experimental=False)
 
 
-FUZZ = settings(
-    max_examples=1500, deadline=200, suppress_health_check=[HealthCheck.too_slow], database=None
-)
+FUZZ = fuzz_settings(1500, deadline=200)
 
 
 @FUZZ
 @given(st.binary(max_size=200))
 def test_random_bytes_only_raise_parse_error(data):
-    tried["random"] += 1
+    TALLY.count("inputs", "random")
     check(data)
 
 
 @FUZZ
 @given(
     st.sampled_from(GOOD),
-    st.lists(
-        st.tuples(st.integers(0, 3), st.integers(0, 255), st.sampled_from(list(ALPHABET))),
-        max_size=6,
-    ),
+    EDITS(ops=4, max_pos=255, max_size=6, byte=st.sampled_from(list(ALPHABET))),
 )
 def test_mutated_frames_only_raise_parse_error(frame, edits):
-    tried["mutated"] += 1
+    TALLY.count("inputs", "mutated")
     check(mutate(frame, edits))
 
 
@@ -85,7 +71,7 @@ def test_mutated_frames_only_raise_parse_error(frame, edits):
 @given(st.lists(st.binary(max_size=60), max_size=8))
 def test_split_streams_parse_line_by_line(chunks):
     # A stream cut into arbitrary chunks and split on CR, as the transport does.
-    tried["random"] += 1
+    TALLY.count("inputs", "random")
     stream = b"".join(chunks)
     for line in stream.split(b"\r"):
         check(line + b"\r")
@@ -103,5 +89,11 @@ def test_parse_rate_and_report(capsys):
         print(
             "\nmegatec fuzz: %d random + %d mutated inputs; %d parses accepted, %d rejected "
             "with ParseError; Q1 parse %.1f us each"
-            % (tried["random"], tried["mutated"], tried["accepted"], tried["rejected"], per * 1e6)
+            % (
+                TALLY.get("inputs", "random"),
+                TALLY.get("inputs", "mutated"),
+                TALLY.get("parses", "accepted"),
+                TALLY.get("parses", "rejected"),
+                per * 1e6,
+            )
         )

@@ -2,55 +2,28 @@
 # bytes, only ParseError (or the protocol's typed refusal, a DeviceError) comes out, within a time
 # bound per input (hypothesis deadline), and accepted samples carry registry names and types.
 # The inputs tried are printed to the terminal.
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.core.errors import DeviceError, ParseError
-from agent.core.registry import is_known, lookup
 from drivers.proto import modbus as mb
 from drivers.proto import pylontech as pp
 from drivers.proto import vedirect as vd
 from drivers.proto import voltronic as vp
+from fuzz_support import DELETE, INSERT, SET, Tally, check_samples, fuzz_settings
+from fuzz_support import EDITS as edits_of
+from fuzz_support import mutate as mutate_with
 
-FUZZ = settings(
-    max_examples=800, deadline=200, suppress_health_check=[HealthCheck.too_slow], database=None
-)
-TYPES = {"float": (float, int), "int": (int,), "str": (str,), "bool": (bool,)}
-tried = {}
-
-
-def count(name, outcome):
-    key = (name, outcome)
-    tried[key] = tried.get(key, 0) + 1
-
-
-def check_samples(samples):
-    for metric, value, _unit in samples:
-        assert is_known(metric), metric
-        row = lookup(metric)
-        if row is not None:
-            assert isinstance(value, TYPES[row[2]]), (metric, value)
+FUZZ = fuzz_settings(800, deadline=200)
+TALLY = Tally()
+count = TALLY.count
+EDITS = edits_of(ops=3, max_pos=400, max_size=5)
 
 
 def mutate(frame, edits):
-    data = bytearray(frame)
-    for kind, pos, byte in edits:
-        if not data:
-            data.append(byte)
-            continue
-        pos %= len(data)
-        if kind == 0:
-            data[pos] = byte
-        elif kind == 1:
-            del data[pos]
-        else:
-            data.insert(pos, byte)
-    return bytes(data)
+    return mutate_with(frame, edits, (SET, DELETE, INSERT))
 
 
-EDITS = st.lists(
-    st.tuples(st.integers(0, 2), st.integers(0, 400), st.integers(0, 255)), max_size=5
-)
 BLOCK = vd.block((("V", "26201"), ("I", "-1500"), ("SOC", "876"), ("CS", "3"), ("AR", "4")))
 
 
@@ -123,12 +96,6 @@ def test_modbus_replies(data, count_regs, fix_crc):
 
 def test_report_inputs_tried(capsys):
     with capsys.disabled():
-        names = sorted({k[0] for k in tried})
-        parts = []
-        for n in names:
-            outcomes = ", ".join(
-                "%s %d" % (k[1], v) for k, v in sorted(tried.items()) if k[0] == n
-            )
-            parts.append("%s: %s" % (n, outcomes))
+        parts = ["%s: %s" % (n, TALLY.summary(n)) for n in TALLY.kinds()]
         print("\nserial fuzz (800 examples per test): " + "; ".join(parts))
-    assert tried
+    assert TALLY.total()

@@ -5,86 +5,46 @@ import asyncio
 
 import pytest
 
-from agent.core import registry
 from agent.core.errors import DeviceTimeout
 from drivers.snmp import SnmpDriver
-from hil.snmpsim import SnmpSim, free_udp_port
+from hil.snmpsim import free_udp_port
+from snmp_support import (
+    APC,
+    EAST,
+    EATON,
+    ELTEK,
+    HUAWEI,
+    NETSURE,
+    ONBATT,
+    PDU,
+    PDU3,
+    PHOENIX,
+    UBNT,
+    UPS,
+    VYATTA,
+    check_registry,
+    column,
+    device,
+    num,
+    sim_fixture,
+    val,
+)
+from snmp_support import poll as poll_with
 
-UPS = "1.3.6.1.2.1.33.1."
-EATON = "UPS/eaton-93e-80"
-HUAWEI = "UPS/huawei-gse200m"
-EAST = "UPS/eastpower-istars-swv053"
-PHOENIX = "UPS/phoenixtec-power"
-VYATTA = "network/router/vyatta-unknown"
-UBNT = "network/wifi/ubiquiti-m5"
-PDU = "UPS/apc-7902b"
-PDU3 = "UPS/apc-8932"
-ONBATT = "UPS/site-onbattery-alarms"  # hil/recordings
-APC = "UPS/apc-smartups"  # hil/recordings
-ELTEK = "power/eltek-smartpack"  # hil/recordings
-NETSURE = "power/netsure"  # hil/recordings
 ALL = [EATON, HUAWEI, EAST, PHOENIX, VYATTA, UBNT, PDU, PDU3, ONBATT, APC, ELTEK, NETSURE]
 V3 = {"user": "agent", "auth_key": "auth-key-2024", "priv_key": "priv-key-2024"}
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with SnmpSim(ALL, v3_user=V3) as s:
-        yield s
-
-
-def device(sim, recording=None, **snmp):
-    cfg = {"host": "127.0.0.1", "port": sim.port, "version": "2c", "profile": "auto"}
-    if recording:
-        cfg["community"] = sim.community_for(recording)
-    timeout = snmp.pop("timeout", 2)
-    cfg.update(snmp)
-    return {"id": "dev", "timeout": timeout, "snmp": cfg}
+sim = sim_fixture(ALL, v3_user=V3)
 
 
 def poll(dev, times=1, budget=10):
-    async def go():
-        driver = SnmpDriver(dev)
-        try:
-            results = [await driver.poll(budget) for _ in range(times)]
-        finally:
-            await driver.close()
-        return driver, results
-
-    driver, results = asyncio.run(go())
-    for r in results:
-        assert r.ok, r.error
-    return driver, {m: (v, u) for m, v, u in results[-1].samples}
-
-
-def val(samples, metric):
-    return samples[metric][0]
-
-
-def num(rec, oid):
-    return int(rec[oid][1])
-
-
-def column(rec, prefix):
-    """{row: int value} of a table column in a recording (first index component = row)."""
-    out = {}
-    for oid, (_tag, v) in rec.items():
-        if oid.startswith(prefix + "."):
-            out.setdefault(int(oid[len(prefix) + 1 :].split(".")[0]), v)
-    return out
-
-
-def check_registry(samples):
-    for metric, (_v, unit) in samples.items():
-        assert registry.is_known(metric), metric
-        assert unit == registry.unit_of(metric), metric
+    return poll_with(SnmpDriver, dev, times, budget)
 
 
 # --- UPS-MIB ----------------------------------------------------------------------------------
 def test_eaton_ups_mib_matches_the_recording(sim):
     rec = sim.expected(EATON)
     driver, s = poll(device(sim, EATON))
-    assert driver.profile["name"] == "ups-mib"  # chosen by "auto"
+    assert driver.chosen == "ups-mib"  # chosen by "auto"
     check_registry(s)
     assert val(s, "battery.charge") == num(rec, UPS + "2.4.0")
     assert val(s, "battery.voltage") == pytest.approx(num(rec, UPS + "2.5.0") / 10)
@@ -111,7 +71,7 @@ def test_eaton_ups_mib_matches_the_recording(sim):
 
 def test_unknown_values_give_no_sample(sim):
     rec = sim.expected(HUAWEI)
-    _, s = poll(device(sim, HUAWEI, profile="ups-mib"))
+    _, s = poll(device(sim, HUAWEI, profile="ups-mib"))  # UPS-MIB alone, not the vendor view
     for oid, metric in (
         ("2.3.0", "battery.runtime"),
         ("2.4.0", "battery.charge"),
@@ -126,7 +86,7 @@ def test_unknown_values_give_no_sample(sim):
 
 def test_huawei_out_of_spec_scales_are_corrected(sim):
     rec = sim.expected(HUAWEI)
-    _, s = poll(device(sim, HUAWEI))
+    _, s = poll(device(sim, HUAWEI, profile="ups-mib"))
     assert rec[UPS + "1.1.0"][1] == "HUAWEI"
     # 0.01 Hz and 0.1 V on the wire, where RFC 1628 says 0.1 Hz and 1 V
     assert val(s, "input.frequency") == pytest.approx(int(rec[UPS + "3.3.1.2.1"][1]) / 100)
@@ -172,11 +132,11 @@ def test_on_battery_with_alarms(sim):
 def test_vyatta_router(sim):
     rec = sim.expected(VYATTA)
     driver, s = poll(device(sim, VYATTA), times=2)
-    assert driver.profile["name"] == "router"
+    assert driver.chosen == "router"
     check_registry(s)
     ticks = num(rec, "1.3.6.1.2.1.1.3.0")
-    assert ticks // 100 <= val(s, "router.uptime") <= ticks // 100 + 3600
-    assert val(s, "router.rebooted") is False
+    assert ticks // 100 <= val(s, "device.uptime") <= ticks // 100 + 3600
+    assert val(s, "device.rebooted") is False
     names = column(rec, "1.3.6.1.2.1.31.1.1.1.1")
     opers = column(rec, "1.3.6.1.2.1.2.2.1.8")
     states = {1: "up", 2: "down"}
@@ -221,30 +181,36 @@ def test_snmp_v1_reads_the_same_values(sim):
 
 # --- APC, DC plants ---------------------------------------------------------------------------
 def test_apc_pdu_phase_load_and_outlets(sim):
+    """These PDUs answer both rPDU2 and the older rPDU: rPDU2 is read, rPDU fills gaps."""
     for name in (PDU, PDU3):
         rec = sim.expected(name)
         driver, s = poll(device(sim, name))
-        assert driver.profile["name"] == "apc-pdu"
+        assert driver.chosen == "apc-pdu"
         check_registry(s)
-        p = "1.3.6.1.4.1.318.1.1.12."
-        states = column(rec, p + "3.5.1.1.4")
-        assert len(states) in (16, 24)
-        for row, state in states.items():
-            assert val(s, f"outlet.{row}.status") == {"1": "on", "2": "off"}[state]
-        loads, phases, banks = (column(rec, p + "2.3.1.1." + c) for c in "245")
-        whole = [r for r, b in banks.items() if b == "0"]
-        assert whole
-        for r in whole:
-            assert val(s, "phase.%s.current" % phases[r]) == pytest.approx(int(loads[r]) / 10)
-        assert not [m for m in s if m.startswith("phase.0")]  # bank rows are not phases
-        assert val(s, "ups.model") == rec[p + "1.5.0"][1]
+        p2 = "1.3.6.1.4.1.318.1.1.26."
+        # rPDU2OutletSwitchedStatusState is a time-driven snmpsim variation in these recordings
+        # (hil/recordings/UPS/apc-rpdu2-only fixes it): here only the set of outlets is checked.
+        numbers = column(rec, p2 + "9.2.3.1.4")
+        assert len(numbers) in (16, 24)
+        for row in numbers.values():
+            assert val(s, f"outlet.{row}.status") in ("on", "off")
+        phases, currents = column(rec, p2 + "6.3.1.3"), column(rec, p2 + "6.3.1.5")
+        for r, phase in phases.items():
+            assert val(s, "phase.%s.current" % phase) == pytest.approx(int(currents[r]) / 10)
+        banks, bank_currents = column(rec, p2 + "8.3.1.3"), column(rec, p2 + "8.3.1.5")
+        for r, bank in banks.items():
+            assert val(s, "bank.%s.current" % bank) == pytest.approx(int(bank_currents[r]) / 10)
+        assert not [m for m in s if m.startswith("phase.0")]
+        # what the PDU is, by name (device.*, not ups.*)
+        assert val(s, "device.model") == rec[p2 + "2.1.8.1"][1]
+        assert "ups.model" not in s and "ups.firmware" not in s
 
 
 def test_apc_smartups(sim):
     rec = sim.expected(APC)
     u = "1.3.6.1.4.1.318.1.1.1."
     driver, s = poll(device(sim, APC))
-    assert driver.profile["name"] == "apc-powernet"
+    assert driver.chosen == "apc-powernet"
     check_registry(s)
     assert val(s, "battery.charge") == pytest.approx(num(rec, u + "2.3.1.0") / 10)  # 0.1 % OID
     assert val(s, "battery.runtime") == num(rec, u + "2.2.3.0") // 100
@@ -257,7 +223,7 @@ def test_eltek_and_netsure(sim):
     rec = sim.expected(ELTEK)
     e = "1.3.6.1.4.1.12148.9."
     driver, s = poll(device(sim, ELTEK))
-    assert driver.profile["name"] == "eltek"
+    assert driver.chosen == "eltek"
     check_registry(s)
     assert val(s, "battery.voltage") == pytest.approx(num(rec, e + "3.2.0") / 100)
     assert val(s, "battery.current") == num(rec, e + "3.3.0") < 0
@@ -271,7 +237,7 @@ def test_eltek_and_netsure(sim):
     rec = sim.expected(NETSURE)
     n = "1.3.6.1.4.1.6302.2.1.2."
     driver, s = poll(device(sim, NETSURE))
-    assert driver.profile["name"] == "netsure"
+    assert driver.chosen == "netsure"
     assert val(s, "dc.voltage") == pytest.approx(num(rec, n + "2.0") / 1000)
     assert val(s, "dc.current") == pytest.approx(num(rec, n + "3.0") / 1000)
     assert val(s, "dc.status") == "major" and num(rec, n + "1.0") == 5
@@ -308,27 +274,31 @@ def test_v3_wrong_key_is_an_authorization_error(sim):
     dev = device(sim, None, **v3)
     result = asyncio.run(SnmpDriver(dev).poll(5))
     assert not result.ok
-    assert "authorization error" in result.error and "127.0.0.1:%d" % sim.port in result.error
+    assert result.error == (
+        "snmp 127.0.0.1:%d: SNMPv3 authorization error: wrong authentication key or protocol "
+        "(usmStatsWrongDigests)" % sim.port
+    )
 
 
 # --- silence and failures -----------------------------------------------------------------------
 def test_silent_device_is_stale_within_the_budget():
-    port = free_udp_port()  # nothing listens here
+    port = free_udp_port()  # nothing listens here: the kernel answers ICMP port unreachable
     dev = {
         "id": "dev",
-        "timeout": 0.3,
+        "timeout": 0.6,
         "snmp": {"host": "127.0.0.1", "port": port, "community": "x", "retries": 1},
     }
-    result = asyncio.run(SnmpDriver(dev).poll(3.0))
+    result = asyncio.run(SnmpDriver(dev).poll(0.6))  # the loop polls with the device's timeout
     assert not result.ok and result.samples == []
-    assert result.error == "snmp 127.0.0.1:%d: no response after 2 tries " % port + (
-        "(host down, or wrong port or community)"
+    assert result.error == (
+        "snmp 127.0.0.1:%d: no SNMP agent listening on that port (ICMP port unreachable, "
+        "2 tries of 0.27s)" % port
     )
     assert result.duration < 3.0
 
-    dev["timeout"] = 5  # a budget shorter than one try still returns on time
+    dev["timeout"] = 5  # a poll budget other than the device's timeout: the budget decides
     result = asyncio.run(SnmpDriver(dev).poll(0.5))
-    assert not result.ok and "no answer within 0.5s" in result.error and result.duration < 1.5
+    assert not result.ok and "2 tries of 0.225s" in result.error and result.duration < 1.5
 
 
 def test_read_raises_device_timeout_for_a_wrong_community(sim):
@@ -342,5 +312,5 @@ def test_read_raises_device_timeout_for_a_wrong_community(sim):
         finally:
             await driver.close()
 
-    with pytest.raises(DeviceTimeout, match="no response after 1 try "):
+    with pytest.raises(DeviceTimeout, match=r"no answer to 1 try of 0\.27s \(wrong community"):
         asyncio.run(go())

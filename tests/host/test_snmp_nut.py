@@ -3,7 +3,6 @@ run once (-d 1) against the same snmpsim recordings, for every UPS recording iss
 phoenixtec, huawei, eastpower). Where NUT and we disagree (values the device marks unknown,
 Huawei's out-of-spec scales, EAST's extra ".0" after the table index), the test says why."""
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ import tempfile
 import pytest
 
 from drivers.snmp import SnmpDriver
-from hil.snmpsim import SnmpSim
+from snmp_support import device, poll, sim_fixture
 
 SNMP_UPS = "/lib/nut/snmp-ups"
 EAST = "UPS/eastpower-istars-swv053"
@@ -31,12 +30,13 @@ SAME = (
 )
 
 
-@pytest.fixture(scope="module")
-def sim():
+sim = sim_fixture(RECORDINGS)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def nut_installed():
     if not os.path.exists(SNMP_UPS):
         pytest.fail(f"{SNMP_UPS} is missing: apt-get install nut-snmp")
-    with SnmpSim(RECORDINGS) as s:
-        yield s
 
 
 def nut(sim, recording):
@@ -73,19 +73,9 @@ def nut(sim, recording):
 
 
 def ours(sim, recording):
-    dev = {
-        "id": "u",
-        "timeout": 2,
-        "snmp": {
-            "host": "127.0.0.1",
-            "port": sim.port,
-            "community": recording,
-            "profile": "ups-mib",
-        },
-    }
-    result = asyncio.run(SnmpDriver(dev).poll(10))
-    assert result.ok, result.error
-    return {m: v for m, v, _u in result.samples}
+    # UPS-MIB alone, as NUT's "ietf" mapping reads it (not the Huawei vendor view)
+    _, s = poll(SnmpDriver, device(sim, recording, dev_id="u", profile="ups-mib"))
+    return {m: v for m, (v, _u) in s.items()}
 
 
 def same(a, b):
