@@ -13,7 +13,7 @@ A subclass implements open() and close() and:
 
 Identification (first poll, and every re-detection): one GET of sysDescr, sysObjectID, sysUpTime
 and, with profile "auto", the AUTO probes. The next good poll carries it upstream as readings:
-device.profile, device.identified, device.object_id, device.description; a note says it in the
+device.profile, device.identified, device.object_id, device.description; a remark says it in the
 log and in `poll`. With "auto", identified means a device MIB answered; a device that answers
 none of them is read through the generic "router" (or "system") view and reported as not
 identified (NUT's "No supported device detected"), with its sysObjectID and sysDescr.
@@ -22,11 +22,11 @@ Re-detection ("auto" only): when sysUpTime goes back (the device rebooted), on t
 after the device did not answer, when the profile in use reads nothing, and, while the generic
 view is in use, on every poll (the device-MIB probes ride along in the poll's GET: a UPS card
 that answers MIB-II before its UPS-MIB while booting is picked up as soon as the UPS-MIB
-answers). A change of profile is a warning note.
+answers). A change of profile is a warning remark.
 
 A profile that reads nothing is not a good poll: DeviceError naming the profile and the device
 (sysObjectID, sysDescr). A value of the wrong SNMP type is left out by the engine, counted in
-`wrong_types`, and noted once per OID.
+`wrong_types`, and remarked on once per OID.
 """
 
 from agent.core.compat import monotonic

@@ -10,6 +10,7 @@ UDP transport (agent/host/udp.py) is used; a board's firmware injects a socket-b
 either per driver or once for all as `SnmpLiteDriver.TRANSPORT = factory`.
 """
 
+from agent.core.errors import DeviceError
 from drivers.base import EXPERIMENTAL
 from drivers.proto.snmp_client import SnmpClient
 from drivers.snmp_base import SnmpBase

@@ -23,6 +23,7 @@ from drivers.profiles import engine
 from drivers.proto import ber
 from drivers.proto.snmp_client import SnmpClient, plain
 from drivers.snmp_lite import SnmpLiteDriver
+
 from fuzz_support import EDITS, Tally, check_samples, fuzz_settings, mutate
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "portable"))

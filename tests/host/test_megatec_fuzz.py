@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from agent.core.errors import ParseError
 from drivers.proto import megatec as m
+
 from fuzz_support import (
     DELETE,
     EDITS,

@@ -10,6 +10,7 @@ from drivers.proto import modbus as mb
 from drivers.proto import pylontech as pp
 from drivers.proto import vedirect as vd
 from drivers.proto import voltronic as vp
+
 from fuzz_support import DELETE, INSERT, SET, Tally, check_samples, fuzz_settings
 from fuzz_support import EDITS as edits_of
 from fuzz_support import mutate as mutate_with

@@ -8,6 +8,7 @@ import pytest
 from agent.core.errors import DeviceTimeout
 from drivers.snmp import SnmpDriver
 from hil.snmpsim import free_udp_port
+
 from snmp_support import (
     APC,
     EAST,

@@ -19,6 +19,7 @@ from drivers.snmp import SnmpDriver
 from hil.emulators.snmp_agent import SnmpAgent
 from hil.snmpsim import free_udp_port
 from hil.udp_sink import LossyProxy, UdpSink
+
 from snmp_support import (
     DRIVERS,
     EATON,

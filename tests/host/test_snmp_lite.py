@@ -10,6 +10,7 @@ from agent.core import registry
 from drivers.snmp import SnmpDriver
 from drivers.snmp_lite import SnmpLiteDriver
 from hil.snmpsim import free_udp_port
+
 from snmp_support import (
     EAST,
     EATON,

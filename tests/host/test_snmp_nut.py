@@ -11,6 +11,7 @@ import tempfile
 import pytest
 
 from drivers.snmp import SnmpDriver
+
 from snmp_support import device, poll, sim_fixture
 
 SNMP_UPS = "/lib/nut/snmp-ups"

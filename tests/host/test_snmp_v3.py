@@ -4,6 +4,7 @@ a request that works proves the driver sent an authenticated, unencrypted PDU th
 USM accepted (the last test shows snmpsim refuses a level that does not match the user's)."""
 
 from drivers.snmp import SnmpDriver
+
 from snmp_support import EATON, as_dict, device, poll_results, sim_fixture
 
 USER = {"user": "nopriv", "auth_protocol": "SHA", "auth_key": "auth-only-2024",

@@ -354,9 +354,9 @@ def test_bad_enum_suggests_closest():
     data = base()
     data["devices"][0]["snmp"]["profile"] = "upsmib"
     assert only(data) == (
-        'site.toml: devices[0].snmp.profile: expected "auto", "ups-mib", "apc-powernet", '
-        '"apc-pdu", "eltek", "netsure", "if-mib", "host-resources", "system" or "router", '
-        'got "upsmib" (did you mean "ups-mib"?)'
+        'site.toml: devices[0].snmp.profile: expected "auto", "ups-mib", "huawei-ups", '
+        '"apc-powernet", "apc-pdu", "eltek", "netsure", "if-mib", "host-resources", "system" or '
+        '"router", got "upsmib" (did you mean "ups-mib"?)'
     )
 
 

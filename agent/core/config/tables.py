@@ -26,8 +26,8 @@ DRIVER_SECTIONS = {
 # The names drivers/profiles/__init__.py PROFILES knows, plus "auto" (a host test keeps them in
 # step; the core does not import drivers).
 SNMP_PROFILES = (
-    "auto", "ups-mib", "apc-powernet", "apc-pdu", "eltek", "netsure", "if-mib", "host-resources",
-    "system", "router",
+    "auto", "ups-mib", "huawei-ups", "apc-powernet", "apc-pdu", "eltek", "netsure", "if-mib",
+    "host-resources", "system", "router",
 )  # fmt: skip
 # The serial rates every port can be set to, in one list for device lines and the console: each
 # has a termios B<rate> constant on Linux (the host's console opens its tty with termios alone;
