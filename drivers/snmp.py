@@ -333,8 +333,8 @@ class SnmpDriver(SnmpBase):
         from agent.host.udp import UdpTransport
 
         wait = ICMP_PROBE_S
-        if self.deadline is not None:  # the reserve the tries left of the budget, halved
-            wait = min(wait, (self.deadline - monotonic()) / 2 + min(0.25, self.timeout * 0.05))
+        if self.poll_end is not None:  # half of what is left of the poll's budget
+            wait = min(wait, (self.poll_end - monotonic()) / 2)
         try:
             t = await UdpTransport.open(self.host, self.port)
         except DeviceError:

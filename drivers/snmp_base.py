@@ -35,7 +35,7 @@ from drivers import profiles
 from drivers.base import Driver
 from drivers.profiles import engine
 from drivers.profiles.system import SYS_DESCR, SYS_OBJECT_ID, SYS_UPTIME
-from drivers.proto.snmp_client import try_timeout, try_wait
+from drivers.proto.snmp_client import reserve, try_timeout, try_wait
 
 IDENTITY = (SYS_DESCR, SYS_OBJECT_ID, SYS_UPTIME)
 MAX_DESCR = 120  # characters of sysDescr kept in readings and messages
@@ -80,6 +80,7 @@ class SnmpBase(Driver):
         self._wrong_seen = {}
         self.requests = 0  # SNMP requests sent, for bench/ and the console
         self.deadline = None  # monotonic time by which the poll's tries must end
+        self.poll_end = None  # monotonic time the poll's budget ends
 
     async def fetch(self, gets, walks, types):
         raise NotImplementedError
@@ -93,7 +94,8 @@ class SnmpBase(Driver):
         # Tries end a reserve before the budget: the cause of a silence is ours to tell, not
         # the base's "no answer within".
         self.try_s = try_timeout(budget_s, self.retries)
-        self.deadline = monotonic() + budget_s - min(0.5, budget_s * 0.1)
+        self.poll_end = monotonic() + budget_s
+        self.deadline = self.poll_end - reserve(budget_s)
         return await Driver.poll(self, budget_s)
 
     async def read(self):

@@ -49,11 +49,16 @@ except ImportError:  # a port without errno: Linux's number
     ECONNREFUSED = 111
 
 
+def reserve(budget):
+    """Seconds of a poll's budget kept for what follows the last try (the verdict, a cause
+    probe): a tenth, at least 0.1 s, at most 0.5 s, never more than half."""
+    return min(0.5, budget / 2, max(0.1, budget * 0.1))
+
+
 def try_timeout(budget, retries):
-    """Seconds each try may wait so that 1 + `retries` tries fit in the poll budget, keeping a
-    tenth of it (at most 0.5 s) for what follows the last try (the verdict, a cause probe)."""
-    reserve = min(0.5, budget * 0.1)
-    return (budget - reserve) / (retries + 1)
+    """Seconds each try may wait so that 1 + `retries` tries fit in the poll budget, less its
+    reserve()."""
+    return (budget - reserve(budget)) / (retries + 1)
 
 
 def try_wait(try_s, deadline, tries_left):

@@ -286,20 +286,22 @@ def test_silent_device_is_stale_within_the_budget():
     port = free_udp_port()  # nothing listens here: the kernel answers ICMP port unreachable
     dev = {
         "id": "dev",
-        "timeout": 0.6,
+        "timeout": 2.0,
         "snmp": {"host": "127.0.0.1", "port": port, "community": "x", "retries": 1},
     }
-    result = asyncio.run(SnmpDriver(dev).poll(0.6))  # the loop polls with the device's timeout
+    result = asyncio.run(SnmpDriver(dev).poll(2.0))  # the loop polls with the device's timeout
     assert not result.ok and result.samples == []
     assert result.error == (
         "snmp 127.0.0.1:%d: no SNMP agent listening on that port (ICMP port unreachable, "
-        "2 tries of 0.27s)" % port
+        "2 tries of 0.9s)" % port
     )
-    assert result.duration < 3.0
+    assert result.duration < 2.0
 
     dev["timeout"] = 5  # a poll budget other than the device's timeout: the budget decides
     result = asyncio.run(SnmpDriver(dev).poll(0.5))
-    assert not result.ok and "2 tries of 0.225s" in result.error and result.duration < 1.5
+    assert not result.ok and result.duration < 1.5
+    # 0.1 s is kept for the verdict; on a loaded machine the budget's own timeout may win it
+    assert "2 tries of 0.2s" in result.error or result.error == "no answer within 0.5s"
 
 
 def test_read_raises_device_timeout_for_a_wrong_community(sim):
@@ -313,5 +315,5 @@ def test_read_raises_device_timeout_for_a_wrong_community(sim):
         finally:
             await driver.close()
 
-    with pytest.raises(DeviceTimeout, match=r"no answer to 1 try of 0\.27s \(wrong community"):
+    with pytest.raises(DeviceTimeout, match=r"no answer to 1 try of 0\.2s \(wrong community"):
         asyncio.run(go())

@@ -195,6 +195,8 @@ def test_tries_share_the_budget():
     assert try_timeout(5.0, 3) == 1.125
     assert try_timeout(5.0, 0) == 4.5
     assert try_timeout(2.0, 1) == 0.9  # a tenth of a short budget is kept
+    assert try_timeout(0.5, 1) == 0.2  # and at least 0.1 s
+    assert try_timeout(0.1, 0) == 0.05  # but never more than half
     # a late start (an open, a first request) shrinks the tries left, never the count
     now = monotonic()
     assert try_wait(1.125, None, 4) == 1.125
