@@ -267,6 +267,8 @@ class SnmpSim:
 
 if __name__ == "__main__":  # python -m hil.snmpsim UPS/eaton-93e-80 ... : serve until Ctrl-C
     names = sys.argv[1:] or ["UPS/eaton-93e-80", "network/wifi/ubiquiti-m5"]
+    # SIGTERM too must stop the responder (its own process group) and remove the temp dir
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with SnmpSim(names) as sim:
         print("snmpsim on 127.0.0.1:%d; communities: %s" % (sim.port, ", ".join(names)))
         try:
