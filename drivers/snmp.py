@@ -156,13 +156,16 @@ class SnmpDriver(SnmpBase):
         self.auth = None
         self.context = None
         self.sent = 0  # tries sent, retries included
+        self._sending = None  # set by the pysnmp observer when a request of ours is sent
+        self._observing = None  # the engine our observer is registered with
 
     # --- Driver ------------------------------------------------------------------------------
     async def open(self):
         self.snmp, self.own_engine = _engine_for(self.version)
         cls = Udp6TransportTarget if ":" in self.host else UdpTransportTarget
         try:
-            # pysnmp's own timer must not end a try before ours does (see _request)
+            # one try per pysnmp request, timed by us from its send (see _request): pysnmp's own
+            # timer must not end it first
             self.target = await cls.create(
                 (self.host, self.port), timeout=self.timeout + 1.0, retries=0
             )
@@ -171,6 +174,12 @@ class SnmpDriver(SnmpBase):
             raise DeviceError(f"{self.where}: cannot resolve host: {e}") from e
         self.auth = self._auth_data()
         self.context = ContextData(contextName=self.cfg.get("context", "") or "")
+        self._sending = asyncio.Event()
+        if self._observing is not self.snmp:
+            # Once per engine: pysnmp's unregister_observer leaves the callback's context behind,
+            # and registering it again is refused. A shared engine keeps calling it after close.
+            self.snmp.observer.register_observer(self._on_send, "rfc3412.sendPdu")
+            self._observing = self.snmp
 
     async def fetch(self, gets, walks, types):
         values = await self.get(gets, types)
@@ -183,6 +192,7 @@ class SnmpDriver(SnmpBase):
 
     def _close_engine(self):
         if self.snmp is not None and self.own_engine:
+            self._observing = None
             try:
                 self.snmp.close_dispatcher()
             except Exception:
@@ -263,10 +273,10 @@ class SnmpDriver(SnmpBase):
     async def _request(self, command, oids, reps=None):
         """(error status name or "", error index, varbinds); raises on transport/auth failure.
 
-        The tries are ours, not pysnmp's: pysnmp rounds its timeout up to its 0.1 s timer and
-        starts late, so its retries overrun the poll's budget. Each try is a fresh pysnmp request
-        bounded by try_s (pysnmp's own timeout is set past it); a late answer to a cancelled try
-        is dropped by pysnmp."""
+        The tries are ours, not pysnmp's (its retries ran past the poll's budget). Each try is
+        one pysnmp request, given its share of the budget from the moment pysnmp sends it: a
+        new engine's first request spends up to a second in set-up before it sends, which must
+        not eat the try. A late answer to an earlier try is dropped by pysnmp."""
         varbinds = [ObjectType(ObjectIdentity(o)) for o in oids]
         args = (self.snmp, self.auth, self.target, self.context)
         if reps is not None:
@@ -274,19 +284,16 @@ class SnmpDriver(SnmpBase):
         self.requests += 1
         res = None
         for n in range(self.retries + 1):
-            wait = self.try_wait(self.retries + 1 - n)
-            if wait <= 0:
+            if self.deadline is not None and self.deadline <= monotonic():
                 break
             self.sent += 1
             try:
-                res = await asyncio.wait_for(command(*args, *varbinds, lookupMib=False), wait)
-            except asyncio.TimeoutError:
-                continue
+                res = await self._try(command(*args, *varbinds, lookupMib=False), n)
             except DeviceError:
                 raise
             except Exception as e:  # pysnmp raises PySnmpError for malformed answers and config
                 raise DeviceError(f"{self.where}: {e.__class__.__name__}: {e}") from e
-            if not isinstance(res[0], errind.RequestTimedOut):
+            if res is not None and not isinstance(res[0], errind.RequestTimedOut):
                 break
             res = None
         if res is None:
@@ -301,6 +308,38 @@ class SnmpDriver(SnmpBase):
         if status_name == "authorizationError":
             raise DeviceError(f"{self.where}: authorization error")
         return status_name, int(index or 0), out
+
+    async def _try(self, call, n):
+        """The result of one pysnmp request, or None when its share of the budget ran out."""
+        task = asyncio.ensure_future(call)
+        self._sending.clear()
+        try:
+            left = None if self.deadline is None else self.deadline - monotonic()
+            sending = asyncio.ensure_future(self._sending.wait())
+            done, _ = await asyncio.wait(
+                {task, sending}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            sending.cancel()
+            if task in done:
+                return task.result()
+            if not self._sending.is_set():
+                return None  # set-up took the whole budget
+            return await asyncio.wait_for(task, self.try_wait(self.retries + 1 - n))
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            if not task.done():
+                task.cancel()
+
+    def _on_send(self, snmp, execpoint, variables, ctx):
+        """pysnmp observer: a request of ours leaves for the device (starts the try's clock)."""
+        addr = variables.get("transportAddress")
+        try:
+            ours = tuple(addr)[:2] == tuple(self.target.transport_address)[:2]
+        except (TypeError, AttributeError):
+            ours = False
+        if ours:
+            self._sending.set()
 
     def _refused(self, indication):
         """What an errorIndication says, in words an operator can act on."""

@@ -91,11 +91,13 @@ class SnmpBase(Driver):
 
     # --- Driver ------------------------------------------------------------------------------
     async def poll(self, budget_s):
-        # Tries end a reserve before the budget: the cause of a silence is ours to tell, not
-        # the base's "no answer within".
-        self.try_s = try_timeout(budget_s, self.retries)
-        self.poll_end = monotonic() + budget_s
-        self.deadline = self.poll_end - reserve(budget_s)
+        # The tries share the device's timeout, or the caller's budget if that is shorter, and
+        # end a reserve before it: the cause of a silence is ours to tell, not the base's "no
+        # answer within".
+        budget = min(budget_s, self.timeout)
+        self.try_s = try_timeout(budget, self.retries)
+        self.poll_end = monotonic() + budget
+        self.deadline = self.poll_end - reserve(budget)
         return await Driver.poll(self, budget_s)
 
     async def read(self):

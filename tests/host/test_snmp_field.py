@@ -59,20 +59,20 @@ def warnings(results):
 @pytest.mark.parametrize("retries", [0, 3])
 def test_retries_send_that_many_tries_within_the_budget(cls, retries):
     with UdpSink() as sink:
-        dev = {"id": "d", "timeout": 2.0,
+        dev = {"id": "d", "timeout": 4.0,
                "snmp": {"host": "127.0.0.1", "port": sink.port, "community": "c",
                         "retries": retries, "profile": "ups-mib"}}  # fmt: skip
-        result = asyncio.run(cls(dev).poll(2.0))
+        result = asyncio.run(cls(dev).poll(4.0))
         # The probe byte the pysnmp driver sends after its tries is not SNMP: sink.other.
         assert sink.requests == retries + 1, sink.request_ids
     tries = retries + 1
     assert result.error == "snmp 127.0.0.1:%d: no answer to %d %s of %.3gs (wrong community or " \
-        "agent down)" % (sink.port, tries, "try" if tries == 1 else "tries", 1.8 / tries)
-    assert result.duration < 2.0  # our verdict, not the budget's "no answer within 2s"
-    # Each retry waited its share (0.45 s) of the budget before the next. (pysnmp's first try
-    # of a new engine sends late, after loading its MIB modules: that gap can be shorter.)
+        "agent down)" % (sink.port, tries, "try" if tries == 1 else "tries", 3.6 / tries)
+    assert result.duration < 4.0  # our verdict, not the budget's "no answer within 4s"
+    # Each try waited its share before the next: 0.9 s, less when the first went out late (a
+    # new pysnmp engine spends up to a second setting up before its first request).
     gaps = [sink.times[i + 1] - sink.times[i] for i in range(len(sink.times) - 1)]
-    assert all(g > 0.2 for g in gaps[1:]), gaps
+    assert all(g > 0.3 for g in gaps), gaps
 
 
 @pytest.mark.parametrize("cls", DRIVERS)
