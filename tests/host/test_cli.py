@@ -255,4 +255,4 @@ def test_every_command_output_into_a_closed_pipe_ends_quietly(tmp_path):
         assert "agent: failed" not in r.stderr, (args, r.stderr)
         assert r.returncode == code, (args, r.returncode, r.stderr)  # the command's own answer
     r = cli_into_a_closed_pipe("poll", "-c", path)
-    assert "ups: STALE: no answer" in r.stderr  # stderr, still read, keeps its lines
+    assert "ups: STALE: snmp" in r.stderr  # stderr, still read, keeps its lines
