@@ -10,6 +10,8 @@ from agent import __version__
 from agent.core.console import fmt
 from agent.core.errors import ConfigError
 from agent.core.log import DEBUG, ERROR, INFO, WARNING, Log
+from agent.fleet.cli import add_parser as add_fleet_parser
+from agent.fleet.cli import cmd_fleet
 from agent.host.console_host import add_parser as add_console_parser
 from agent.host.console_host import cmd_console
 
@@ -77,6 +79,7 @@ def build_parser():
                    "keep them afterwards")
 
     add_console_parser(sub)
+    add_fleet_parser(sub)
 
     q = sub.add_parser("queue", help="inspect a stopped agent's store",
                        description="Inspect the store in a data directory while the agent is "
@@ -258,7 +261,7 @@ def cmd_queue(args, log):
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "poll": cmd_poll, "demo": cmd_demo,
-            "queue": cmd_queue,
+            "queue": cmd_queue, "fleet": cmd_fleet,
             "console": lambda args, log: cmd_console(args, log, DEFAULT_CONFIG)}
 
 

@@ -1,0 +1,230 @@
+"""`site-agent fleet`: the operations centre's view of every site, from the contract's topics.
+
+    site-agent fleet --broker mqtt.noc.example:8883 --ca-file ca.pem --listen 0.0.0.0:8080
+    site-agent fleet --broker 127.0.0.1:1883 --insecure --once        # table, then exit
+
+Exit codes: 0 ok (and on Ctrl-C / SIGTERM), 1 the broker could not be reached (--once) or the
+server could not start, 2 bad usage.
+"""
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+ENV_PASSWORD = "SITE_AGENT_FLEET_PASSWORD"
+
+
+def add_parser(sub):
+    f = sub.add_parser(
+        "fleet", help="the operations centre's view: every site, a web page, /metrics",
+        description="Subscribe to every site's topics on a broker (retained status, alarms and "
+        "state first, then the live stream), keep the fleet's current picture and serve it: a "
+        "web page (no internet needed), /metrics for Prometheus, or --once a table.")
+    f.add_argument("--broker", required=True, metavar="HOST[:PORT]",
+                   help="the MQTT broker (port default 8883 with TLS, 1883 with --insecure); "
+                   "IPv6 as [addr]:port")
+    f.add_argument("--insecure", action="store_true",
+                   help="plain-text MQTT, no TLS (only on a network you trust; warned at start)")
+    f.add_argument("--ca-file", help="trust only this CA for the broker's certificate "
+                   "(default: the system's CAs)")
+    f.add_argument("--cert-file", help="client certificate (PEM) for mutual TLS")
+    f.add_argument("--key-file", help="client certificate's key (PEM)")
+    f.add_argument("--username", help="MQTT user name; the password is read from $%s or "
+                   "--password-file" % ENV_PASSWORD)
+    f.add_argument("--password-file", help="file holding the MQTT password (first line)")
+    f.add_argument("--prefix", default="site-agent/v1", help="topic prefix (default %(default)s)")
+    f.add_argument("--share", metavar="GROUP", help="take a share of the live stream with the "
+                   "other instances of GROUP (MQTT 5 shared subscription); the retained topics "
+                   "are read in full by every instance")
+    f.add_argument("--mqtt", choices=("5", "3.1.1"), default="5",
+                   help="MQTT protocol version (default 5; shared subscriptions need 5)")
+    f.add_argument("--client-id", help="MQTT client id (default: site-agent-fleet-HOST-PID)")
+    f.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                   help="where to serve the page and /metrics (default %(default)s; port 0: "
+                   "any free port)")
+    f.add_argument("--silent-after", type=float, default=300.0, metavar="SECONDS",
+                   help="a site not heard from for this long is marked silent (default 300)")
+    f.add_argument("--history-step", type=float, default=300.0, metavar="SECONDS",
+                   help="time resolution of each site's history (default 300)")
+    f.add_argument("--history-hours", type=float, default=24.0,
+                   help="how much history each site keeps (default 24)")
+    f.add_argument("--map-image", help="a map image (PNG, JPEG, SVG) to draw the sites on")
+    f.add_argument("--map-bounds", metavar="S,W,N,E",
+                   help="the image's edges in decimal degrees: south,west,north,east")
+    f.add_argument("--max-sites", type=int, default=100000,
+                   help="ignore sites beyond this many (default %(default)s)")
+    f.add_argument("--once", action="store_true",
+                   help="print the fleet table (most urgent first) and exit")
+    f.add_argument("--wait", type=float, default=5.0, metavar="SECONDS",
+                   help="with --once: how long to listen (retained messages, then live "
+                   "readings) before printing (default 5)")
+    f.add_argument("--json", action="store_true", help="with --once: JSON instead of a table")
+    f.add_argument("-q", "--query", help="with --once: only sites whose id, name or place "
+                   "contains these words")
+    return f
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_broker(text, insecure):
+    host, port = text, None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise UsageError("--broker %r: missing ]" % text)
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise UsageError("--broker %r: expected [addr]:port" % text)
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host:
+        raise UsageError("--broker %r: no host" % text)
+    if port is None:
+        return host, 1883 if insecure else 8883
+    try:
+        port = int(port)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise UsageError("--broker %r: port must be 1-65535" % text)
+    return host, port
+
+
+def parse_listen(text):
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port = int(port)
+    except ValueError:
+        raise UsageError("--listen %r: expected HOST:PORT" % text)
+    if not 0 <= port < 65536:
+        raise UsageError("--listen %r: port must be 0-65535" % text)
+    return host, port
+
+
+def parse_bounds(text):
+    try:
+        s, w, n, e = (float(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError("--map-bounds %r: expected four numbers south,west,north,east" % text)
+    if not (-90 <= s < n <= 90 and -180 <= w < e <= 180):
+        raise UsageError("--map-bounds %r: need -90 <= south < north <= 90 and "
+                         "-180 <= west < east <= 180" % text)
+    return s, w, n, e
+
+
+def cmd_fleet(args, log):
+    from agent.fleet.model import Fleet
+    from agent.fleet.subscriber import Subscriber
+
+    try:
+        host, port = parse_broker(args.broker, args.insecure)
+        listen = parse_listen(args.listen)
+        bounds = parse_bounds(args.map_bounds) if args.map_bounds else None
+        if bool(args.map_image) != bool(bounds):
+            raise UsageError("--map-image and --map-bounds go together")
+        if args.map_image and not os.path.isfile(args.map_image):
+            raise UsageError("--map-image %s: no such file" % args.map_image)
+        if args.share and args.mqtt != "5":
+            raise UsageError("--share needs --mqtt 5")
+        if args.share and ("/" in args.share or "+" in args.share or "#" in args.share):
+            raise UsageError("--share %r: a group name cannot contain /, + or #" % args.share)
+        if args.history_step < 1 or args.history_hours <= 0:
+            raise UsageError("--history-step must be >= 1 and --history-hours > 0")
+        password = _password(args)
+    except UsageError as e:
+        sys.stderr.write("site-agent fleet: %s\n" % e)
+        return 2
+    tls = None
+    if args.insecure:
+        log.warning("fleet", "PLAIN TEXT MQTT (--insecure): readings and credentials cross the "
+                    "network unencrypted", broker="%s:%d" % (host, port))
+    else:
+        tls = {"ca_file": args.ca_file, "cert_file": args.cert_file, "key_file": args.key_file}
+    size = max(1, int(round(args.history_hours * 3600.0 / args.history_step)))
+    fleet = Fleet(silent_after=args.silent_after, history_step=args.history_step,
+                  history_size=size, max_sites=args.max_sites, log=log)  # fmt: skip
+    sub = Subscriber(fleet, host, port, prefix=args.prefix, share=args.share, tls=tls,
+                     username=args.username, password=password, client_id=args.client_id,
+                     protocol=args.mqtt, log=log)  # fmt: skip
+    if args.once:
+        return _once(args, fleet, sub)
+    return _serve(args, fleet, sub, listen, bounds, "%s:%d" % (host, port), log)
+
+
+def _password(args):
+    if args.password_file:
+        try:
+            with open(args.password_file) as f:
+                return f.readline().rstrip("\r\n")
+        except OSError as e:
+            raise UsageError("--password-file: %s" % e)
+    return os.environ.get(ENV_PASSWORD) or None
+
+
+def _once(args, fleet, sub):
+    from agent.fleet import text
+
+    sub.start()
+    try:
+        start = time.monotonic()
+        if not sub.wait_synced(args.wait + 10.0):
+            why = sub.last_error or "no answer from the broker"
+            sys.stderr.write("site-agent fleet: %s:%s: %s\n" % (sub.host, sub.port, why))
+            return 1
+        left = args.wait - (time.monotonic() - start)
+        if left > 0:
+            time.sleep(left)  # the live stream brings each site's newest values meanwhile
+        now = time.time()
+        rows = fleet.rows(now, args.query)
+    finally:
+        sub.stop()
+    if args.json:
+        sys.stdout.write(json.dumps({"now": now, "sites": rows}, indent=1) + "\n")
+    else:
+        sys.stdout.write(text.table(rows, now))
+        sys.stderr.write("%d sites; %d records, %d duplicates dropped, %d bad messages\n" % (
+            len(rows), fleet.counts["records"], fleet.counts["duplicates"],
+            fleet.counts["bad_messages"]))
+    return 0
+
+
+def _serve(args, fleet, sub, listen, bounds, broker, log):
+    from agent.fleet.server import FleetServer
+
+    def status():
+        return {"connected": sub.connected, "broker": broker, "share": args.share}
+
+    try:
+        server = FleetServer(fleet, listen[0], listen[1], status=status,
+                             map_image=args.map_image, map_bounds=bounds, log=log).start()
+    except OSError as e:
+        log.error("fleet", "cannot serve the page", listen=args.listen, error=str(e))
+        return 1
+    if listen[0] not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("fleet", "the page and /metrics are open to anyone who can reach this "
+                    "address (no users or passwords): bind it to a trusted network only",
+                    listen=args.listen)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *a: stop.set())
+    sub.start()
+    log.info("fleet", "serving the fleet page", url=server.url, metrics=server.url + "metrics")
+    sys.stdout.write("fleet page: %s\n" % server.url)
+    sys.stdout.flush()
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sub.stop()
+        server.stop()
+    return 0

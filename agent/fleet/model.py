@@ -1,0 +1,487 @@
+"""The fleet's current picture, built from the contract's messages (CPython, operations centre).
+
+    fleet = Fleet(silent_after=300)
+    fleet.apply(site_id, kind, decoded, retained=False, now=time.time())
+    fleet.rows(now, query="thuan hoa")   # sites, most urgent first
+    fleet.detail(site_id, now)           # one site with its day of history
+
+The contract's rules, as this model keeps them:
+- duplicates: a data or alarm record whose (site, seq) was seen is dropped and counted (SeqSet).
+  The retained state batch repeats records already sent, so it is not counted against them.
+- newer wins: a current value is replaced only by a record with a higher seq (seq only increases
+  per site, across restarts); for records without a seq (the retained state of older agents) the
+  later time wins. A backlog arriving after an outage therefore never overwrites a value sent
+  after it; it goes to the history (whose buckets take the worst value, in any order).
+- estimated time: a record with quality "est" (or "est": true) marks the site's time as
+  estimated until a record with a trusted time is newer.
+- silence: a site is silent when its retained status is offline (last will "connection lost",
+  or a goodbye) or when nothing was heard from it for `silent_after` seconds.
+- the topic names the site (a broker ACL lets an agent write only under its own id): a record
+  whose "site" differs from its topic's is rejected and counted, never filed under either site.
+Bounded memory per site: a few current values, the active alarms, up to 32 seq ranges, the last
+RECENT_EVENTS alarm events and a History (about 2.2 KB). Sites beyond `max_sites` are ignored
+and counted. Nothing here raises on odd input: values of the wrong type are ignored.
+"""
+
+import collections
+import threading
+import unicodedata
+
+from agent.fleet.history import History
+from agent.fleet.seqset import SeqSet
+
+SEVERITIES = ("critical", "major", "minor", "warning")
+TRACKED = ("site.power_source", "site.battery_charge", "site.runtime", "site.runtime_estimated",
+           "site.backhaul", "site.on_battery_s", "agent.clock.trusted")  # fmt: skip
+VOLTAGE = "battery.voltage"
+BANK_SWITCH = 1.3
+RECENT_EVENTS = 20
+MAX_ALARM_IDS = 256
+FUTURE_SLACK_S = 300.0  # a record time further ahead of our clock than this is not believed
+RUNTIME_CRITICAL_S = 1800.0  # on battery with less than this left: critical
+
+# Urgency ranks, most urgent first (the sort key's first element).
+RANK_BATTERY = 0
+RANK_SILENT = 1
+RANK_BACKHAUL = 2
+RANK_CRITICAL = 3
+RANK_MAJOR = 4
+RANK_OTHER_SOURCE = 5
+RANK_MINOR = 6
+RANK_OK = 7
+RANK_UNKNOWN = 8
+
+
+def fold(text):
+    """Lower case without diacritics, so "thuan hoa" finds "Thuận Hòa" (đ is not a combining
+    mark in Unicode: it is mapped by hand)."""
+    text = unicodedata.normalize("NFD", text.lower().replace("đ", "d"))
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def _num(v):
+    """v if it is a finite number (not a bool), else None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in _INF:
+        return None
+    return v
+
+
+def _clean(v):
+    """A record's value as we keep it: a float that is not finite (JSON allows NaN through
+    Python's parser, browsers do not) becomes None."""
+    if isinstance(v, float) and (v != v or v in _INF):
+        return None
+    return v
+
+
+_INF = (float("inf"), float("-inf"))
+
+
+def _word(v):
+    """An enum value as published (a short string), or None for anything else."""
+    return v[:40] if isinstance(v, str) and v else None
+
+
+def _seq(v):
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+class Site:
+    __slots__ = ("id", "name", "kind", "location", "status", "reason", "status_time", "session",
+                 "agent", "cur", "volt_device", "newest_time", "newest_est", "last_msg", "seen",
+                 "alarms", "alarm_last", "events", "history", "records", "duplicates", "bad",
+                 "search")  # fmt: skip
+
+    def __init__(self, site_id, history_step, history_size):
+        self.id = site_id
+        self.name = None
+        self.kind = None
+        self.location = {}
+        self.status = None  # "online", "offline" or None (no status seen)
+        self.reason = None
+        self.status_time = None
+        self.session = None
+        self.agent = None
+        self.cur = {}  # metric -> [value, seq, time, est]
+        self.volt_device = None  # the device whose battery.voltage is this site's
+        self.newest_time = None  # newest record time believed
+        self.newest_est = False  # ... and whether it was an estimate
+        self.last_msg = None  # our clock when a live (not retained) message last came
+        self.seen = SeqSet()
+        self.alarms = {}  # alarm id -> active alarm (trimmed event)
+        self.alarm_last = {}  # alarm id -> (seq, "raise"|"clear", time) of the newest event
+        self.events = None  # deque of recent alarm events, made on the first
+        self.history = History(history_step, history_size)
+        self.records = 0
+        self.duplicates = 0
+        self.bad = 0
+        self.search = fold(site_id)
+
+    def value(self, metric):
+        c = self.cur.get(metric)
+        return None if c is None else c[0]
+
+    def last_heard(self):
+        """Our best knowledge of when the site last spoke: a live message's arrival, its newest
+        record's time, or its birth's time (it was connected then)."""
+        best = None
+        birth = self.status_time if self.status == "online" else None
+        for t in (self.last_msg, self.newest_time, birth):
+            if t is not None and (best is None or t > best):
+                best = t
+        return best
+
+
+class Fleet:
+    def __init__(self, silent_after=300.0, history_step=300.0, history_size=288,
+                 max_sites=100000, log=None):  # fmt: skip
+        self.silent_after = float(silent_after)
+        self.history_step = history_step
+        self.history_size = history_size
+        self.max_sites = max_sites
+        self.log = log
+        self.sites = {}
+        self.lock = threading.RLock()
+        self.counts = collections.Counter()  # messages, records, duplicates, bad, ...
+        self.started = None  # our clock when the subscription began (set by the subscriber)
+
+    # --- input ------------------------------------------------------------------------------
+    def site(self, site_id):
+        s = self.sites.get(site_id)
+        if s is None:
+            if len(self.sites) >= self.max_sites:
+                self.counts["sites_refused"] += 1
+                return None
+            s = self.sites[site_id] = Site(site_id, self.history_step, self.history_size)
+        return s
+
+    def apply(self, site_id, kind, body, retained=False, now=0.0):
+        """One decoded message (agent/fleet/decode.py) from topic <prefix>/<site_id>/<kind>."""
+        with self.lock:
+            s = self.site(site_id)
+            if s is None:
+                return
+            self.counts["messages"] += 1
+            if not retained:
+                s.last_msg = now
+            if kind == "status":
+                self._status(s, body, retained, now)
+            elif kind == "alarms":
+                self._alarm_set(s, body)
+            else:
+                self._batch(s, body, now)
+
+    def bad_message(self, site_id, kind, why):
+        with self.lock:
+            self.counts["bad_messages"] += 1
+            s = self.sites.get(site_id)
+            if s is not None:
+                s.bad += 1
+
+    def _status(self, s, body, retained, now):
+        s.status = body["state"]
+        s.reason = body.get("reason")
+        # A birth carries its time; a last will has none: it was sent when the link died,
+        # which is now if it arrives live, unknown if it was waiting retained.
+        s.status_time = body.get("time") or (None if retained else now)
+        if body.get("session"):
+            s.session = body["session"]
+        if body.get("agent"):
+            s.agent = body["agent"]
+        if body.get("name"):
+            s.name = body["name"]
+        if body.get("site_kind"):
+            s.kind = body["site_kind"]
+        if body.get("location") is not None:
+            s.location = body["location"]
+        parts = [s.id, s.name or ""] + [str(v) for k, v in sorted(s.location.items())
+                                         if k in ("commune", "province", "address")]
+        s.search = fold(" ".join(parts))
+
+    def _alarm_set(self, s, body):
+        """The retained set of active alarms replaces ours, except where an event we hold is
+        newer than the set (a clear after it, or a raise after it)."""
+        set_time = body.get("time")
+        new = {}
+        for ev in body["alarms"]:
+            aid = ev["alarm"]
+            last = s.alarm_last.get(aid)
+            if last is not None and last[1] == "clear" and _newer(last, ev, set_time):
+                continue
+            new[aid] = _trim(ev)
+        for aid, last in s.alarm_last.items():
+            if last[1] == "raise" and aid not in new and aid in s.alarms:
+                if set_time is not None and last[2] is not None and last[2] > set_time:
+                    new[aid] = s.alarms[aid]
+        s.alarms = new
+
+    def _batch(self, s, body, now):
+        state = body["kind"] == "state"
+        for rec in body["readings"]:
+            if rec.get("site", s.id) != s.id:
+                self.counts["records_rejected"] += 1
+                s.bad += 1
+                continue
+            seq = _seq(rec.get("seq"))
+            if seq is not None and not state and not s.seen.add(seq):
+                s.duplicates += 1
+                self.counts["duplicates"] += 1
+                continue
+            s.records += 1
+            self.counts["records"] += 1
+            t = _num(rec.get("time"))
+            if t is not None and t > now + FUTURE_SLACK_S:
+                t = None  # a clock far ahead: keep the value, not its time
+            est = rec.get("quality") == "est" or rec.get("est") is True
+            if t is not None and (s.newest_time is None or t > s.newest_time):
+                s.newest_time = t
+                s.newest_est = est
+            if "alarm" in rec and "event" in rec:
+                self._alarm_event(s, rec, seq, t)
+                continue
+            metric = rec.get("metric")
+            if metric == VOLTAGE:
+                if not _main_bank(s, rec.get("device"), _num(rec.get("value"))):
+                    continue
+            elif metric not in TRACKED:
+                continue
+            if rec.get("quality") == "stale":
+                continue  # a device that did not answer: its last value is not news
+            value = _clean(rec.get("value"))
+            cur = s.cur.get(metric)
+            if cur is None or _later(seq, t, cur, state):
+                s.cur[metric] = [value, seq, t, est]
+            if t is not None:
+                s.history.add(t, metric, value)
+
+    def _alarm_event(self, s, ev, seq, t):
+        aid = ev.get("alarm")
+        kind = ev.get("event")
+        if not isinstance(aid, str) or kind not in ("raise", "clear"):
+            return
+        if s.events is None:
+            s.events = collections.deque(maxlen=RECENT_EVENTS)
+        s.events.append(_trim(ev))
+        last = s.alarm_last.get(aid)
+        if last is not None and seq is not None and last[0] is not None and last[0] > seq:
+            return  # an older event arriving late (backlog): the newer one stands
+        s.alarm_last[aid] = (seq, kind, t)
+        if len(s.alarm_last) > MAX_ALARM_IDS:
+            for old in [k for k, v in s.alarm_last.items() if v[1] == "clear"][:64]:
+                del s.alarm_last[old]
+        if kind == "raise":
+            s.alarms[aid] = _trim(ev)
+        else:
+            s.alarms.pop(aid, None)
+
+    # --- output -----------------------------------------------------------------------------
+    def summary(self, s, now):
+        """One site as the page's table row (plain JSON-able dict)."""
+        source = _word(s.value("site.power_source"))
+        runtime = _num(s.value("site.runtime"))
+        rt = s.cur.get("site.runtime")
+        left = runtime
+        if runtime is not None and source == "battery" and rt[2] is not None:
+            left = max(0.0, runtime - max(0.0, now - rt[2]))
+        on_batt = _num(s.value("site.on_battery_s"))
+        ob = s.cur.get("site.on_battery_s")
+        if on_batt is not None and source == "battery" and ob[2] is not None and on_batt > 0:
+            on_batt = on_batt + max(0.0, now - ob[2])
+        heard = s.last_heard()
+        age = None if heard is None else max(0.0, now - heard)
+        # Silence by age is judged from when we began listening too: a site online since last
+        # week has a week-old retained state, and is silent only if it stays quiet now.
+        since = max(heard or 0.0, self.started or 0.0)
+        silent = s.status == "offline" or (since > 0 and now - since > self.silent_after)
+        counts = {k: 0 for k in SEVERITIES}
+        for a in s.alarms.values():
+            sev = a.get("severity")
+            if sev in counts:
+                counts[sev] += 1
+        loc = s.location
+        row = {
+            "id": s.id, "name": s.name, "kind": s.kind,
+            "commune": loc.get("commune"), "province": loc.get("province"),
+            "address": loc.get("address"), "lat": loc.get("lat"), "lon": loc.get("lon"),
+            "status": s.status or "unknown", "reason": s.reason, "status_time": s.status_time,
+            "silent": silent, "power": source, "on_battery_s": on_batt,
+            "charge": _num(s.value("site.battery_charge")),
+            "voltage": _num(s.value(VOLTAGE)), "voltage_device": s.volt_device,
+            "runtime": left, "runtime_reported": runtime,
+            "runtime_at": None if rt is None else rt[2],
+            "runtime_est": s.value("site.runtime_estimated") is True,
+            "backhaul": _word(s.value("site.backhaul")), "alarms": counts,
+            "last_heard": heard, "age": age, "time_est": bool(s.newest_est),
+        }  # fmt: skip
+        row["rank"], row["level"], row["why"] = _urgency(row, self.silent_after)
+        return row
+
+    def rows(self, now, query=None, area=None):
+        """Every site matching the filter, most urgent first. `query`: words that must all
+        appear in the site's id, name or place (case and diacritics ignored); `area`: a commune
+        or province, exactly."""
+        words = fold(query).split() if query else ()
+        with self.lock:
+            out = []
+            for s in self.sites.values():
+                if words and not all(w in s.search for w in words):
+                    continue
+                if area and area not in (s.location.get("commune"), s.location.get("province")):
+                    continue
+                out.append(self.summary(s, now))
+        out.sort(key=urgency_key)
+        return out
+
+    def areas(self):
+        """{commune or province: number of sites}, for the page's filter list."""
+        out = collections.Counter()
+        with self.lock:
+            for s in self.sites.values():
+                for k in ("commune", "province"):
+                    v = s.location.get(k)
+                    if v:
+                        out[v] += 1
+        return dict(out)
+
+    def detail(self, site_id, now):
+        with self.lock:
+            s = self.sites.get(site_id)
+            if s is None:
+                return None
+            out = self.summary(s, now)
+            out["location"] = dict(s.location)
+            out["session"] = s.session
+            out["agent"] = s.agent
+            out["active_alarms"] = sorted(s.alarms.values(), key=_alarm_order)
+            out["events"] = list(s.events or ())[::-1]
+            out["history"] = s.history.series(now)
+            out["counts"] = {"records": s.records, "duplicates": s.duplicates, "bad": s.bad}
+            out["current"] = {m: {"value": c[0], "seq": c[1], "time": c[2], "est": c[3]}
+                              for m, c in s.cur.items()}  # fmt: skip
+        return out
+
+
+def _main_bank(s, dev, volts):
+    """Is `dev` the site's main battery bank (the one whose voltage we keep)? The first device
+    to report a voltage, until one reports more than BANK_SWITCH times as much (a -48 V plant
+    over a 24 V UPS); sticky otherwise, so that a plot does not jump between banks."""
+    if volts is None:
+        return dev == s.volt_device
+    if s.volt_device is None:
+        s.volt_device = dev
+        return True
+    if dev == s.volt_device:
+        return True
+    cur = _num(s.value(VOLTAGE))
+    if cur is not None and abs(volts) > BANK_SWITCH * abs(cur):
+        s.volt_device = dev
+        s.cur.pop(VOLTAGE, None)
+        return True
+    return False
+
+
+def _later(seq, t, cur, state):
+    """Does a record (seq, t) replace the current value cur = [value, seq, time, est]?"""
+    if seq is not None and cur[1] is not None:
+        return seq > cur[1]
+    if t is not None and cur[2] is not None:
+        return t > cur[2] if state else t >= cur[2]
+    return not state  # nothing to compare: a live record is news, a retained copy is not
+
+
+def _newer(last, ev, set_time):
+    """Is our event `last` = (seq, kind, time) newer than the set's member ev?"""
+    seq = _seq(ev.get("seq"))
+    if last[0] is not None and seq is not None:
+        return last[0] > seq
+    return set_time is not None and last[2] is not None and last[2] > set_time
+
+
+_ALARM_KEYS = ("alarm", "event", "rule", "severity", "device", "metric", "value", "condition",
+               "first_seen", "last_seen", "time", "quality", "seq", "reason")  # fmt: skip
+
+
+def _trim(ev):
+    return {k: _clean(ev[k]) for k in _ALARM_KEYS if k in ev}
+
+
+def _alarm_order(a):
+    sev = a.get("severity")
+    return (SEVERITIES.index(sev) if sev in SEVERITIES else 9, str(a.get("alarm")))
+
+
+def _urgency(row, silent_after):
+    """(rank, level, why) of a summary row. Level: critical, major, minor, ok, offline, unknown."""
+    al = row["alarms"]
+    level = "ok"
+    if al["critical"]:
+        level = "critical"
+    elif al["major"]:
+        level = "major"
+    elif al["minor"] or al["warning"]:
+        level = "minor"
+    if row["status"] == "unknown" and row["last_heard"] is None:
+        return RANK_UNKNOWN, "unknown", "nothing heard yet"
+    if row["silent"]:
+        if row["status"] == "offline":
+            why = "offline: %s" % (row["reason"] or "no reason given")
+        elif row["age"] is None:
+            why = "silent: nothing heard"
+        else:
+            why = "silent: nothing heard for %s" % _dur(row["age"])
+        if row["power"] == "battery":
+            why += " (was on battery)"
+        return RANK_SILENT, "offline", why
+    if row["power"] == "battery":
+        left = row["runtime"]
+        if left is None:
+            return RANK_BATTERY, "critical" if level == "critical" else "major", \
+                "on battery, runtime unknown"
+        lvl = "critical" if left < RUNTIME_CRITICAL_S or level == "critical" else "major"
+        return RANK_BATTERY, lvl, "on battery, %s left%s" % (
+            _dur(left), " (estimated)" if row["runtime_est"] else "")
+    if row["backhaul"] == "down":
+        return RANK_BACKHAUL, "critical", "backhaul down"
+    if row["backhaul"] == "degraded":
+        return RANK_BACKHAUL, "major" if level != "critical" else level, "backhaul degraded"
+    if level == "critical":
+        return RANK_CRITICAL, level, "%d critical alarm(s)" % al["critical"]
+    if level == "major":
+        return RANK_MAJOR, level, "%d major alarm(s)" % al["major"]
+    if row["power"] in ("generator", "solar"):
+        return RANK_OTHER_SOURCE, "minor", "on %s" % row["power"]
+    if level == "minor":
+        return RANK_MINOR, level, "%d minor alarm(s)" % (al["minor"] + al["warning"])
+    return RANK_OK, "ok", "on %s" % (row["power"] or "unknown power")
+
+
+def urgency_key(row):
+    rank = row["rank"]
+    if rank == RANK_BATTERY:
+        left = row["runtime"]
+        charge = row["charge"]
+        return (rank, left is None, left or 0, 101 if charge is None else charge, row["id"])
+    if rank == RANK_SILENT:
+        return (rank, row["power"] != "battery", -(row["last_heard"] or 0), 0, row["id"])
+    al = row["alarms"]
+    return (rank, -al["critical"], -al["major"], -(al["minor"] + al["warning"]), row["id"])
+
+
+def _dur(s):
+    """Seconds as a short human duration: 45 s, 12 min, 3 h 05 min, 2 d 4 h."""
+    if s is None:
+        return "?"
+    s = int(s)
+    if s < 90:
+        return "%d s" % s
+    m = s // 60
+    if m < 60:
+        return "%d min" % m
+    h, m = divmod(m, 60)
+    if h < 48:
+        return "%d h %02d min" % (h, m)
+    d, h = divmod(h, 24)
+    return "%d d %d h" % (d, h)
+
+
+duration = _dur

@@ -1,0 +1,186 @@
+"""Subscribe to the contract's topics for every site and feed the fleet model (paho-mqtt, MQTT 5).
+
+Order on every (re)connect: first the retained topics, `<prefix>/+/status`, `<prefix>/+/alarms`
+and `<prefix>/+/state` (the broker delivers their retained messages right after the SUBACK), and
+only once that SUBACK is in, the live stream `<prefix>/+/data` and `<prefix>/+/alarm`.
+
+Shared subscriptions (`share="group"`): the live stream is subscribed as
+`$share/group/<prefix>/+/data` (and `/alarm`), so the broker hands each message to one instance
+of the group; the retained topics stay direct subscriptions, because a broker does not send
+retained messages to a shared subscription (MQTT 5.0, 4.8.2; checked against mosquitto in
+tests/host/test_fleet_shared.py). Every instance thus knows every site, its status and its active
+alarms (republished by the agent on every change), and takes its share of the readings.
+
+Threading: paho's network thread calls on_message, which decodes and applies under the fleet's
+lock; nothing here blocks on the HTTP side. paho reconnects by itself (1 s to 30 s backoff); the
+picture is kept across a reconnect and refreshed by the retained messages.
+"""
+
+import os
+import socket
+import ssl
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from agent.fleet import decode
+
+BAD_LOG_EVERY_S = 60.0  # at most one log line about undecodable messages per minute
+
+
+class Subscriber:
+    def __init__(self, fleet, host, port, prefix=decode.DEFAULT_PREFIX, share=None, tls=None,
+                 username=None, password=None, client_id=None, protocol=5, keepalive=30,
+                 log=None):  # fmt: skip
+        self.fleet = fleet
+        self.host = host
+        self.port = port
+        self.prefix = prefix.rstrip("/")
+        self.share = share
+        self.log = log
+        self.protocol = mqtt.MQTTv5 if str(protocol) == "5" else mqtt.MQTTv311
+        self.connected = False
+        self.retained_subscribed = threading.Event()
+        self.live_subscribed = threading.Event()
+        self.last_retained = None  # monotonic time of the last retained message
+        self.last_error = None
+        self._mids = {}
+        self._stopping = False
+        self._live_at = 0.0
+        self._ctx = {}  # site -> decoding context (decode.decode's ctx)
+        self._bad_logged = 0.0
+        self._bad_since_log = 0
+        cid = client_id or "site-agent-fleet-%s-%d" % (socket.gethostname()[:20], os.getpid())
+        kwargs = {"callback_api_version": mqtt.CallbackAPIVersion.VERSION2, "client_id": cid,
+                  "protocol": self.protocol}  # fmt: skip
+        if self.protocol == mqtt.MQTTv311:
+            kwargs["clean_session"] = True
+        self.client = mqtt.Client(**kwargs)
+        self.client.reconnect_delay_set(1, 30)
+        if tls is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.get("ca_file"))
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            if tls.get("cert_file"):
+                ctx.load_cert_chain(tls["cert_file"], tls.get("key_file"))
+            self.client.tls_set_context(ctx)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.keepalive = keepalive
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    # --- topics -------------------------------------------------------------------------------
+    def retained_filters(self):
+        return ["%s/+/%s" % (self.prefix, k) for k in decode.RETAINED_KINDS]
+
+    def live_filters(self):
+        plain = ["%s/+/%s" % (self.prefix, k) for k in decode.LIVE_KINDS]
+        if self.share:
+            return ["$share/%s/%s" % (self.share, f) for f in plain]
+        return plain
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self):
+        self.client.connect_async(self.host, self.port, self.keepalive)
+        self.client.loop_start()
+        return self
+
+    def stop(self):
+        self._stopping = True
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+    def wait_synced(self, timeout, quiet=1.0):
+        """Wait until the retained messages have been delivered: the live stream is subscribed
+        and no retained message came for `quiet` seconds. False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.live_subscribed.is_set():
+                last = self.last_retained or 0.0
+                if time.monotonic() - max(last, self._live_at) >= quiet:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    # --- paho callbacks (network thread) ------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None):
+        if reason_code.is_failure:
+            self.last_error = "broker refused the connection: %s" % reason_code
+            if self.log:
+                self.log.error("fleet", "broker refused the connection",
+                               broker="%s:%s" % (self.host, self.port), reason=str(reason_code))
+            return
+        self.connected = True
+        self.last_error = None
+        if self.log:
+            self.log.info("fleet", "connected", broker="%s:%s" % (self.host, self.port),
+                          share=self.share or "-")  # fmt: skip
+        self.retained_subscribed.clear()
+        self.live_subscribed.clear()
+        subs = [(f, self._options()) for f in self.retained_filters()]
+        rc, mid = client.subscribe(subs)
+        self._mids[mid] = "retained"
+
+    def _options(self):
+        if self.protocol == mqtt.MQTTv5:
+            return SubscribeOptions(qos=1)
+        return 1
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None):
+        what = self._mids.pop(mid, None)
+        bad = [str(rc) for rc in reason_codes if rc.is_failure]
+        if bad and self.log:
+            self.log.error("fleet", "broker refused a subscription (check its ACL)",
+                           what=what, reasons=",".join(bad))  # fmt: skip
+        if what == "retained":
+            self.retained_subscribed.set()
+            if self.fleet.started is None:
+                self.fleet.started = time.time()
+            self.last_retained = time.monotonic()
+            rc, mid = client.subscribe([(f, self._options()) for f in self.live_filters()])
+            self._mids[mid] = "live"
+        elif what == "live":
+            self._live_at = time.monotonic()
+            self.live_subscribed.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
+        was = self.connected
+        self.connected = False
+        if was and self.log and not self._stopping:
+            self.log.warning("fleet", "lost the broker; reconnecting",
+                             broker="%s:%s" % (self.host, self.port), reason=str(reason_code))
+
+    def _on_message(self, client, userdata, msg):
+        where = decode.split_topic(msg.topic, self.prefix)
+        if where is None:
+            return
+        site, kind = where
+        now = time.time()
+        if msg.retain:
+            self.last_retained = time.monotonic()
+        try:
+            body = decode.decode(kind, msg.payload, self._ctx.get(site))
+        except decode.DecodeError as e:
+            self.fleet.bad_message(site, kind, str(e))
+            self._note_bad(msg.topic, str(e))
+            return
+        except Exception as e:  # a decoder bug must not stop the subscription
+            self.fleet.bad_message(site, kind, repr(e))
+            self._note_bad(msg.topic, repr(e))
+            return
+        self.fleet.apply(site, kind, body, retained=bool(msg.retain), now=now)
+
+    def _note_bad(self, topic, why):
+        self._bad_since_log += 1
+        mono = time.monotonic()
+        if self.log and mono - self._bad_logged >= BAD_LOG_EVERY_S:
+            self.log.warning("fleet", "message does not follow the contract; ignored",
+                             topic=topic, error=why[:200], since_last_line=self._bad_since_log)
+            self._bad_logged = mono
+            self._bad_since_log = 0

@@ -1,0 +1,62 @@
+"""The fleet as a terminal table (`site-agent fleet --once`), most urgent first."""
+
+import time
+
+from agent.fleet.model import duration
+
+HEADER = ["LEVEL", "SITE", "NAME", "PLACE", "POWER", "CHARGE", "RUNTIME", "BACKHAUL", "ALARMS",
+          "HEARD", "STATUS"]  # fmt: skip
+
+
+def place(row):
+    return ", ".join(p for p in (row.get("commune"), row.get("province")) if p)
+
+
+def alarms_cell(counts):
+    """"2C 1M" style: critical, major, minor, warning counts that are not zero; "-" if none."""
+    parts = ["%d%s" % (counts[k], k[0].upper() if k != "minor" else "m")
+             for k in ("critical", "major", "minor", "warning") if counts.get(k)]
+    return " ".join(parts) or "-"
+
+
+def power_cell(row):
+    p = row.get("power") or "?"
+    if p == "battery" and row.get("on_battery_s"):
+        return "battery %s" % duration(row["on_battery_s"])
+    return p
+
+
+def runtime_cell(row):
+    if row.get("runtime") is None:
+        return "-"
+    return duration(row["runtime"]) + (" est" if row.get("runtime_est") else "")
+
+
+def heard_cell(row):
+    if row.get("age") is None:
+        return "never"
+    return "%s ago%s" % (duration(row["age"]), " (est time)" if row.get("time_est") else "")
+
+
+def status_cell(row):
+    st = row.get("status") or "unknown"
+    if st == "offline" and row.get("reason"):
+        return "offline: %s" % row["reason"]
+    if row.get("silent") and st == "online":
+        return "online, silent"
+    return st
+
+
+def cells(row):
+    charge = row.get("charge")
+    return [row["level"].upper(), row["id"], row.get("name") or "", place(row), power_cell(row),
+            "-" if charge is None else "%g%%" % round(charge, 1), runtime_cell(row),
+            row.get("backhaul") or "-", alarms_cell(row["alarms"]), heard_cell(row),
+            status_cell(row)]  # fmt: skip
+
+
+def table(rows, now=None, format_table=None):
+    if format_table is None:
+        from agent.host.cli import format_table  # the CLI's one table formatter
+    now = time.time() if now is None else now
+    return format_table(HEADER, [cells(r) for r in rows])
