@@ -1,0 +1,189 @@
+"""Publish as a fleet of simulated sites (hil/fleet_site.py) on a broker: the demo's generated
+sites, the fleet view's tests and the 10,000-site load generator (bench/fleet_consumer.py).
+
+    sim = FleetSim("127.0.0.1", port, make_sites(6, typhoon=1)).start()
+    ...
+    sim.stop()
+
+`own_connections=True` (default): one MQTT connection per site, with the site's last will, so a
+site going silent is seen exactly as the broker reports a real one (the will, published by the
+broker when the connection dies without a DISCONNECT). `own_connections=False`: the sites share
+`clients` connections (load generation: 10,000 connections would measure the broker, not the
+consumer); status is still published per site, but silence then shows only by age.
+"""
+
+import heapq
+import random
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from hil.fleet_site import PLACES, PREFIX, SimSite, Typhoon
+
+
+def make_sites(n, typhoon=0, seed=7, bts_share=0.3, start=None, clock_est=0, prefix="sim"):
+    """n sites spread over PLACES; the first `typhoon` run a Typhoon scenario; the last
+    `clock_est` have an untrusted clock (their records carry estimated times)."""
+    rnd = random.Random(seed)
+    start = time.time() if start is None else start
+    sites = []
+    for i in range(n):
+        kind = "bts" if rnd.random() < bts_share else "wifi"
+        if i < typhoon:
+            kind = "bts"
+        place = PLACES[i % len(PLACES)] if n <= len(PLACES) else rnd.choice(PLACES)
+        site_id = "%s-%s-%05d" % (prefix, kind, i)
+        s = SimSite(site_id, kind, place=place, rnd=random.Random(seed * 100003 + i),
+                    start=start, seq0=1000 + i, clock_est=i >= n - clock_est)  # fmt: skip
+        if i < typhoon:
+            s.scenario = Typhoon()
+        sites.append(s)
+    return sites
+
+
+class FleetSim:
+    def __init__(self, host, port, sites, prefix=PREFIX, own_connections=True, clients=4, qos=1,
+                 tick=0.25):  # fmt: skip
+        self.host = host
+        self.port = port
+        self.sites = list(sites)
+        self.prefix = prefix
+        self.own = own_connections
+        self.nclients = clients
+        self.qos = qos
+        self.tick = tick
+        self.clients = {}  # site id (own) or index (shared) -> paho client
+        self.lock = threading.Lock()
+        self.published = 0
+        self._seq0 = {s.id: s.seq for s in self.sites}
+        self.bytes = 0
+        self.errors = []
+        self._stop = threading.Event()
+        self._thread = None
+        self._was_silent = {}
+
+    # --- connections ------------------------------------------------------------------------
+    def _client(self, cid, will=None):
+        c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=cid,
+                        protocol=mqtt.MQTTv311, clean_session=True)  # fmt: skip
+        c.max_inflight_messages_set(200)
+        if will is not None:
+            c.will_set(will[0], will[1], qos=1, retain=True)
+        c.connect(self.host, self.port, 30)
+        c.loop_start()
+        return c
+
+    def _topic(self, site, kind):
+        return "%s/%s/%s" % (self.prefix, site.id, kind)
+
+    def _connect_site(self, site, now):
+        self.clients[site.id] = self._client(
+            "sim-%s-%d" % (site.id, int(now * 1000) % 100000),
+            (self._topic(site, "status"), site.will()))
+
+    def _drop_site(self, site):
+        """The link dies without a DISCONNECT: the broker publishes the site's last will."""
+        c = self.clients.pop(site.id, None)
+        if c is None:
+            return
+        c.loop_stop()
+        sock = c.socket()
+        if sock is not None:
+            sock.close()
+
+    def _send(self, site, msgs):
+        if not msgs:
+            return
+        c = self.clients.get(site.id) if self.own else self.clients[hash(site.id) % self.nclients]
+        if c is None:
+            return
+        for kind, payload, retain in msgs:
+            info = c.publish(self._topic(site, kind), payload, qos=self.qos, retain=retain)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self.errors.append("publish %s/%s: %s" % (site.id, kind, info.rc))
+            self.published += 1
+            self.bytes += len(payload)
+
+    # --- running ----------------------------------------------------------------------------
+    def start(self):
+        now = time.time()
+        if not self.own:
+            for i in range(self.nclients):
+                self.clients[i] = self._client("sim-fleet-%d-%d" % (i, int(now) % 100000))
+        for site in self.sites:
+            if self.own:
+                self._connect_site(site, now)
+            self._send(site, site.connect_messages(now))
+            self._was_silent[site.id] = False
+        self._thread = threading.Thread(target=self._run, name="fleet-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        heap = [(0.0, i) for i in range(len(self.sites))]
+        heapq.heapify(heap)
+        while not self._stop.is_set():
+            now = time.time()
+            while heap and heap[0][0] <= now:
+                _, i = heapq.heappop(heap)
+                site = self.sites[i]
+                try:
+                    self._advance(site, now)
+                except Exception as e:  # a sim bug must show, not hang the test
+                    self.errors.append("%s: %r" % (site.id, e))
+                due = min([d.next for d in site.devices] + [site.next_commit])
+                if site.scenario is not None:
+                    due = min(due, now + 1.0)
+                heapq.heappush(heap, (due, i))
+            wait = (heap[0][0] - time.time()) if heap else self.tick
+            self._stop.wait(min(max(wait, 0.005), self.tick))
+
+    def records_made(self):
+        """Records (readings and alarm events) the sites have made so far."""
+        return sum(s.seq - self._seq0[s.id] for s in self.sites)
+
+    def _advance(self, site, now):
+        msgs = site.advance(now)
+        silent, was = site.silent, self._was_silent[site.id]
+        if silent and not was:
+            if self.own:
+                self._drop_site(site)
+            self._was_silent[site.id] = True
+        elif was and not silent:
+            if self.own:
+                self._connect_site(site, now)
+            self._send(site, site.connect_messages(now))
+            self._was_silent[site.id] = False
+        self._send(site, msgs)
+
+    def site(self, site_id):
+        for s in self.sites:
+            if s.id == site_id:
+                return s
+        raise KeyError(site_id)
+
+    def go_silent(self, site_id):
+        """Cut a site's link now (its will goes out); its records pile up as a backlog."""
+        with self.lock:
+            self.site(site_id).silent = True
+
+    def come_back(self, site_id):
+        with self.lock:
+            self.site(site_id).silent = False
+
+    def stop(self, goodbye=True):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        for key, c in list(self.clients.items()):
+            try:
+                if goodbye and self.own:
+                    site = self.site(key)
+                    c.publish(self._topic(site, "status"), site.will("agent stopped"), qos=1,
+                              retain=True).wait_for_publish(2)  # fmt: skip
+                c.disconnect()
+                c.loop_stop()
+            except Exception:
+                pass
+        self.clients.clear()
