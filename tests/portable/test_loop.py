@@ -70,6 +70,8 @@ def test_poll_all_stamps_readings_and_commits():
     stale = [r for r in recs if r["metric"] == STALE_METRIC][0]
     assert stale["value"] is False
     assert loop.latest[("ups", "battery.charge")].value == 87.0
+    # The latest table (the retained state) keeps the seq each reading was queued with.
+    assert loop.latest[("ups", "battery.charge")].seq == charge["seq"]
 
 
 def test_failing_device_goes_stale_with_reason_and_recovers():

@@ -160,6 +160,9 @@ class Loop:
                 if self.clock is not None:
                     self.clock.mark(rec)
                 self._append(LANE_ROUTINE, rec)
+                # The retained state carries each reading's seq, so that a consumer can tell it
+                # from the older backlog that follows it after a reconnect (docs/mqtt.md).
+                r.seq = rec.get("seq")
 
     def _append(self, lane, record):
         try:
