@@ -139,9 +139,10 @@ async def run_agent(cfg, log, stop=None):
     loop = make_loop(cfg, queue, log, monitor, clock, watchdog.kick if watchdog else None)
     uplink = None
     if cfg.uplink:
+        from agent.core.uplink.contract import site_info
         from agent.host.uplink import MqttUplink
 
-        uplink = MqttUplink(cfg.uplink, cfg.site["id"], queue, log)
+        uplink = MqttUplink(cfg.uplink, cfg.site["id"], queue, log, site_info=site_info(cfg.site))
     # The agent watches itself like any device: CPU, memory, disk, its queue and its uplink.
     health = {
         "id": HEALTH_DEVICE,

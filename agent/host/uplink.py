@@ -57,9 +57,11 @@ class _Session:
 
 
 class MqttUplink:
-    def __init__(self, uplink_cfg, site_id, queue, log, facade=None, rand=random.random):
+    def __init__(self, uplink_cfg, site_id, queue, log, facade=None, rand=random.random,
+                 site_info=None):  # fmt: skip
         self.cfg = uplink_cfg
         self.site_id = site_id
+        self.site_info = site_info  # name, kind, location: in every status message
         self.queue = queue
         self.log = log
         self.brokers = list(uplink_cfg["brokers"])
@@ -123,7 +125,7 @@ class MqttUplink:
         )
         client.will_set(
             self.topics["status"],
-            contract.status_payload(contract.OFFLINE, "connection lost"),
+            contract.status_payload(contract.OFFLINE, "connection lost", info=self.site_info),
             qos=1,
             retain=True,
         )
@@ -272,7 +274,8 @@ class MqttUplink:
             return await self._close(s, why)
         client.subscribe([(self.topics["status"], 1), (self.topics["cmd"], 1)])
         birth = contract.status_payload(
-            contract.ONLINE, version=__version__, session=s.nonce, time=time.time()
+            contract.ONLINE, version=__version__, session=s.nonce, time=time.time(),
+            info=self.site_info,
         )
         info = client.publish(self.topics["status"], birth, qos=1, retain=True)
         s.inflight[info.mid] = Message(self.topics["status"], birth, retain=True, kind="birth")
@@ -367,7 +370,8 @@ class MqttUplink:
                 if better is not None:
                     self.log.info("uplink", "returning to the preferred broker",
                                   broker=self._where(better.broker))  # fmt: skip
-                    bye = contract.status_payload(contract.OFFLINE, "moved to preferred broker")
+                    bye = contract.status_payload(contract.OFFLINE, "moved to preferred broker",
+                                                 info=self.site_info)
                     await self._close(s, None, goodbye=bye)
                     self.session = better
                     return better
@@ -419,7 +423,7 @@ class MqttUplink:
         s = self.session
         self.session = None
         if s is not None and s.alive:
-            bye = contract.status_payload(contract.OFFLINE, "agent stopped")
+            bye = contract.status_payload(contract.OFFLINE, "agent stopped", info=self.site_info)
             await self._close(s, None, goodbye=bye)
 
     def state(self):

@@ -109,6 +109,24 @@ def test_status_payloads():
     assert body == {"v": 1, "state": "online", "agent": "0.1.0", "boot": 3, "time": 5.0}
 
 
+def test_status_payloads_carry_the_sites_name_kind_and_location():
+    site = {"id": "bts-7", "kind": "bts", "name": "Tinh Ky BTS", "clock": "ntp",
+            "location": {"lat": 15.2463, "lon": 108.8069, "address": None, "commune": "Tinh Ky",
+                         "province": "Quang Ngai"}}  # fmt: skip
+    info = contract.site_info(site)
+    assert info == {"name": "Tinh Ky BTS", "kind": "bts",
+                    "location": {"lat": 15.2463, "lon": 108.8069, "commune": "Tinh Ky",
+                                 "province": "Quang Ngai"}}  # fmt: skip
+    will = json.loads(contract.status_payload("offline", "connection lost", info=info))
+    assert will["state"] == "offline" and will["reason"] == "connection lost"
+    assert will["name"] == "Tinh Ky BTS" and will["location"]["commune"] == "Tinh Ky"
+    birth = json.loads(contract.status_payload("online", version="0.1.0", time=5.0, info=info))
+    assert birth["kind"] == "bts" and birth["location"]["lat"] == 15.2463
+    # A config without name or location adds nothing.
+    bare = contract.site_info({"id": "s", "kind": "wifi", "location": {"lat": None}})
+    assert bare == {"kind": "wifi"}
+
+
 def test_alarms_payload():
     body = json.loads(contract.alarms_payload("s", [{"alarm": "X"}], 1.5))
     assert body == {"v": 1, "site": "s", "time": 1.5, "alarms": [{"alarm": "X"}]}

@@ -33,6 +33,7 @@ FORMAT_COMPACT = "compact"
 
 ONLINE = "online"
 OFFLINE = "offline"
+SITE_INFO_KEYS = ("name", "kind", "location")
 
 # MQTT fixed overheads used for wire accounting: a QoS 1 PUBLISH carries a 1-byte fixed header,
 # a 1-4 byte remaining length, a 2-byte topic length and a 2-byte packet id; its PUBACK is 4 bytes.
@@ -82,9 +83,29 @@ def decode_batch(payload):
     return body
 
 
-def status_payload(state, reason=None, version=None, boot=None, session=None, time=None):
-    """Birth ("online") and last will / goodbye ("offline" with a reason)."""
+def site_info(site):
+    """What the status messages say about the site, from the config's [site] table: its name,
+    kind and location (the keys given, none empty)."""
+    info = {}
+    for k in SITE_INFO_KEYS:
+        v = site.get(k)
+        if isinstance(v, dict):
+            v = {lk: lv for lk, lv in v.items() if lv is not None and lv != ""}
+        if v:
+            info[k] = v
+    return info
+
+
+def status_payload(state, reason=None, version=None, boot=None, session=None, time=None,
+                   info=None):  # fmt: skip
+    """Birth ("online") and last will / goodbye ("offline" with a reason). `info` (site_info())
+    adds the site's name, kind and location, so an operations centre that starts while a site is
+    offline still knows what and where it is."""
     body = {"v": CONTRACT_VERSION, "state": state}
+    if info:
+        for k in SITE_INFO_KEYS:
+            if info.get(k):
+                body[k] = info[k]
     if reason:
         body["reason"] = reason
     if version:
