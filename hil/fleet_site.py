@@ -15,7 +15,7 @@ hil/site.py. Values other than power, battery and backhaul are plausible constan
 
 import random
 
-from agent.core import contract
+from agent.core.uplink import contract
 
 # Real communes and wards of central Vietnam, where typhoons land (approximate centres, WGS 84).
 PLACES = (
@@ -290,12 +290,15 @@ class SimSite:
 
     # --- the retained messages --------------------------------------------------------------
     def birth(self, now):
-        body = contract.status_payload(contract.ONLINE, version="sim", session=self.session,
-                                       time=round(now, 3))  # fmt: skip
-        return _with_info(body, self)
+        return contract.status_payload(contract.ONLINE, version="sim", session=self.session,
+                                       time=round(now, 3), info=self.info())  # fmt: skip
 
     def will(self, reason="connection lost"):
-        return _with_info(contract.status_payload(contract.OFFLINE, reason), self)
+        return contract.status_payload(contract.OFFLINE, reason, info=self.info())
+
+    def info(self):
+        return contract.site_info({"name": self.name, "kind": self.kind,
+                                   "location": self.location})  # fmt: skip
 
     def state_payload(self):
         records = sorted(self.latest.values(), key=lambda r: r["seq"])
@@ -318,18 +321,6 @@ class SimSite:
         for i in range(0, len(backlog), self.batch_max):
             out.append(("data", self._encode(backlog[i : i + self.batch_max], "data"), False))
         return out
-
-
-def _with_info(payload, site):
-    """The status message with the site's name, kind and location, as the agent sends them
-    (docs/mqtt.md, Status)."""
-    import json
-
-    body = json.loads(payload)
-    body["name"] = site.name
-    body["kind"] = site.kind
-    body["location"] = site.location
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class Typhoon:

@@ -189,7 +189,7 @@ def _once(args, fleet, sub):
     if args.json:
         sys.stdout.write(json.dumps({"now": now, "sites": rows}, indent=1) + "\n")
     else:
-        sys.stdout.write(text.table(rows, now))
+        sys.stdout.write(text.table(rows))
         sys.stderr.write("%d sites; %d records, %d duplicates dropped, %d bad messages\n" % (
             len(rows), fleet.counts["records"], fleet.counts["duplicates"],
             fleet.counts["bad_messages"]))

@@ -2,7 +2,7 @@
 
 Everything the consumer knows about payload forms is here, so that a new contract version is one
 change in this file: `decode(kind, payload, ctx)` picks the form by the payload (JSON or compact
-batches via the contract's own decoder, agent/core/contract.py) and `ctx` is a per-site dict a
+batches via the contract's own decoder, agent/core/uplink/contract.py) and `ctx` is a per-site dict a
 stateful form may keep (a v2 birth that numbers the series, say); v1 does not use it.
 
 What comes out:
@@ -15,7 +15,7 @@ Anything else raises DecodeError naming what was wrong; the caller counts it and
 
 import json
 
-from agent.core import contract
+from agent.core.uplink import contract
 
 DEFAULT_PREFIX = "site-agent/v1"
 BATCH_KINDS = contract.BATCH_KINDS  # data, alarm, state

@@ -162,7 +162,9 @@ class Fleet:
             if s is None:
                 return
             self.counts["messages"] += 1
-            if not retained:
+            # A live message is the site speaking, except an offline status: the broker sends
+            # the last will when the site stopped speaking.
+            if not retained and not (kind == "status" and body["state"] == "offline"):
                 s.last_msg = now
             if kind == "status":
                 self._status(s, body, retained, now)

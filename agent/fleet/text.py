@@ -1,7 +1,10 @@
-"""The fleet as a terminal table (`site-agent fleet --once`), most urgent first."""
+"""The fleet as a terminal table (`site-agent fleet --once`), most urgent first. Laid out by
+the CLI's one table formatter (agent/core/console/fmt.py), which prints only ASCII: names and
+places lose their diacritics first ("Thuận Hòa" prints as "Thuan Hoa", not "Thu?n H?a")."""
 
-import time
+import unicodedata
 
+from agent.core.console import fmt
 from agent.fleet.model import duration
 
 HEADER = ["LEVEL", "SITE", "NAME", "PLACE", "POWER", "CHARGE", "RUNTIME", "BACKHAUL", "ALARMS",
@@ -55,8 +58,14 @@ def cells(row):
             status_cell(row)]  # fmt: skip
 
 
-def table(rows, now=None, format_table=None):
-    if format_table is None:
-        from agent.host.cli import format_table  # the CLI's one table formatter
-    now = time.time() if now is None else now
-    return format_table(HEADER, [cells(r) for r in rows])
+def ascii_text(s):
+    """s without diacritics (Vietnamese đ/Đ as d/D); what is left that is not ASCII is for
+    fmt.clean to replace."""
+    s = unicodedata.normalize("NFD", s.replace("đ", "d").replace("Đ", "D"))
+    return "".join(c for c in s if not unicodedata.combining(c))
+
+
+def table(rows):
+    lines = fmt.table(HEADER, [[ascii_text(c) for c in cells(r)] for r in rows],
+                      width=fmt.UNLIMITED)  # fmt: skip
+    return "\n".join(lines) + "\n"
