@@ -112,6 +112,7 @@ class FleetSim:
             for i in range(self.nclients):
                 self.clients[i] = self._client("sim-fleet-%d-%d" % (i, int(now) % 100000))
         for site in self.sites:
+            self._prime(site, now)
             if self.own:
                 self._connect_site(site, now)
             self._send(site, site.connect_messages(now))
@@ -119,6 +120,18 @@ class FleetSim:
         self._thread = threading.Thread(target=self._run, name="fleet-sim", daemon=True)
         self._thread.start()
         return self
+
+    @staticmethod
+    def _prime(site, now):
+        """Poll every device once before the link comes up, as an agent does when it starts:
+        the first retained state then holds values, and the readings follow as backlog."""
+        silent = site.silent
+        site.silent = True
+        for d in site.devices:
+            d.next = min(d.next, now)
+        site.next_commit = now
+        site.advance(now)
+        site.silent = silent
 
     def _run(self):
         heap = [(0.0, i) for i in range(len(self.sites))]

@@ -267,7 +267,8 @@ class SimSite:
                 want["MAINS_LOST/dc-plant/plant.alarm.mains_lost"] = ("MAINS_LOST", "major")
             else:
                 want["UPS_ON_BATTERY/ups/ups.status"] = ("UPS_ON_BATTERY", "major")
-            if self.runtime_s() < 900 and (self.kind == "bts" or self.on_battery_since is not None):
+            known = self.kind == "bts" or self.on_battery_since is not None
+            if self.runtime_s() < 900 and known:
                 want["RUNTIME_LOW/site/site.runtime"] = ("RUNTIME_LOW", "critical")
         if self.kind == "bts" and self.charge < 30:
             want["BATTERY_LOW/li-bms/battery.charge"] = ("BATTERY_LOW", "major")

@@ -88,8 +88,8 @@ class Browser:
                 detail = json.loads(e.read()).get("value", {})
             except ValueError:
                 detail = {}
-            raise WebDriverError("%s %s: %s: %s" % (method, path, detail.get("error", e.code),
-                                                    str(detail.get("message", ""))[:500]))
+            why = "%s: %s" % (detail.get("error", e.code), str(detail.get("message", ""))[:500])
+            raise WebDriverError("%s %s: %s" % (method, path, why)) from None
         return out.get("value", out)
 
     def _s(self, path):

@@ -76,7 +76,7 @@ def parse_broker(text, insecure):
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise UsageError("--broker %r: missing ]" % text)
+            raise UsageError("--broker %r: missing ]" % text) from None
         host, rest = text[1:end], text[end + 1 :]
         if rest:
             if not rest.startswith(":"):
@@ -103,7 +103,7 @@ def parse_listen(text):
     try:
         port = int(port)
     except ValueError:
-        raise UsageError("--listen %r: expected HOST:PORT" % text)
+        raise UsageError("--listen %r: expected HOST:PORT" % text) from None
     if not 0 <= port < 65536:
         raise UsageError("--listen %r: port must be 0-65535" % text)
     return host, port
@@ -113,7 +113,8 @@ def parse_bounds(text):
     try:
         s, w, n, e = (float(x) for x in text.split(","))
     except ValueError:
-        raise UsageError("--map-bounds %r: expected four numbers south,west,north,east" % text)
+        raise UsageError(
+            "--map-bounds %r: expected four numbers south,west,north,east" % text) from None
     if not (-90 <= s < n <= 90 and -180 <= w < e <= 180):
         raise UsageError("--map-bounds %r: need -90 <= south < north <= 90 and "
                          "-180 <= west < east <= 180" % text)
@@ -165,7 +166,7 @@ def _password(args):
             with open(args.password_file) as f:
                 return f.readline().rstrip("\r\n")
         except OSError as e:
-            raise UsageError("--password-file: %s" % e)
+            raise UsageError("--password-file: %s" % e) from None
     return os.environ.get(ENV_PASSWORD) or None
 
 

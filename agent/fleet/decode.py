@@ -2,8 +2,8 @@
 
 Everything the consumer knows about payload forms is here, so that a new contract version is one
 change in this file: `decode(kind, payload, ctx)` picks the form by the payload (JSON or compact
-batches via the contract's own decoder, agent/core/uplink/contract.py) and `ctx` is a per-site dict a
-stateful form may keep (a v2 birth that numbers the series, say); v1 does not use it.
+batches via the contract's own decoder, agent/core/uplink/contract.py) and `ctx` is a per-site
+dict a stateful form may keep (a v2 birth that numbers the series, say); v1 does not use it.
 
 What comes out:
     batch   {"kind": "data"|"alarm"|"state", "readings": [record, ...]}   (records as published)
@@ -46,7 +46,7 @@ def decode(kind, payload, ctx=None):
         try:
             body = contract.decode_batch(bytes(payload))
         except ValueError as e:
-            raise DecodeError(str(e))
+            raise DecodeError(str(e)) from None
         if body.get("kind") not in BATCH_KINDS:
             raise DecodeError("batch of unknown kind %r" % (body.get("kind"),))
         readings = [r for r in body["readings"] if isinstance(r, dict)]
@@ -70,7 +70,7 @@ def _json_object(payload, kind):
     try:
         body = json.loads(bytes(payload))
     except ValueError as e:
-        raise DecodeError("%s message is not JSON: %s" % (kind, e))
+        raise DecodeError("%s message is not JSON: %s" % (kind, e)) from None
     if not isinstance(body, dict):
         raise DecodeError("%s message is not a JSON object" % kind)
     if body.get("v") != contract.CONTRACT_VERSION:

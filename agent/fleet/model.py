@@ -31,8 +31,9 @@ from agent.fleet.history import History
 from agent.fleet.seqset import SeqSet
 
 SEVERITIES = ("critical", "major", "minor", "warning")
-TRACKED = ("site.power_source", "site.battery_charge", "site.runtime", "site.runtime_estimated",
-           "site.backhaul", "site.on_battery_s", "agent.clock.trusted")  # fmt: skip
+TRACKED = frozenset(("site.power_source", "site.battery_charge", "site.runtime",
+                     "site.runtime_estimated", "site.backhaul", "site.on_battery_s",
+                     "agent.clock.trusted"))  # fmt: skip
 VOLTAGE = "battery.voltage"
 BANK_SWITCH = 1.3
 RECENT_EVENTS = 20
@@ -218,43 +219,56 @@ class Fleet:
         s.alarms = new
 
     def _batch(self, s, body, now):
-        state = body["kind"] == "state"
-        for rec in body["readings"]:
-            if rec.get("site", s.id) != s.id:
-                self.counts["records_rejected"] += 1
-                s.bad += 1
-                continue
-            seq = _seq(rec.get("seq"))
-            if seq is not None and not state and not s.seen.add(seq):
-                s.duplicates += 1
-                self.counts["duplicates"] += 1
-                continue
-            s.records += 1
-            self.counts["records"] += 1
-            t = _num(rec.get("time"))
-            if t is not None and t > now + FUTURE_SLACK_S:
-                t = None  # a clock far ahead: keep the value, not its time
-            est = rec.get("quality") == "est" or rec.get("est") is True
-            if t is not None and (s.newest_time is None or t > s.newest_time):
-                s.newest_time = t
-                s.newest_est = est
-            if "alarm" in rec and "event" in rec:
-                self._alarm_event(s, rec, seq, t)
-                continue
-            metric = rec.get("metric")
-            if metric == VOLTAGE:
-                if not _main_bank(s, rec.get("device"), _num(rec.get("value"))):
+        kind = body["kind"]
+        state = kind == "state"
+        taken = dups = bad = 0
+        try:
+            for rec in body["readings"]:
+                if rec.get("site", s.id) != s.id:
+                    bad += 1
                     continue
-            elif metric not in TRACKED:
-                continue
-            if rec.get("quality") == "stale":
-                continue  # a device that did not answer: its last value is not news
-            value = _clean(rec.get("value"))
-            cur = s.cur.get(metric)
-            if cur is None or _later(seq, t, cur, state):
-                s.cur[metric] = [value, seq, t, est]
-            if t is not None:
-                s.history.add(t, metric, value)
+                seq = _seq(rec.get("seq"))
+                if seq is not None and not state and not s.seen.add(seq):
+                    dups += 1
+                    continue
+                taken += 1
+                self._record(s, rec, seq, state, now)
+        finally:
+            s.records += taken
+            s.duplicates += dups
+            s.bad += bad
+            self.counts["records"] += taken
+            self.counts["records_" + kind] += taken
+            self.counts["duplicates"] += dups
+            self.counts["records_rejected"] += bad
+
+    def _record(self, s, rec, seq, state, now):
+        """One record that is not a duplicate: the site's clock, then its current value (newer
+        wins) and its history (any order)."""
+        t = _num(rec.get("time"))
+        if t is not None and t > now + FUTURE_SLACK_S:
+            t = None  # a clock far ahead: keep the value, not its time
+        est = rec.get("quality") == "est" or rec.get("est") is True
+        if t is not None and (s.newest_time is None or t > s.newest_time):
+            s.newest_time = t
+            s.newest_est = est
+        if "alarm" in rec and "event" in rec:
+            self._alarm_event(s, rec, seq, t)
+            return
+        metric = rec.get("metric")
+        if metric == VOLTAGE:
+            if not _main_bank(s, rec.get("device"), _num(rec.get("value"))):
+                return
+        elif metric not in TRACKED:
+            return
+        if rec.get("quality") == "stale":
+            return  # a device that did not answer: its last value is not news
+        value = _clean(rec.get("value"))
+        cur = s.cur.get(metric)
+        if cur is None or _later(seq, t, cur, state):
+            s.cur[metric] = [value, seq, t, est]
+        if t is not None:
+            s.history.add(t, metric, value)
 
     def _alarm_event(self, s, ev, seq, t):
         aid = ev.get("alarm")

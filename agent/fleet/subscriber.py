@@ -6,10 +6,12 @@ only once that SUBACK is in, the live stream `<prefix>/+/data` and `<prefix>/+/a
 
 Shared subscriptions (`share="group"`): the live stream is subscribed as
 `$share/group/<prefix>/+/data` (and `/alarm`), so the broker hands each message to one instance
-of the group; the retained topics stay direct subscriptions, because a broker does not send
-retained messages to a shared subscription (MQTT 5.0, 4.8.2; checked against mosquitto in
-tests/host/test_fleet_shared.py). Every instance thus knows every site, its status and its active
-alarms (republished by the agent on every change), and takes its share of the readings.
+of the group; the retained topics stay direct subscriptions on every instance. Shared, a site's
+new status or alarm set would reach one instance only, and brokers differ on retained messages
+for a new shared subscription (MQTT 5.0, 3.3.1.3, sends them for non-shared ones; VerneMQ sends
+none to a shared one; mosquitto 2.0 sends one to every member: tests/host/test_fleet_shared.py).
+Every instance thus knows every site, its status and its active alarms (republished by the agent
+on every change), and takes its share of the readings.
 
 Threading: paho's network thread calls on_message, which decodes and applies under the fleet's
 lock; nothing here blocks on the HTTP side. paho reconnects by itself (1 s to 30 s backoff); the
