@@ -62,6 +62,7 @@ class FleetSim:
         self._stop = threading.Event()
         self._thread = None
         self._was_silent = {}
+        self._poked = []
 
     # --- connections ------------------------------------------------------------------------
     def _client(self, cid, will=None):
@@ -134,21 +135,32 @@ class FleetSim:
         site.silent = silent
 
     def _run(self):
+        # One heap entry per site is current (its time is due[i]); a poke adds another, and
+        # whichever comes second finds its time stale and is dropped.
+        due = [0.0] * len(self.sites)
         heap = [(0.0, i) for i in range(len(self.sites))]
         heapq.heapify(heap)
         while not self._stop.is_set():
             now = time.time()
+            with self.lock:
+                poked, self._poked = self._poked, []
+            for i in poked:
+                due[i] = now
+                heapq.heappush(heap, (now, i))
             while heap and heap[0][0] <= now:
-                _, i = heapq.heappop(heap)
+                t, i = heapq.heappop(heap)
+                if t != due[i]:
+                    continue
                 site = self.sites[i]
                 try:
                     self._advance(site, now)
                 except Exception as e:  # a sim bug must show, not hang the test
                     self.errors.append("%s: %r" % (site.id, e))
-                due = min([d.next for d in site.devices] + [site.next_commit])
+                nxt = min([d.next for d in site.devices] + [site.next_commit])
                 if site.scenario is not None:
-                    due = min(due, now + 1.0)
-                heapq.heappush(heap, (due, i))
+                    nxt = min(nxt, now + 1.0)
+                due[i] = nxt
+                heapq.heappush(heap, (nxt, i))
             wait = (heap[0][0] - time.time()) if heap else self.tick
             self._stop.wait(min(max(wait, 0.005), self.tick))
 
@@ -176,14 +188,21 @@ class FleetSim:
                 return s
         raise KeyError(site_id)
 
+    def poke(self, site_id):
+        """Have the site act on a change made from outside (mains, link) at the next tick."""
+        i = self.sites.index(self.site(site_id))
+        with self.lock:
+            self._poked.append(i)
+
     def go_silent(self, site_id):
         """Cut a site's link now (its will goes out); its records pile up as a backlog."""
-        with self.lock:
-            self.site(site_id).silent = True
+        self.site(site_id).silent = True
+        self.poke(site_id)
 
     def come_back(self, site_id):
-        with self.lock:
-            self.site(site_id).silent = False
+        """The link returns: birth, alarm events, retained state, then the backlog."""
+        self.site(site_id).silent = False
+        self.poke(site_id)
 
     def stop(self, goodbye=True):
         self._stop.set()

@@ -40,6 +40,9 @@ backhaul = ["if.eth0.oper"]
 [site.location]
 commune = "Demo commune"
 province = "Loopback"
+# Placed in Hue, among the demo's generated sites on the fleet page's map.
+lat = 16.4637
+lon = 107.5909
 
 [[devices]]
 id = "ups-snmp"

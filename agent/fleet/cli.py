@@ -122,9 +122,6 @@ def parse_bounds(text):
 
 
 def cmd_fleet(args, log):
-    from agent.fleet.model import Fleet
-    from agent.fleet.subscriber import Subscriber
-
     try:
         host, port = parse_broker(args.broker, args.insecure)
         listen = parse_listen(args.listen)
@@ -149,15 +146,26 @@ def cmd_fleet(args, log):
                     "network unencrypted", broker="%s:%d" % (host, port))
     else:
         tls = {"ca_file": args.ca_file, "cert_file": args.cert_file, "key_file": args.key_file}
-    size = max(1, int(round(args.history_hours * 3600.0 / args.history_step)))
-    fleet = Fleet(silent_after=args.silent_after, history_step=args.history_step,
-                  history_size=size, max_sites=args.max_sites, log=log)  # fmt: skip
-    sub = Subscriber(fleet, host, port, prefix=args.prefix, share=args.share, tls=tls,
-                     username=args.username, password=password, client_id=args.client_id,
-                     protocol=args.mqtt, log=log)  # fmt: skip
+    mqtt = {"prefix": args.prefix, "tls": tls, "username": args.username, "password": password,
+            "client_id": args.client_id, "protocol": args.mqtt}  # fmt: skip
     if args.once:
-        return _once(args, fleet, sub)
-    return _serve(args, fleet, sub, listen, bounds, "%s:%d" % (host, port), log)
+        from agent.fleet.model import Fleet
+        from agent.fleet.subscriber import Subscriber
+
+        fleet = Fleet(silent_after=args.silent_after, max_sites=args.max_sites, log=log)
+        return _once(args, fleet, Subscriber(fleet, host, port, share=args.share, log=log,
+                                             **mqtt))  # fmt: skip
+    from agent.fleet.app import FleetApp
+
+    try:
+        app = FleetApp(host, port, listen, share=args.share, silent_after=args.silent_after,
+                       history_step=args.history_step, history_hours=args.history_hours,
+                       max_sites=args.max_sites, map_image=args.map_image, map_bounds=bounds,
+                       log=log, **mqtt)  # fmt: skip
+    except OSError as e:
+        log.error("fleet", "cannot serve the page", listen=args.listen, error=str(e))
+        return 1
+    return _serve(args, app, listen, log)
 
 
 def _password(args):
@@ -176,7 +184,15 @@ def _once(args, fleet, sub):
     sub.start()
     try:
         start = time.monotonic()
-        if not sub.wait_synced(args.wait + 10.0):
+        # A script wants an answer: a broker that refuses us twice, or that does not deliver
+        # the retained messages within --wait plus 10 s, is a failure (exit 1).
+        deadline = start + args.wait + 10.0
+        synced = False
+        while time.monotonic() < deadline and sub.connect_failures < 2:
+            if sub.wait_synced(0.2):
+                synced = True
+                break
+        if not synced:
             why = sub.last_error or "no answer from the broker"
             sys.stderr.write("site-agent fleet: %s:%s: %s\n" % (sub.host, sub.port, why))
             return 1
@@ -197,18 +213,7 @@ def _once(args, fleet, sub):
     return 0
 
 
-def _serve(args, fleet, sub, listen, bounds, broker, log):
-    from agent.fleet.server import FleetServer
-
-    def status():
-        return {"connected": sub.connected, "broker": broker, "share": args.share}
-
-    try:
-        server = FleetServer(fleet, listen[0], listen[1], status=status,
-                             map_image=args.map_image, map_bounds=bounds, log=log).start()
-    except OSError as e:
-        log.error("fleet", "cannot serve the page", listen=args.listen, error=str(e))
-        return 1
+def _serve(args, app, listen, log):
     if listen[0] not in ("127.0.0.1", "::1", "localhost"):
         log.warning("fleet", "the page and /metrics are open to anyone who can reach this "
                     "address (no users or passwords): bind it to a trusted network only",
@@ -216,9 +221,9 @@ def _serve(args, fleet, sub, listen, bounds, broker, log):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *a: stop.set())
-    sub.start()
-    log.info("fleet", "serving the fleet page", url=server.url, metrics=server.url + "metrics")
-    sys.stdout.write("fleet page: %s\n" % server.url)
+    app.start()
+    log.info("fleet", "serving the fleet page", url=app.url, metrics=app.url + "metrics")
+    sys.stdout.write("fleet page: %s\n" % app.url)
     sys.stdout.flush()
     try:
         while not stop.wait(1.0):
@@ -226,6 +231,5 @@ def _serve(args, fleet, sub, listen, bounds, broker, log):
     except KeyboardInterrupt:
         pass
     finally:
-        sub.stop()
-        server.stop()
+        app.stop()
     return 0

@@ -299,16 +299,16 @@ class Fleet:
         left = runtime
         if runtime is not None and source == "battery" and rt[2] is not None:
             left = max(0.0, runtime - max(0.0, now - rt[2]))
-        on_batt = _num(s.value("site.on_battery_s"))
-        ob = s.cur.get("site.on_battery_s")
-        if on_batt is not None and source == "battery" and ob[2] is not None and on_batt > 0:
-            on_batt = on_batt + max(0.0, now - ob[2])
         heard = s.last_heard()
         age = None if heard is None else max(0.0, now - heard)
         # Silence by age is judged from when we began listening too: a site online since last
         # week has a week-old retained state, and is silent only if it stays quiet now.
         since = max(heard or 0.0, self.started or 0.0)
         silent = s.status == "offline" or (since > 0 and now - since > self.silent_after)
+        on_batt = _num(s.value("site.on_battery_s"))
+        ob = s.cur.get("site.on_battery_s")
+        if on_batt and source == "battery" and ob[2] is not None and not silent:
+            on_batt = on_batt + max(0.0, now - ob[2])  # still on battery as far as we know
         counts = {k: 0 for k in SEVERITIES}
         for a in s.alarms.values():
             sev = a.get("severity")

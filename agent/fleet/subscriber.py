@@ -48,6 +48,7 @@ class Subscriber:
         self.live_subscribed = threading.Event()
         self.last_retained = None  # monotonic time of the last retained message
         self.last_error = None
+        self.connect_failures = 0
         self._mids = {}
         self._stopping = False
         self._live_at = 0.0
@@ -72,6 +73,7 @@ class Subscriber:
         self.keepalive = keepalive
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
 
@@ -120,6 +122,7 @@ class Subscriber:
             return
         self.connected = True
         self.last_error = None
+        self.connect_failures = 0
         if self.log:
             self.log.info("fleet", "connected", broker="%s:%s" % (self.host, self.port),
                           share=self.share or "-")  # fmt: skip
@@ -128,6 +131,14 @@ class Subscriber:
         subs = [(f, self._options()) for f in self.retained_filters()]
         rc, mid = client.subscribe(subs)
         self._mids[mid] = "retained"
+
+    def _on_connect_fail(self, client, userdata):
+        self.last_error = "cannot connect (refused, unreachable or TLS failed)"
+        self.connect_failures += 1
+        if self.log and self.connect_failures in (1, 10, 100):
+            self.log.warning("fleet", "cannot connect to the broker; retrying",
+                             broker="%s:%s" % (self.host, self.port),
+                             attempts=self.connect_failures)  # fmt: skip
 
     def _options(self):
         if self.protocol == mqtt.MQTTv5:

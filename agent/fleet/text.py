@@ -25,8 +25,8 @@ def alarms_cell(counts):
 def power_cell(row):
     p = row.get("power") or "?"
     if p == "battery" and row.get("on_battery_s"):
-        return "battery %s" % duration(row["on_battery_s"])
-    return p
+        p = "battery %s" % duration(row["on_battery_s"])
+    return "last: " + p if row.get("silent") and row.get("power") else p
 
 
 def runtime_cell(row):

@@ -75,6 +75,9 @@ def build_parser():
                    help="print the table afresh each time instead of redrawing it in place")
     d.add_argument("--all", action="store_true",
                    help="show every metric, not only each device's headline values")
+    d.add_argument("--fleet-port", type=int, default=8080, metavar="PORT",
+                   help="serve the fleet page on 127.0.0.1:PORT (default 8080; another port "
+                   "if it is busy)")
     d.add_argument("--keep", metavar="DIR", help="write the demo's config and data here and "
                    "keep them afterwards")
 

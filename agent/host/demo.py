@@ -1,5 +1,7 @@
 """`site-agent demo`: a simulated BTS site, the real agent against it, and a live table of what
-arrives at the broker. Ctrl-C (or --duration) stops everything that was started."""
+arrives at the broker; beside it a handful of generated sites (one in a typhoon) and the fleet
+page (`site-agent fleet`, docs/fleet.md) showing them all. Ctrl-C (or --duration) stops
+everything that was started."""
 
 import os
 import signal
@@ -10,6 +12,7 @@ import time
 from agent.core.console import fmt
 
 REFRESH_S = 1.0
+FLEET_SITES = 5  # generated sites beside the demo site; the first one is in a typhoon
 # What a person watching the site wants first; everything else is counted ("+N more").
 HEADLINE = (
     "site.power_source", "site.runtime", "site.backhaul",
@@ -34,6 +37,7 @@ def run_demo(args, log):
     site = SimulatedSite(keep_dir=args.keep)
     agent = None
     upstream = None
+    sim = fleet = None
     interrupted = False
     try:
         site.start()
@@ -46,6 +50,7 @@ def run_demo(args, log):
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
+        sim, fleet = start_fleet(site, getattr(args, "fleet_port", 8080))
         live = sys.stdout.isatty() and not args.plain
         started = time.monotonic()
         while args.duration is None or time.monotonic() - started < args.duration:
@@ -54,7 +59,7 @@ def run_demo(args, log):
                                  % (agent.returncode, _tail(agent_log.name, 30)))
                 return 1
             render(site, upstream, agent_log.name, live, time.monotonic() - started,
-                   args.all)
+                   args.all, fleet)
             time.sleep(REFRESH_S)
     except KeyboardInterrupt:
         interrupted = True
@@ -68,6 +73,10 @@ def run_demo(args, log):
                 agent.wait()
         if upstream is not None:
             upstream.stop()
+        if sim is not None:
+            sim.stop()
+        if fleet is not None:
+            fleet.stop()
         site.stop()
     sys.stderr.write("demo stopped%s; everything it started has been stopped.\n"
                      % (" (Ctrl-C)" if interrupted else ""))
@@ -78,7 +87,32 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def render(site, upstream, agent_log, live, elapsed, show_all=False):
+def start_fleet(site, port):
+    """Generated sites speaking the contract on the demo's broker, and the fleet view of them
+    all (the demo site included) on http://127.0.0.1:port/ (another port if that one is busy).
+    The view's log goes to fleet.log in the demo's directory, not over the live table."""
+    from agent.core.log import Log
+    from agent.fleet.app import FleetApp
+    from hil.fleet import FleetSim, make_sites
+
+    sim = FleetSim("127.0.0.1", site.broker.port, make_sites(FLEET_SITES, typhoon=1,
+                                                             prefix="gen")).start()
+    logfile = open(os.path.join(site.dir, "fleet.log"), "a", buffering=1)
+    log = Log(write=lambda line: logfile.write(line + "\n"))
+    # A short, fine history so the typhoon shows on the site page within minutes.
+    opts = {"history_step": 5.0, "history_hours": 1.0, "silent_after": 120.0, "log": log}
+    try:
+        try:
+            app = FleetApp("127.0.0.1", site.broker.port, ("127.0.0.1", port), **opts)
+        except OSError:
+            app = FleetApp("127.0.0.1", site.broker.port, ("127.0.0.1", 0), **opts)
+        return sim, app.start()
+    except BaseException:
+        sim.stop()
+        raise
+
+
+def render(site, upstream, agent_log, live, elapsed, show_all=False, fleet=None):
     latest, seqs, status, batches = upstream.snapshot()
     rows = table_rows(latest, time.time(), show_all)
     out = []
@@ -86,6 +120,9 @@ def render(site, upstream, agent_log, live, elapsed, show_all=False):
         out.append("\x1b[H\x1b[2J")
     out.append("site-agent demo: site %s, broker 127.0.0.1:%d, running %.0fs (Ctrl-C stops)\n"
                % (site.site_id, site.broker.port, elapsed))
+    if fleet is not None:
+        out.append("fleet page: %s  (%d sites: this one and %d generated, one in a typhoon)\n"
+                   % (fleet.url, len(fleet.fleet.sites), FLEET_SITES))
     out.append("agent status: %s   batches received: %d   readings: %d   highest seq: %s\n\n"
                % (_status_word(status), batches, sum(seqs.values()), max(seqs) if seqs else "-"))
     header = ["DEVICE", "METRIC", "VALUE", "UNIT", "QUALITY", "SEQ", "AGE"]

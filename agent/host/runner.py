@@ -142,7 +142,8 @@ async def run_agent(cfg, log, stop=None):
         from agent.core.uplink.contract import site_info
         from agent.host.uplink import MqttUplink
 
-        uplink = MqttUplink(cfg.uplink, cfg.site["id"], queue, log, site_info=site_info(cfg.site))
+        uplink = MqttUplink(cfg.uplink, cfg.site["id"], queue, log,
+                            site_info=site_info(cfg.site))  # fmt: skip
     # The agent watches itself like any device: CPU, memory, disk, its queue and its uplink.
     health = {
         "id": HEALTH_DEVICE,

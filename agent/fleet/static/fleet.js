@@ -80,17 +80,19 @@ function renderTable(d) {
       el("td", {class: "c-site"}, [link, el("div", {class: "sub"}, r.id)]),
       el("td", {class: "c-place"}, r.commune || r.province ? [r.commune || r.province,
         r.commune && r.province ? el("div", {class: "sub"}, r.province) : null] : "–"),
-      el("td", {class: "c-power src-" + (r.power || "unknown")}, powerText(r)),
+      el("td", {class: "c-power " + (r.silent ? "last-known" : "src-" + (r.power || "unknown")),
+        title: r.silent ? "last known: the site is not reporting" : null},
+        r.silent && r.power ? "last: " + powerText(r) : powerText(r)),
       el("td", {class: "c-charge num"}, fmtPct(r.charge)),
       el("td", {class: "c-runtime num" + (r.runtime_est ? " est" : "") +
         (r.power !== "battery" ? " idle" : ""), title: r.power !== "battery" ?
         "what the battery would give; the site is not on battery" : null}, runtimeText(r)),
       el("td", {class: "c-backhaul bh-" + (r.backhaul || "unknown")}, r.backhaul || "–"),
       el("td", {class: "c-alarms"}, alarmCell(r.alarms)),
-      el("td", {class: "c-heard"}, [heardText(r), r.time_est ?
-        el("span", {class: "badge est", title: "the site's clock was not trusted: its times " +
-          "are estimates"}, "time est.") : null]),
-      el("td", {class: "c-status st-" + r.status}, statusText(r)),
+      el("td", {class: "c-status st-" + r.status}, [el("span", {class: "st"}, statusText(r)),
+        el("div", {class: "sub c-heard"}, ["heard " + heardText(r), r.time_est ?
+          el("span", {class: "badge est", title: "the site's clock was not trusted: its times " +
+            "are estimates"}, "time est.") : null])]),
     ]);
   });
   body.replaceChildren(...rows);
