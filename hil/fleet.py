@@ -133,6 +133,10 @@ class FleetSim:
         site.next_commit = now
         site.advance(now)
         site.silent = silent
+        # Agents start at different times: spread the next polls and commits over an interval.
+        for d in site.devices:
+            d.next = now + site.rnd.uniform(0, d.interval)
+        site.next_commit = now + site.rnd.uniform(0, site.commit_s)
 
     def _run(self):
         # One heap entry per site is current (its time is due[i]); a poke adds another, and
@@ -167,6 +171,10 @@ class FleetSim:
     def records_made(self):
         """Records (readings and alarm events) the sites have made so far."""
         return sum(s.seq - self._seq0[s.id] for s in self.sites)
+
+    def records_sent(self):
+        """Records the sites have published in data and alarm batches so far."""
+        return sum(s.sent for s in self.sites)
 
     def _advance(self, site, now):
         msgs = site.advance(now)
@@ -219,3 +227,59 @@ class FleetSim:
             except Exception:
                 pass
         self.clients.clear()
+
+
+def main(argv=None):
+    """`python -m hil.fleet --port 1883 --sites 10000`: publish as a fleet until SIGTERM or
+    --duration, printing a JSON line of counters every --every seconds (bench/fleet_consumer.py
+    reads them)."""
+    import argparse
+    import json
+    import signal
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m hil.fleet", description=main.__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--sites", type=int, default=100)
+    p.add_argument("--typhoon", type=int, default=0, help="this many sites in a typhoon")
+    p.add_argument("--bts-share", type=float, default=0.3)
+    p.add_argument("--prefix", default="sim", help="site id prefix (default sim)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--own-connections", action="store_true",
+                   help="one connection per site, with its last will (not for thousands)")
+    p.add_argument("--clients", type=int, default=4, help="shared connections (default 4)")
+    p.add_argument("--duration", type=float)
+    p.add_argument("--every", type=float, default=5.0)
+    args = p.parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *a: stop.set())
+    sites = make_sites(args.sites, typhoon=args.typhoon, seed=args.seed,
+                       bts_share=args.bts_share, prefix=args.prefix)  # fmt: skip
+    t0 = time.monotonic()
+    sim = FleetSim(args.host, args.port, sites, own_connections=args.own_connections,
+                   clients=args.clients).start()  # fmt: skip
+    started = time.monotonic()
+
+    def report(final=False):
+        sys.stdout.write(json.dumps({"t": round(time.monotonic() - started, 3),
+                                     "start_s": round(started - t0, 3),
+                                     "published": sim.published, "bytes": sim.bytes,
+                                     "records": sim.records_made(), "sent": sim.records_sent(),
+                                     "errors": len(sim.errors),
+                                     "final": final}) + "\n")  # fmt: skip
+        sys.stdout.flush()
+
+    report()
+    while not stop.wait(args.every):
+        report()
+        if args.duration and time.monotonic() - started >= args.duration:
+            break
+    sim.stop(goodbye=False)
+    report(final=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -81,6 +81,7 @@ class SimSite:
         self.next_commit = start + self.rnd.uniform(0, self.commit_s)
         self.seq = seq0
         self.batch = 0
+        self.sent = 0  # records handed out in data and alarm batches
         self.session = "%012x" % self.rnd.getrandbits(48)
         # State that scenarios change.
         self.mains = True
@@ -258,6 +259,7 @@ class SimSite:
 
     def _encode(self, records, kind):
         self.batch += 1
+        self.sent += len(records)  # data and alarm batches only (the state goes elsewhere)
         return contract.encode_batch(self.id, self.batch, records, kind, self.fmt)
 
     def _alarms(self, now):

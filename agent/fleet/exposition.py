@@ -50,6 +50,19 @@ def escape_label(v):
     return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+_LABELS = {}
+
+
+def _site_label(site_id):
+    """'site="<id>"', escaped once per site (the ids do not change)."""
+    lab = _LABELS.get(site_id)
+    if lab is None:
+        if len(_LABELS) > 1000000:
+            _LABELS.clear()
+        lab = _LABELS[site_id] = 'site="%s"' % escape_label(site_id)
+    return lab
+
+
 def _escape_help(v):
     return v.replace("\\", "\\\\").replace("\n", "\\n")
 
@@ -65,7 +78,7 @@ def _num(v):
 def render(rows, counts, connected, sites_known):
     """The exposition text for summary rows (Fleet.rows) and the consumer's own counters."""
     out = []
-    site_labels = [(r, 'site="%s"' % escape_label(r["id"])) for r in rows]
+    site_labels = [(r, _site_label(r["id"])) for r in rows]
     for name, help_text, key, conv in SITE_GAUGES:
         out.append("# HELP %s %s\n# TYPE %s gauge\n" % (name, _escape_help(help_text), name))
         for r, lab in site_labels:
@@ -107,8 +120,6 @@ def render(rows, counts, connected, sites_known):
          "connection.", 1 if connected else 0),
         ("site_agent_fleet_messages_total", "counter", "MQTT messages applied.",
          counts.get("messages", 0)),
-        ("site_agent_fleet_records_total", "counter", "Records (readings and alarm events) "
-         "applied, duplicates not included.", counts.get("records", 0)),
         ("site_agent_fleet_duplicate_records_total", "counter", "Records dropped as duplicates "
          "by (site, seq).", counts.get("duplicates", 0)),
         ("site_agent_fleet_bad_messages_total", "counter", "Messages that did not decode under "
@@ -121,4 +132,9 @@ def render(rows, counts, connected, sites_known):
     for name, kind, help_text, value in own:
         out.append("# HELP %s %s\n# TYPE %s %s\n%s %s\n" % (name, help_text, name, kind, name,
                                                            _num(value)))  # fmt: skip
+    name = "site_agent_fleet_records_total"
+    out.append("# HELP %s Records applied, duplicates not included, by batch kind (data, alarm; "
+               "state: the retained copies).\n# TYPE %s counter\n" % (name, name))
+    for kind in ("data", "alarm", "state"):
+        out.append('%s{kind="%s"} %d\n' % (name, kind, counts.get("records_" + kind, 0)))
     return "".join(out)

@@ -91,7 +91,7 @@ class Site:
     __slots__ = ("id", "name", "kind", "location", "status", "reason", "status_time", "session",
                  "agent", "cur", "volt_device", "newest_time", "newest_est", "last_msg", "seen",
                  "alarms", "alarm_last", "events", "history", "records", "duplicates", "bad",
-                 "search")  # fmt: skip
+                 "search", "row")  # fmt: skip
 
     def __init__(self, site_id, history_step, history_size):
         self.id = site_id
@@ -117,6 +117,7 @@ class Site:
         self.duplicates = 0
         self.bad = 0
         self.search = fold(site_id)
+        self.row = None  # the static part of its summary, until the next message (Fleet.summary)
 
     def value(self, metric):
         c = self.cur.get(metric)
@@ -163,6 +164,7 @@ class Fleet:
             if s is None:
                 return
             self.counts["messages"] += 1
+            s.row = None
             # A live message is the site speaking, except an offline status: the broker sends
             # the last will when the site stopped speaking.
             if not retained and not (kind == "status" and body["state"] == "offline"):
@@ -292,43 +294,28 @@ class Fleet:
 
     # --- output -----------------------------------------------------------------------------
     def summary(self, s, now):
-        """One site as the page's table row (plain JSON-able dict)."""
-        source = _word(s.value("site.power_source"))
-        runtime = _num(s.value("site.runtime"))
+        """One site as the page's table row (plain JSON-able dict). What does not depend on the
+        time is kept per site until its next message (Site.row); the rest is worked out here."""
+        base = s.row
+        if base is None:
+            base = s.row = _static_row(s)
+        row = dict(base)
+        source = row["power"]
         rt = s.cur.get("site.runtime")
-        left = runtime
+        runtime = row["runtime_reported"]
         if runtime is not None and source == "battery" and rt[2] is not None:
-            left = max(0.0, runtime - max(0.0, now - rt[2]))
-        heard = s.last_heard()
-        age = None if heard is None else max(0.0, now - heard)
+            row["runtime"] = max(0.0, runtime - max(0.0, now - rt[2]))
+        heard = row["last_heard"]
+        row["age"] = None if heard is None else max(0.0, now - heard)
         # Silence by age is judged from when we began listening too: a site online since last
         # week has a week-old retained state, and is silent only if it stays quiet now.
         since = max(heard or 0.0, self.started or 0.0)
         silent = s.status == "offline" or (since > 0 and now - since > self.silent_after)
-        on_batt = _num(s.value("site.on_battery_s"))
+        row["silent"] = silent
+        on_batt = row["on_battery_s"]
         ob = s.cur.get("site.on_battery_s")
         if on_batt and source == "battery" and ob[2] is not None and not silent:
-            on_batt = on_batt + max(0.0, now - ob[2])  # still on battery as far as we know
-        counts = {k: 0 for k in SEVERITIES}
-        for a in s.alarms.values():
-            sev = a.get("severity")
-            if sev in counts:
-                counts[sev] += 1
-        loc = s.location
-        row = {
-            "id": s.id, "name": s.name, "kind": s.kind,
-            "commune": loc.get("commune"), "province": loc.get("province"),
-            "address": loc.get("address"), "lat": loc.get("lat"), "lon": loc.get("lon"),
-            "status": s.status or "unknown", "reason": s.reason, "status_time": s.status_time,
-            "silent": silent, "power": source, "on_battery_s": on_batt,
-            "charge": _num(s.value("site.battery_charge")),
-            "voltage": _num(s.value(VOLTAGE)), "voltage_device": s.volt_device,
-            "runtime": left, "runtime_reported": runtime,
-            "runtime_at": None if rt is None else rt[2],
-            "runtime_est": s.value("site.runtime_estimated") is True,
-            "backhaul": _word(s.value("site.backhaul")), "alarms": counts,
-            "last_heard": heard, "age": age, "time_est": bool(s.newest_est),
-        }  # fmt: skip
+            row["on_battery_s"] = on_batt + max(0.0, now - ob[2])  # still on battery, we know
         row["rank"], row["level"], row["why"] = _urgency(row, self.silent_after)
         return row
 
@@ -394,6 +381,39 @@ def _main_bank(s, dev, volts):
         s.cur.pop(VOLTAGE, None)
         return True
     return False
+
+
+def _static_row(s):
+    """The parts of a site's row that change only when a message from it arrives."""
+    cur = s.cur
+
+    def value(metric):
+        c = cur.get(metric)
+        return None if c is None else c[0]
+
+    counts = {k: 0 for k in SEVERITIES}
+    for a in s.alarms.values():
+        sev = a.get("severity")
+        if sev in counts:
+            counts[sev] += 1
+    loc = s.location
+    rt = cur.get("site.runtime")
+    runtime = _num(value("site.runtime"))
+    return {
+        "id": s.id, "name": s.name, "kind": s.kind,
+        "commune": loc.get("commune"), "province": loc.get("province"),
+        "address": loc.get("address"), "lat": loc.get("lat"), "lon": loc.get("lon"),
+        "status": s.status or "unknown", "reason": s.reason, "status_time": s.status_time,
+        "silent": False, "power": _word(value("site.power_source")),
+        "on_battery_s": _num(value("site.on_battery_s")),
+        "charge": _num(value("site.battery_charge")),
+        "voltage": _num(value(VOLTAGE)), "voltage_device": s.volt_device,
+        "runtime": runtime, "runtime_reported": runtime,
+        "runtime_at": None if rt is None else rt[2],
+        "runtime_est": value("site.runtime_estimated") is True,
+        "backhaul": _word(value("site.backhaul")), "alarms": counts,
+        "last_heard": s.last_heard(), "age": None, "time_est": bool(s.newest_est),
+    }  # fmt: skip
 
 
 def _later(seq, t, cur, state):

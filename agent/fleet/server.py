@@ -7,6 +7,7 @@ is ever referenced, so it works in a room with no internet.
     GET /static/<file>       the page's scripts and style
     GET /api/fleet?q=&area=&limit=   the table as JSON (most urgent first) + map points
     GET /api/site/<id>       one site as JSON, with its history
+    GET /api/stats           the consumer's counters (messages, records by kind, duplicates...)
     GET /metrics             Prometheus text exposition (agent/fleet/exposition.py)
     GET /map-image           the operator's map image (--map-image), if given
     GET /healthz             "ok" while the consumer holds its broker connection, else 503
@@ -30,6 +31,7 @@ TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=u
 CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
        "connect-src 'self'; frame-ancestors 'none'")  # fmt: skip
 DEFAULT_LIMIT = 500
+CACHE_S = 1.0
 MAX_LIMIT = 100000
 
 
@@ -47,6 +49,9 @@ class FleetServer:
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.thread = None
+        self._cache = {}  # (query, area) -> (monotonic, now, rows)
+        self.rows_cost = 0.0  # seconds the last pass over the fleet took
+        self._cache_lock = threading.Lock()
 
     @property
     def port(self):
@@ -70,9 +75,33 @@ class FleetServer:
         self.httpd.server_close()
 
     # --- API bodies ---------------------------------------------------------------------------
-    def fleet_json(self, query, area, limit, now=None):
+    def rows(self, query=None, area=None, now=None):
+        """Fleet.rows, shared by the requests of one second (many browsers and a Prometheus
+        scraping at once cost one pass over the fleet, not one each)."""
+        key = (query, area)
+        mono = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if now is None and hit is not None and mono - hit[0] < CACHE_S:
+                return hit[1], hit[2]
         now = time.time() if now is None else now
         rows = self.fleet.rows(now, query, area)
+        self.rows_cost = time.monotonic() - mono
+        with self._cache_lock:
+            if len(self._cache) > 64:
+                self._cache.clear()
+            self._cache[key] = (mono, now, rows)
+        return now, rows
+
+    def stats(self):
+        with self.fleet.lock:
+            counts = dict(self.fleet.counts)
+            n = len(self.fleet.sites)
+        return {"now": time.time(), "sites": n, "connected": self.status().get("connected"),
+                "counts": counts}  # fmt: skip
+
+    def fleet_json(self, query, area, limit, now=None):
+        now, rows = self.rows(query, area, now)
         totals = {"sites": len(self.fleet.sites), "battery": 0, "offline": 0,
                   "backhaul_down": 0, "critical": 0, "major": 0}  # fmt: skip
         for r in rows:
@@ -91,6 +120,9 @@ class FleetServer:
             image = {"url": "/map-image", "bounds": list(self.map_bounds)}
         st = self.status()
         return {
+            # The page asks again after refresh_s: 3 s, longer where a pass over the fleet is
+            # dear (tens of thousands of sites), so that viewers cost at most ~5 % of a core.
+            "refresh_s": max(3, int(round(self.rows_cost * 20))),
             "now": now, "connected": st.get("connected", False), "broker": st.get("broker"),
             "share": st.get("share"), "silent_after": self.fleet.silent_after,
             "totals": totals, "matched": len(rows), "limit": limit, "sites": rows[:limit],
@@ -99,8 +131,7 @@ class FleetServer:
         }  # fmt: skip
 
     def metrics_text(self, now=None):
-        now = time.time() if now is None else now
-        rows = self.fleet.rows(now)
+        now, rows = self.rows(None, None, now)
         with self.fleet.lock:
             counts = dict(self.fleet.counts)
         return exposition.render(rows, counts, self.status().get("connected", False),
@@ -145,6 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send(404, "application/json",
                                       json.dumps({"error": "no site %r" % site_id}).encode(), head)
                 return self._json(body, head)
+            if path == "/api/stats":
+                return self._json(self.app.stats(), head)
             if path == "/metrics":
                 text = self.app.metrics_text().encode()
                 return self._send(200, exposition.CONTENT_TYPE, text, head)

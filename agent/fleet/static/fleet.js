@@ -20,17 +20,22 @@ function writeHash() {
   history.replaceState(null, "", p.toString() ? "#" + p.toString() : location.pathname);
 }
 
+let timer = null;
 async function refresh() {
+  clearTimeout(timer);
   const p = new URLSearchParams({limit: "500"});
   if (state.q) p.set("q", state.q);
   if (state.area) p.set("area", state.area);
+  let wait = REFRESH_MS;
   try {
     state.data = await getJSON("/api/fleet?" + p.toString());
     render();
     setLink(document.getElementById("link"), state.data);
+    wait = Math.max(REFRESH_MS, 1000 * (state.data.refresh_s || 0));
   } catch (e) {
     setLink(document.getElementById("link"), null, e.message);
   }
+  timer = setTimeout(refresh, wait);
 }
 
 function render() {
@@ -224,4 +229,3 @@ window.addEventListener("hashchange", () => { readHash(); refresh(); });
 
 readHash();
 refresh();
-setInterval(refresh, REFRESH_MS);
