@@ -63,6 +63,7 @@ class FleetSim:
         self._thread = None
         self._was_silent = {}
         self._poked = []
+        self._last_info = {}  # id(client) -> its newest publish (acked in order at QoS 1)
 
     # --- connections ------------------------------------------------------------------------
     def _client(self, cid, will=None):
@@ -103,6 +104,7 @@ class FleetSim:
             info = c.publish(self._topic(site, kind), payload, qos=self.qos, retain=retain)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 self.errors.append("publish %s/%s: %s" % (site.id, kind, info.rc))
+            self._last_info[id(c)] = info
             self.published += 1
             self.bytes += len(payload)
 
@@ -218,6 +220,9 @@ class FleetSim:
             self._thread.join(10)
         for key, c in list(self.clients.items()):
             try:
+                last = self._last_info.get(id(c))
+                if last is not None:  # what was handed to paho goes out before we hang up
+                    last.wait_for_publish(30)
                 if goodbye and self.own:
                     site = self.site(key)
                     c.publish(self._topic(site, "status"), site.will("agent stopped"), qos=1,

@@ -59,9 +59,10 @@ def add_parser(sub):
                    help="ignore sites beyond this many (default %(default)s)")
     f.add_argument("--once", action="store_true",
                    help="print the fleet table (most urgent first) and exit")
-    f.add_argument("--wait", type=float, default=5.0, metavar="SECONDS",
-                   help="with --once: how long to listen (retained messages, then live "
-                   "readings) before printing (default 5)")
+    f.add_argument("--wait", type=float, default=35.0, metavar="SECONDS",
+                   help="with --once: after the retained messages, listen until every online "
+                   "site has sent live readings, at most this long (default 35: the example "
+                   "configs' longest commit interval is 30 s)")
     f.add_argument("--json", action="store_true", help="with --once: JSON instead of a table")
     f.add_argument("-q", "--query", help="with --once: only sites whose id, name or place "
                    "contains these words")
@@ -200,9 +201,14 @@ def _once(args, fleet, sub):
             why = sub.last_error or "no answer from the broker"
             sys.stderr.write("site-agent fleet: %s:%s: %s\n" % (sub.host, sub.port, why))
             return 1
-        left = args.wait - (time.monotonic() - start)
-        if left > 0:
-            time.sleep(left)  # the live stream brings each site's newest values meanwhile
+        # A site's retained state is as of its last connect, which may be days ago: wait until
+        # every site that is online has spoken live once (its newest values), or --wait.
+        since = time.time()
+        end = start + args.wait
+        waiting = _not_heard_live(fleet, since)
+        while waiting and time.monotonic() < end:
+            time.sleep(0.1)
+            waiting = _not_heard_live(fleet, since)
         now = time.time()
         rows = fleet.rows(now, args.query)
     finally:
@@ -214,7 +220,18 @@ def _once(args, fleet, sub):
         sys.stderr.write("%d sites; %d records, %d duplicates dropped, %d bad messages\n" % (
             len(rows), fleet.counts["records"], fleet.counts["duplicates"],
             fleet.counts["bad_messages"]))
+    if waiting:
+        sys.stderr.write("%d online site(s) sent nothing in %gs; their values are from their "
+                         "retained state (as of their last connect): %s\n"
+                         % (len(waiting), args.wait, " ".join(sorted(waiting)[:20])))
     return 0
+
+
+def _not_heard_live(fleet, since):
+    """Sites that are not offline and have sent no live message since `since`."""
+    with fleet.lock:
+        return [s.id for s in fleet.sites.values()
+                if s.status != "offline" and (s.last_msg is None or s.last_msg < since)]
 
 
 def _serve(args, app, listen, log):

@@ -43,7 +43,8 @@ def test_once_prints_the_fleet_most_urgent_first():
             p = fleet_cmd("--broker", "127.0.0.1:%d" % b.port, "--insecure", "--once",
                           "--wait", "1")  # fmt: skip
             pj = fleet_cmd("--broker", "127.0.0.1:%d" % b.port, "--insecure", "--once",
-                           "--wait", "0", "--json", "-q", on_batt.location["commune"])  # fmt: skip
+                           "--wait", "0", "--json", "-q", on_batt.location["commune"],
+                           "--mqtt", "3.1.1")  # an older broker's protocol works too  # fmt: skip
         finally:
             sim.stop()
     assert p.returncode == 0, p.stderr
@@ -91,3 +92,35 @@ def test_a_broker_that_is_not_there_fails_the_script_quickly():
     assert p.returncode == 1
     assert "127.0.0.1:%d: cannot connect" % port in p.stderr
     assert time.monotonic() - started < 25  # not --wait + 10: two refusals are enough
+
+
+def test_once_waits_for_each_online_site_to_speak_not_just_its_retained_state():
+    """A site's retained state is as of its last connect: a site that lost mains since then
+    still says "mains" there. --once listens until every online site has sent live data."""
+    with Broker(require_mosquitto=True) as b:
+        sites = make_sites(3, bts_share=1.0, seed=5)
+        sim = FleetSim("127.0.0.1", b.port, sites).start()
+        try:
+            wait(lambda: sim.published >= 3 * 4)  # births, states, alarm sets, first backlog
+            changed = sites[1]
+            changed.mains = False  # after its retained state went out
+            changed.on_battery_since = time.time()
+            sim.poke(changed.id)
+            started = time.monotonic()
+            p = fleet_cmd("--broker", "127.0.0.1:%d" % b.port, "--insecure", "--once",
+                          "--json", "--wait", "60")  # fmt: skip
+            took = time.monotonic() - started
+            sim.go_silent(sites[2].id)
+            wait(lambda: sites[2].id not in sim.clients)
+            q = fleet_cmd("--broker", "127.0.0.1:%d" % b.port, "--insecure", "--once",
+                          "--wait", "2")  # fmt: skip
+        finally:
+            sim.stop()
+    assert p.returncode == 0, p.stderr
+    power = {r["id"]: r["power"] for r in json.loads(p.stdout)["sites"]}
+    assert power[changed.id] == "battery"
+    assert took < 45  # BTS sites commit every 5 s: no need to sit out --wait
+    assert "sent nothing" not in p.stderr
+    # The offline site is not waited for; the online ones that stay quiet are named.
+    assert q.returncode == 0
+    assert sites[2].id in q.stdout and sites[2].id not in q.stderr.split("connect):")[-1]

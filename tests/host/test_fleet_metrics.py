@@ -135,3 +135,17 @@ def test_metrics_over_http_with_the_content_type_prometheus_expects():
     rc, out = promtool(text)
     assert rc == 0 and out == "", out
     assert 'site_agent_power_source{site="qn-bts-1",source="battery"} 1' in text
+
+
+def test_docs_list_every_metric_the_exposition_has():
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "docs", "fleet.md")) as f:
+        doc = f.read()
+    table = set(re.findall(r"^\| `(site_agent_[a-z_]+)`", doc, re.M))
+    # "`_bad_messages_total`"-style short names in the last row stand for the fleet_ counters.
+    table |= {"site_agent_fleet" + m for m in re.findall(r"`(_[a-z_]+_total)`", doc)}
+    text = render(small_fleet(T0), T0)
+    names = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    assert names == table, (names - table, table - names)

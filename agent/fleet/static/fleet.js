@@ -166,12 +166,24 @@ function drawMap(map) {
     ctx.lineWidth = 1.5;
     ctx.strokeStyle = "#fff";
     ctx.stroke();
-    if (level !== "ok" && pts.length <= 60) {
-      ctx.fillStyle = "#222";
-      ctx.font = "12px sans-serif";
-      ctx.fillText(name, px + 8, py + 4);
-    }
     state.hits.push([px, py, id, name]);
+  }
+  // Names of the sites that need attention, most urgent first, where they do not cover one
+  // another (the rest are a hover or a click away).
+  ctx.font = "12px sans-serif";
+  const boxes = [];
+  for (const [, lat, lon, level, name] of sorted.slice().reverse()) {
+    if (level === "ok" || level === "unknown" || boxes.length >= 40) continue;
+    const px = x(lon), py = y(lat), w = ctx.measureText(name).width;
+    const left = px + 8 + w > W;  // near the right edge: write it on the left
+    const box = [left ? px - 8 - w : px + 8, py - 9, w, 13];
+    if (boxes.some((b) => box[0] < b[0] + b[2] && b[0] < box[0] + box[2] &&
+                          box[1] < b[1] + b[3] && b[1] < box[1] + box[3])) continue;
+    boxes.push(box);
+    ctx.fillStyle = "rgba(255,255,255,0.75)";
+    ctx.fillRect(box[0] - 1, box[1], box[2] + 2, box[3]);
+    ctx.fillStyle = "#222";
+    ctx.fillText(name, box[0], py + 2);
   }
   const outside = pts.filter((p) => p[1] < s || p[1] > n || p[2] < w || p[2] > e).length;
   note.textContent = pts.length + " sites on the map" +

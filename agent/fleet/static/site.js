@@ -47,7 +47,9 @@ function render(d) {
   document.getElementById("cards").replaceChildren(
     card("status", "Status", statusText(d), d.status_time ? "since " +
       fmtDateTime(d.status_time) : null, "st-" + d.status),
-    card("power", "Power", powerText(d), null, "src-" + (d.power || "unknown")),
+    card("power", "Power", d.silent && d.power ? "last: " + powerText(d) : powerText(d),
+      d.silent ? "what it said last: the site is not reporting" : null,
+      d.silent ? "last-known" : "src-" + (d.power || "unknown")),
     card("charge", "Battery charge", fmtPct(d.charge), volts),
     card("runtime", "Runtime left", runtimeText(d), rtExtra, d.runtime_est ? "est" : ""),
     card("backhaul", "Backhaul", d.backhaul || "–", null, "bh-" + (d.backhaul || "unknown")),
@@ -127,6 +129,13 @@ function drawPlot(h) {
     ctx.beginPath(); ctx.moveTo(x(t), T); ctx.lineTo(x(t), T + ph); ctx.stroke();
     ctx.fillText(fmtClock(t).slice(0, 5), x(t) - 14, H - 6);
   }
+  // A gap of at most maxGap seconds between two points is a site reporting less often than
+  // the buckets are fine, not silence: lines and bands bridge it. A longer gap stays blank.
+  const maxGap = Math.max(2 * h.step, 60);
+  const nextPoint = (values, i) => {
+    for (let j = i + 1; j < n && (j - i) * h.step <= maxGap; j++) if (values[j] !== null) return j;
+    return i + 1;
+  };
   // Bands: power source, then backhaul.
   const band = (values, colours, top, label) => {
     ctx.fillStyle = "#555";
@@ -134,7 +143,9 @@ function drawPlot(h) {
     for (let i = 0; i < n; i++) {
       if (!values[i]) continue;
       ctx.fillStyle = colours[values[i]] || "#999";
-      const xa = x(t0 + i * h.step), xb = x(t0 + (i + 1) * h.step);
+      // Whole pixels, so that neighbouring buckets meet without hairlines between them.
+      const xa = Math.floor(x(t0 + i * h.step));
+      const xb = Math.ceil(x(t0 + nextPoint(values, i) * h.step));
       ctx.fillRect(xa, top, Math.max(1, xb - xa), bandH);
     }
   };
@@ -146,14 +157,17 @@ function drawPlot(h) {
     ctx.lineWidth = width;
     ctx.setLineDash(dash || []);
     ctx.beginPath();
-    let pen = false;
+    let last = null;
     for (let i = 0; i < n; i++) {
       const v = values[i];
-      if (v === null) { pen = false; continue; }
+      if (v === null) continue;
       const px = x(t0 + (i + 0.5) * h.step), py = fy(v);
-      if (pen) ctx.lineTo(px, py); else ctx.moveTo(px, py);
-      pen = true;
-      if (i === n - 1 || values[i + 1] === null) ctx.fillRect(px - 1, py - 1, 2, 2);
+      if (last !== null && (i - last) * h.step <= maxGap) ctx.lineTo(px, py);
+      else ctx.moveTo(px, py);
+      last = i;
+      if (nextPoint(values, i) === i + 1 && values[i + 1] == null) {
+        ctx.fillRect(px - 1, py - 1, 2, 2);  // a lone point or a line's end stays visible
+      }
     }
     ctx.stroke();
     ctx.setLineDash([]);
