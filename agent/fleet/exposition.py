@@ -9,7 +9,7 @@ A site that never reported a value has no series for it (absent, not 0). The nam
 in docs/fleet.md.
 """
 
-from agent.fleet.model import SEVERITIES
+from agent.fleet.urgency import SEVERITIES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -29,8 +29,8 @@ import unicodedata
 
 from agent.fleet.history import History
 from agent.fleet.seqset import SeqSet
+from agent.fleet.urgency import SEVERITIES, urgency, urgency_key
 
-SEVERITIES = ("critical", "major", "minor", "warning")
 TRACKED = frozenset(("site.power_source", "site.battery_charge", "site.runtime",
                      "site.runtime_estimated", "site.backhaul", "site.on_battery_s",
                      "agent.clock.trusted"))  # fmt: skip
@@ -39,18 +39,6 @@ BANK_SWITCH = 1.3
 RECENT_EVENTS = 20
 MAX_ALARM_IDS = 256
 FUTURE_SLACK_S = 300.0  # a record time further ahead of our clock than this is not believed
-RUNTIME_CRITICAL_S = 1800.0  # on battery with less than this left: critical
-
-# Urgency ranks, most urgent first (the sort key's first element).
-RANK_BATTERY = 0
-RANK_SILENT = 1
-RANK_BACKHAUL = 2
-RANK_CRITICAL = 3
-RANK_MAJOR = 4
-RANK_OTHER_SOURCE = 5
-RANK_MINOR = 6
-RANK_OK = 7
-RANK_UNKNOWN = 8
 
 
 def fold(text):
@@ -316,7 +304,7 @@ class Fleet:
         ob = s.cur.get("site.on_battery_s")
         if on_batt and source == "battery" and ob[2] is not None and not silent:
             row["on_battery_s"] = on_batt + max(0.0, now - ob[2])  # still on battery, we know
-        row["rank"], row["level"], row["why"] = _urgency(row, self.silent_after)
+        row["rank"], row["level"], row["why"] = urgency(row)
         return row
 
     def rows(self, now, query=None, area=None):
@@ -444,80 +432,3 @@ def _trim(ev):
 def _alarm_order(a):
     sev = a.get("severity")
     return (SEVERITIES.index(sev) if sev in SEVERITIES else 9, str(a.get("alarm")))
-
-
-def _urgency(row, silent_after):
-    """(rank, level, why) of a summary row. Level: critical, major, minor, ok, offline, unknown."""
-    al = row["alarms"]
-    level = "ok"
-    if al["critical"]:
-        level = "critical"
-    elif al["major"]:
-        level = "major"
-    elif al["minor"] or al["warning"]:
-        level = "minor"
-    if row["status"] == "unknown" and row["last_heard"] is None:
-        return RANK_UNKNOWN, "unknown", "nothing heard yet"
-    if row["silent"]:
-        if row["status"] == "offline":
-            why = "offline: %s" % (row["reason"] or "no reason given")
-        elif row["age"] is None:
-            why = "silent: nothing heard"
-        else:
-            why = "silent: nothing heard for %s" % _dur(row["age"])
-        if row["power"] == "battery":
-            why += " (was on battery)"
-        return RANK_SILENT, "offline", why
-    if row["power"] == "battery":
-        left = row["runtime"]
-        if left is None:
-            return RANK_BATTERY, "critical" if level == "critical" else "major", \
-                "on battery, runtime unknown"
-        lvl = "critical" if left < RUNTIME_CRITICAL_S or level == "critical" else "major"
-        return RANK_BATTERY, lvl, "on battery, %s left%s" % (
-            _dur(left), " (estimated)" if row["runtime_est"] else "")
-    if row["backhaul"] == "down":
-        return RANK_BACKHAUL, "critical", "backhaul down"
-    if row["backhaul"] == "degraded":
-        return RANK_BACKHAUL, "major" if level != "critical" else level, "backhaul degraded"
-    if level == "critical":
-        return RANK_CRITICAL, level, "%d critical alarm(s)" % al["critical"]
-    if level == "major":
-        return RANK_MAJOR, level, "%d major alarm(s)" % al["major"]
-    if row["power"] in ("generator", "solar"):
-        return RANK_OTHER_SOURCE, "minor", "on %s" % row["power"]
-    if level == "minor":
-        return RANK_MINOR, level, "%d minor alarm(s)" % (al["minor"] + al["warning"])
-    return RANK_OK, "ok", "on %s" % (row["power"] or "unknown power")
-
-
-def urgency_key(row):
-    rank = row["rank"]
-    if rank == RANK_BATTERY:
-        left = row["runtime"]
-        charge = row["charge"]
-        return (rank, left is None, left or 0, 101 if charge is None else charge, row["id"])
-    if rank == RANK_SILENT:
-        return (rank, row["power"] != "battery", -(row["last_heard"] or 0), 0, row["id"])
-    al = row["alarms"]
-    return (rank, -al["critical"], -al["major"], -(al["minor"] + al["warning"]), row["id"])
-
-
-def _dur(s):
-    """Seconds as a short human duration: 45 s, 12 min, 3 h 05 min, 2 d 4 h."""
-    if s is None:
-        return "?"
-    s = int(s)
-    if s < 90:
-        return "%d s" % s
-    m = s // 60
-    if m < 60:
-        return "%d min" % m
-    h, m = divmod(m, 60)
-    if h < 48:
-        return "%d h %02d min" % (h, m)
-    d, h = divmod(h, 24)
-    return "%d d %d h" % (d, h)
-
-
-duration = _dur

@@ -5,7 +5,7 @@ places lose their diacritics first ("Thuận Hòa" prints as "Thuan Hoa", not "T
 import unicodedata
 
 from agent.core.console import fmt
-from agent.fleet.model import duration
+from agent.fleet.urgency import duration
 
 HEADER = ["LEVEL", "SITE", "NAME", "PLACE", "POWER", "CHARGE", "RUNTIME", "BACKHAUL", "ALARMS",
           "HEARD", "STATUS"]  # fmt: skip
