@@ -42,7 +42,12 @@ def add_parser(sub):
                    "are read in full by every instance")
     f.add_argument("--mqtt", choices=("5", "3.1.1"), default="5",
                    help="MQTT protocol version (default 5; shared subscriptions need 5)")
-    f.add_argument("--client-id", help="MQTT client id (default: site-agent-fleet-HOST-PID)")
+    f.add_argument("--client-id", help="MQTT client id (default: site-agent-fleet-HOST-PID); "
+                   "a fixed one lets a restart resume the session and what the broker queued")
+    f.add_argument("--session-expiry", type=int, default=300, metavar="SECONDS",
+                   help="MQTT 5 session expiry: the broker queues the live stream this long "
+                   "while the consumer is away, so a reconnect loses nothing (default 300; 0: "
+                   "a clean session on every connect)")
     f.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="where to serve the page and /metrics (default %(default)s; port 0: "
                    "any free port)")
@@ -149,7 +154,8 @@ def cmd_fleet(args, log):
     else:
         tls = {"ca_file": args.ca_file, "cert_file": args.cert_file, "key_file": args.key_file}
     mqtt = {"prefix": args.prefix, "tls": tls, "username": args.username, "password": password,
-            "client_id": args.client_id, "protocol": args.mqtt}  # fmt: skip
+            "client_id": args.client_id, "protocol": args.mqtt,
+            "session_expiry": max(0, args.session_expiry)}  # fmt: skip
     if args.once:
         from agent.fleet.model import Fleet
         from agent.fleet.subscriber import Subscriber

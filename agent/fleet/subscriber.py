@@ -16,6 +16,13 @@ on every change), and takes its share of the readings.
 Threading: paho's network thread calls on_message, which decodes and applies under the fleet's
 lock; nothing here blocks on the HTTP side. paho reconnects by itself (1 s to 30 s backoff); the
 picture is kept across a reconnect and refreshed by the retained messages.
+
+Session (MQTT 5): clean start off, with a session expiry (default 300 s), so a reconnect does not
+lose what the broker queued meanwhile. That matters most when the consumer is busiest: after a
+regional outage thousands of sites send their backlog at once, the consumer falls behind, and
+the broker's PINGRESP waits behind the queued messages; should the keepalive give up, the
+session keeps the queue. A clean stop ends the session (expiry 0 on DISCONNECT). A restart resumes
+it only under the same client id (--client-id); the default id (host and pid) starts afresh.
 """
 
 import os
@@ -25,6 +32,8 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.fleet import decode
@@ -34,8 +43,8 @@ BAD_LOG_EVERY_S = 60.0  # at most one log line about undecodable messages per mi
 
 class Subscriber:
     def __init__(self, fleet, host, port, prefix=decode.DEFAULT_PREFIX, share=None, tls=None,
-                 username=None, password=None, client_id=None, protocol=5, keepalive=30,
-                 log=None):  # fmt: skip
+                 username=None, password=None, client_id=None, protocol=5, keepalive=60,
+                 session_expiry=300, log=None):  # fmt: skip
         self.fleet = fleet
         self.host = host
         self.port = port
@@ -71,6 +80,7 @@ class Subscriber:
         if username:
             self.client.username_pw_set(username, password)
         self.keepalive = keepalive
+        self.session_expiry = int(session_expiry)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
@@ -89,14 +99,25 @@ class Subscriber:
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self):
-        self.client.connect_async(self.host, self.port, self.keepalive)
+        if self.protocol == mqtt.MQTTv5 and self.session_expiry > 0:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.session_expiry
+            self.client.connect_async(self.host, self.port, self.keepalive, clean_start=False,
+                                      properties=props)  # fmt: skip
+        else:
+            self.client.connect_async(self.host, self.port, self.keepalive)
         self.client.loop_start()
         return self
 
     def stop(self):
         self._stopping = True
         try:
-            self.client.disconnect()
+            if self.protocol == mqtt.MQTTv5:
+                props = Properties(PacketTypes.DISCONNECT)
+                props.SessionExpiryInterval = 0  # we are done: the broker need keep nothing
+                self.client.disconnect(properties=props)
+            else:
+                self.client.disconnect()
         finally:
             self.client.loop_stop()
 
@@ -125,7 +146,8 @@ class Subscriber:
         self.connect_failures = 0
         if self.log:
             self.log.info("fleet", "connected", broker="%s:%s" % (self.host, self.port),
-                          share=self.share or "-")  # fmt: skip
+                          share=self.share or "-",
+                          session="resumed" if flags.session_present else "new")  # fmt: skip
         self.retained_subscribed.clear()
         self.live_subscribed.clear()
         subs = [(f, self._options()) for f in self.retained_filters()]
