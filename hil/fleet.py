@@ -14,6 +14,7 @@ consumer); status is still published per site, but silence then shows only by ag
 
 import heapq
 import random
+import socket
 import threading
 import time
 
@@ -92,6 +93,10 @@ class FleetSim:
         c.loop_stop()
         sock = c.socket()
         if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             sock.close()
 
     def _send(self, site, msgs):
