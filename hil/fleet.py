@@ -65,6 +65,7 @@ class FleetSim:
         self._was_silent = {}
         self._poked = []
         self._last_info = {}  # id(client) -> its newest publish (acked in order at QoS 1)
+        self.paused = threading.Event()  # set: the sites publish nothing (time still passes)
 
     # --- connections ------------------------------------------------------------------------
     def _client(self, cid, will=None):
@@ -152,6 +153,9 @@ class FleetSim:
         heap = [(0.0, i) for i in range(len(self.sites))]
         heapq.heapify(heap)
         while not self._stop.is_set():
+            if self.paused.is_set():
+                self._stop.wait(self.tick)
+                continue
             now = time.time()
             with self.lock:
                 poked, self._poked = self._poked, []

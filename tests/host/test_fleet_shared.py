@@ -82,8 +82,10 @@ def test_instances_share_the_stream_and_each_keeps_the_full_picture():
         sim = FleetSim("127.0.0.1", b.port, sites).start()
         try:
             # Let the sites publish first: the instances must learn them from retained topics.
+            # The live stream pauses while they subscribe, so all three hear the same stream.
             wait(lambda: all(s.latest for s in sites), 30, "every site's first poll")
-            time.sleep(1.5)
+            sim.paused.set()
+            time.sleep(1.0)
             fleets = [Fleet(), Fleet(), Fleet()]
             subs = [Subscriber(fleets[0], "127.0.0.1", b.port, share="noc", client_id="noc-a"),
                     Subscriber(fleets[1], "127.0.0.1", b.port, share="noc", client_id="noc-b"),
@@ -92,6 +94,8 @@ def test_instances_share_the_stream_and_each_keeps_the_full_picture():
                 sub.start()
             for sub in subs:
                 assert sub.wait_synced(30), sub.last_error
+            sent_before = sum(s.sent for s in sites)
+            sim.paused.clear()
             for f in fleets:
                 assert len(f.sites) == 10
                 assert all(s.name and s.location.get("commune") for s in f.sites.values())
@@ -110,18 +114,14 @@ def test_instances_share_the_stream_and_each_keeps_the_full_picture():
                  "the last will on every instance")  # fmt: skip
         finally:
             sim.stop()
-        # The stream is quiet now: once every instance has all it will get, the two shares add
-        # up to exactly what the unshared instance got.
+        # The stream has stopped: once the unshared instance has every record the sites sent,
+        # and the two shares add up to it, nothing went to both and nothing was lost.
+        sent = sum(s.sent for s in sites) - sent_before
         totals = lambda: [f.counts["records_data"] + f.counts["records_alarm"] for f in fleets]  # noqa: E731
-        last = None
-        for _ in range(200):
-            now = totals()
-            if now == last:
-                break
-            last = now
-            time.sleep(0.3)
+        wait(lambda: totals()[2] == sent and sum(totals()[:2]) == sent, 60,
+             "every record sent (%d) to reach the instances" % sent)
         a, bb, whole = totals()
-        assert a > 0 and bb > 0 and a + bb == whole
+        assert a > 0 and bb > 0 and a + bb == whole == sent
         for sub in subs:
             sub.stop()
 
