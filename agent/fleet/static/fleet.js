@@ -114,7 +114,13 @@ function loadImage(url) {
   state.imageUrl = url;
   state.image = null;
   const img = new Image();
-  img.onload = () => { state.image = img; drawMap(state.data.map); };
+  img.onload = () => {
+    // The canvas takes the image's proportions: its edges are the bounds the operator gave.
+    const canvas = document.getElementById("map");
+    canvas.height = Math.round(canvas.width * img.naturalHeight / img.naturalWidth);
+    state.image = img;
+    drawMap(state.data.map);
+  };
   img.src = url;
 }
 
