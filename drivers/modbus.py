@@ -6,7 +6,7 @@ the built-in EPEVER map or a register map from the site config.
     map = "epever"            # or "custom" with [[devices.modbus.registers]]:
     # {address, function 3|4, type u16|s16|u32|s32|f32, scale, word_order big|little, unit, metric}
 
-Bus sharing: with no injected transport the driver opens a BusPort (agent/host/serial_port.py),
+Bus sharing: with no injected transport the driver opens a BusPort (agent/host/serial_bus.py),
 which gives every device on the same port path one shared port and one lock. Each request and its
 whole reply happen with that lock held, so two slaves' frames never interleave on the wire. A
 board transport may offer `lock` the same way; without one the driver locks only itself.

@@ -38,7 +38,7 @@ def bus_transport():
     if MICROPYTHON:
         return default_transport()
     try:
-        from agent.host.serial_port import BusPort
+        from agent.host.serial_bus import BusPort
     except ImportError:
         raise DeviceError(
             "no serial transport on this runtime: pyserial is not installed"

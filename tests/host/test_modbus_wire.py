@@ -8,7 +8,7 @@ import threading
 import time
 import tty
 
-from agent.host.serial_port import open_buses
+from agent.host.serial_bus import open_buses
 from drivers.modbus import ModbusDriver
 from drivers.proto import modbus as mb
 from hil.emulators.modbus_epever import EpeverEmulator
