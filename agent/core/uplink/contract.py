@@ -16,17 +16,26 @@ A record is Reading.to_dict() (site, device, metric, value, unit, time, quality,
 event (agent/core/monitor/alarms.py) is a record that also has "alarm" (its id
 "RULE/device/metric"), "event" ("raise"|"clear"), "rule", "severity" and the alarm's context keys.
 A record's time is estimated exactly when its quality is "est" (or it carries "est": true).
+
+Contract v2 (topic prefix "site-agent/v2") keeps these topics and the status, alarms, command and
+reply payloads as they are, and adds:
+    <prefix>/<site>/series    the compact stream's series table, QoS 1, retained
+Its batches: JSON (agent/core/uplink/jsonv2.py: one entry per device poll) or compact (0xC2,
+agent/core/uplink/compact2.py: a stateful stream on the data topic, report by exception).
+decode() takes a payload of any topic in any served version; docs/mqtt.md is its prose.
 """
 
 import json
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 1  # what status, alarms and reply payloads say in "v" (unchanged in v2)
+VERSIONS = (1, 2)  # served: uplink.contract chooses
 
 KIND_DATA = "data"
 KIND_ALARM = "alarm"
 KIND_STATE = "state"
 BATCH_KINDS = (KIND_DATA, KIND_ALARM, KIND_STATE)
-TOPIC_KINDS = BATCH_KINDS + ("alarms", "status", "cmd", "reply")
+KIND_SERIES = "series"
+TOPIC_KINDS = BATCH_KINDS + ("alarms", "status", "cmd", "reply", KIND_SERIES)
 
 FORMAT_JSON = "json"
 FORMAT_COMPACT = "compact"
@@ -44,6 +53,11 @@ def topic(prefix, site, kind):
     return "%s/%s/%s" % (prefix, site, kind)
 
 
+def default_prefix(version):
+    """The topic prefix of a contract version when the config names none."""
+    return "site-agent/v%d" % version
+
+
 def is_alarm_record(record):
     return "alarm" in record
 
@@ -52,8 +66,18 @@ def _dumps(body):
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def encode_batch(site, batch_id, records, kind=KIND_DATA, fmt=FORMAT_JSON):
-    """The payload of one batch in the chosen form (bytes)."""
+def encode_batch(site, batch_id, records, kind=KIND_DATA, fmt=FORMAT_JSON, version=1):
+    """The payload of one batch in the chosen form (bytes). Stateless forms only: v2's compact
+    data stream is agent/core/uplink/compact2.Stream (the Outbox keeps one per session)."""
+    if version == 2:
+        from agent.core.uplink import jsonv2
+
+        payload = jsonv2.encode(site, batch_id, records, kind)
+        if fmt == FORMAT_COMPACT:
+            from agent.core.uplink import compact2
+
+            return compact2.wrap_payload(payload)
+        return payload
     if fmt == FORMAT_COMPACT:
         from agent.core.uplink import compact
 
@@ -63,23 +87,66 @@ def encode_batch(site, batch_id, records, kind=KIND_DATA, fmt=FORMAT_JSON):
     return _dumps(body)
 
 
-def decode_batch(payload):
-    """Parse a batch in either form (the operations centre's side, and our tests) into the JSON
-    form's dict. Raises ValueError for anything that is not a v1 batch."""
-    if payload[:1] == b"\xc1":
+def decode_batch(payload, ctx=None, site=None):
+    """Parse a batch of any served version and form (the operations centre's side, and our
+    tests) into {"v", "site", "batch", "kind", "readings": [record, ...]}; records have the v1
+    shape. ctx: a dict kept per site, which v2's compact stream needs to rebuild the readings it
+    leaves out (without one, only what a message carries itself comes out); site: the site id
+    from the topic. Raises ValueError for anything that is not a batch."""
+    head = payload[:1]
+    if head == b"\xc1":
         from agent.core.uplink import compact
 
         return compact.decode(payload)
+    if head == b"\xc2":
+        return _v2(payload, ctx, site)
     try:
         body = json.loads(payload)
     except Exception as e:  # json raises ValueError on CPython, ValueError/TypeError elsewhere
         raise ValueError("batch is not JSON: %s" % e) from e
+    if isinstance(body, dict) and body.get("v") == 2:
+        return _v2(payload, ctx, site)
     if not isinstance(body, dict) or body.get("v") != CONTRACT_VERSION:
-        raise ValueError("not a v%d batch" % CONTRACT_VERSION)
+        raise ValueError("not a v1 or v2 batch")
     readings = body.get("readings")
     if not isinstance(readings, list):
         raise ValueError("batch without a readings list")
     body.setdefault("kind", KIND_DATA)
+    return body
+
+
+def _v2(payload, ctx, site):
+    from agent.core.uplink import decode2
+
+    try:
+        out = decode2.decode_v2(bytes(payload), {} if ctx is None else ctx, site)
+    except ValueError:
+        raise
+    except Exception as e:  # a truncated or garbled payload: IndexError, KeyError, TypeError...
+        raise ValueError("malformed v2 payload: %r" % (e,)) from e
+    if out.get("kind") not in BATCH_KINDS and out.get("kind") != KIND_SERIES:
+        raise ValueError("v2 payload of unknown kind %r" % (out.get("kind"),))
+    return out
+
+
+def decode(kind, payload, ctx=None, site=None):
+    """One message of topic kind `kind` (data, alarm, state, series, status, alarms, reply) in
+    any served version -> a dict: batches as decode_batch(), the series table as decode2 gives
+    it, the JSON messages as parsed. ctx: a dict kept per site (see decode_batch). Raises
+    ValueError naming what was wrong."""
+    if kind in BATCH_KINDS:
+        return decode_batch(payload, ctx, site)
+    if kind == KIND_SERIES:
+        out = _v2(payload, ctx, site)
+        if out.get("kind") != KIND_SERIES:
+            raise ValueError("series topic without a series table")
+        return out
+    try:
+        body = json.loads(payload)
+    except Exception as e:
+        raise ValueError("%s message is not JSON: %s" % (kind, e)) from e
+    if not isinstance(body, dict) or body.get("v") not in VERSIONS:
+        raise ValueError("%s message is not a contract object" % kind)
     return body
 
 
