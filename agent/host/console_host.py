@@ -119,7 +119,8 @@ async def mqtt_probe(uplink_cfg, site_id, say, live=None, timeout=10.0):
             say("live uplink: connected to %s" % st.get("broker"))
         else:
             say("live uplink: down (%s)" % (st.get("last_error") or "not connected yet"))
-    prefix = uplink_cfg.get("topic_prefix", "site-agent/v1")
+    prefix = uplink_cfg.get("topic_prefix") or contract.default_prefix(
+        uplink_cfg.get("contract", 1))
     topic = contract.topic(prefix, site_id, "reply")
     cid = (uplink_cfg.get("client_id") or site_id) + "-console-test"
     for i, b in enumerate(uplink_cfg["brokers"]):

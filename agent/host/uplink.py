@@ -65,7 +65,8 @@ class MqttUplink:
         self.queue = queue
         self.log = log
         self.brokers = list(uplink_cfg["brokers"])
-        self.prefix = uplink_cfg.get("topic_prefix", "site-agent/v1")
+        self.contract = uplink_cfg.get("contract", 1)
+        self.prefix = uplink_cfg.get("topic_prefix") or contract.default_prefix(self.contract)
         self.fmt = uplink_cfg.get("format", "json")
         self.batch_max = uplink_cfg.get("batch_max", 100)
         self.keepalive = uplink_cfg.get("keepalive", 60)
@@ -84,7 +85,9 @@ class MqttUplink:
         self.topics = {k: contract.topic(self.prefix, site_id, k) for k in contract.TOPIC_KINDS}
         self.out = Outbox(queue, site_id, self.topics, log, batch_max=self.batch_max,
                           rate_msgs=uplink_cfg.get("rate_msgs", 20),
-                          rate_bytes=uplink_cfg.get("rate_bytes", 0), facade=facade)  # fmt: skip
+                          rate_bytes=uplink_cfg.get("rate_bytes", 0), facade=facade,
+                          contract_version=self.contract,
+                          integrity=float(uplink_cfg.get("integrity_period", 600)))  # fmt: skip
         self.session = None
         self.last_error = None
         self.confirmed_seq = None
@@ -398,7 +401,7 @@ class MqttUplink:
                 )
         confirmed = getattr(self.queue, "confirmed_seq", None)
         self.log.info("uplink", "started", confirmed_seq=confirmed, brokers=len(self.brokers),
-                      format=self.fmt)  # fmt: skip
+                      contract=self.contract, format=self.fmt)  # fmt: skip
         delay = 0.0
         try:
             while True:

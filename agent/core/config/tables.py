@@ -314,8 +314,12 @@ BROKER = (
 )
 UPLINK = (
     ("client_id", field("str", minlen=1, maxlen=256)),
-    ("topic_prefix", field("str", default="site-agent/v1", check=_topic_prefix)),
+    # Contract version (docs/mqtt.md); the topic prefix defaults to "site-agent/v<contract>".
+    ("contract", field("int", default=1, choices=(1, 2))),
+    ("topic_prefix", field("str", check=_topic_prefix)),
     ("format", field("str", default="json", choices=("json", "compact"))),
+    # v2 compact: every series goes in full at least this often (seconds).
+    ("integrity_period", field("num", default=600, min=60, max=86400)),
     ("keepalive", field("int", default=60, min=10, max=3600)),
     ("batch_max", field("int", default=100, min=1, max=1000)),
     ("rate_msgs", field("num", default=20, gt=0, max=10000)),

@@ -337,6 +337,8 @@ def _uplink(ck, u, raw, site_id):
             "expected backoff_base (" + show(u["backoff_base"]) + ") <= backoff_cap ("
             + show(u["backoff_cap"]) + ")",
         )  # fmt: skip
+    if "topic_prefix" not in u and not _given(raw, "topic_prefix"):
+        u["topic_prefix"] = "site-agent/v%d" % u.get("contract", 1)
     if u.get("brokers") == [] and _get(raw, "brokers") == []:
         ck.error(("uplink", "brokers"), "expected at least one [[uplink.brokers]], got none")
     for j, b in enumerate(u.get("brokers", ())):

@@ -18,6 +18,11 @@ Invariants:
 - order after each connect: alarm events, then the retained state and active-alarm set, then the
   backlog oldest first, paced by rate_msgs / rate_bytes; routine traffic never overdraws a
   broker's byte budget, alarms may.
+- contract v2 in the compact form: each session has its own data stream (compact2.Stream, named
+  by the session's nonce when it has one); a stream message counts as received by the consumer
+  once it is published (Message.done), and the stream ends with the session, so what the
+  encoder leaves out is always relative to messages of the same connection. The retained series
+  table goes after every message that numbered new series or changed a static value.
 """
 
 from agent.core.compat import monotonic, wall_time
@@ -30,21 +35,29 @@ INBOX_MAX = 64  # command payloads waiting to be served; more are dropped and co
 
 
 class Message:
-    __slots__ = ("topic", "payload", "retain", "urgent", "batch", "kind")
+    __slots__ = ("topic", "payload", "retain", "urgent", "batch", "kind", "done")
 
-    def __init__(self, topic, payload, retain=False, urgent=False, batch=None, kind=None):
+    def __init__(self, topic, payload, retain=False, urgent=False, batch=None, kind=None,
+                 done=None):  # fmt: skip
         self.topic = topic
         self.payload = payload
         self.retain = retain
         self.urgent = urgent
         self.batch = batch
         self.kind = kind
+        self.done = done  # called once the message is handed to the client (stream state)
 
 
 class Outbox:
     def __init__(self, queue, site_id, topics, log, batch_max=100, rate_msgs=20, rate_bytes=0,
-                 facade=None, window=WINDOW):  # fmt: skip
+                 facade=None, window=WINDOW, contract_version=1, integrity=600.0,
+                 mono=monotonic):  # fmt: skip
         self.queue = queue
+        self.mono = mono  # the integrity period's clock
+        self.version = contract_version
+        self.integrity = integrity  # v2 compact: every series carried at least this often (s)
+        self._stream = None  # v2 compact: the data stream of the current session
+        self._stream_of = None  # ... and that session
         self.site_id = site_id
         self.topics = topics
         self.log = log
@@ -82,7 +95,8 @@ class Outbox:
         if self.facade is None:
             return []
         readings = self.facade.readings()
-        payload = contract.encode_batch(self.site_id, 0, readings, contract.KIND_STATE, fmt)
+        payload = contract.encode_batch(self.site_id, 0, readings, contract.KIND_STATE, fmt,
+                                        self.version)  # fmt: skip
         alarms = contract.alarms_payload(self.site_id, self.facade.active_alarms(), wall_time())
         return [
             Message(self.topics["state"], payload, retain=True, urgent=True, kind="state"),
@@ -97,8 +111,38 @@ class Outbox:
             return records
         return [clock.resolve(r) for r in records]
 
+    def _stream_for(self, s):
+        """The v2 compact data stream of session s (a new one for a new session)."""
+        if self._stream is None or self._stream_of is not s:
+            from agent.core.uplink import compact2  # v2 compact only: a v1 board never loads it
+
+            self._stream = compact2.Stream(_stream_id(s), self.site_id, self.integrity)
+            self._stream_of = s
+        return self._stream
+
+    def _series_msg(self, s, fmt):
+        """The retained series table when the stream numbered new series or a static changed."""
+        if self.version != 2 or fmt != contract.FORMAT_COMPACT:
+            return False
+        st = self._stream_for(s)
+        if not st.table_dirty:
+            return False
+        payload, done = st.table_payload()
+        self._msgs.append(Message(self.topics[contract.KIND_SERIES], payload, retain=True,
+                                  urgent=True, kind="state", done=done))  # fmt: skip
+        return True
+
+    def _routine_payload(self, s, batch_id, routine, fmt):
+        """(payload, done) of a batch's routine part in the session's form."""
+        if self.version == 2 and fmt == contract.FORMAT_COMPACT:
+            return self._stream_for(s).encode(batch_id, routine, self.mono())
+        return contract.encode_batch(self.site_id, batch_id, routine, "data", fmt,
+                                     self.version), None  # fmt: skip
+
     def _fill(self, s, fmt):
         """Move the next batch from the queue into the outbox, in contract order."""
+        if self._series_msg(s, fmt):
+            return True
         if self._alarms_dirty and self.facade is not None:
             self._alarms_dirty = False
             if s.state_sent:  # else the state about to go out carries the new set anyway
@@ -121,7 +165,8 @@ class Outbox:
         routine = [r for r in records if not contract.is_alarm_record(r)]
         parts = []
         if alarms:
-            payload = contract.encode_batch(self.site_id, batch_id, alarms, "alarm", fmt)
+            payload = contract.encode_batch(self.site_id, batch_id, alarms, "alarm", fmt,
+                                            self.version)  # fmt: skip
             parts.append(Message(self.topics["alarm"], payload, urgent=True, batch=batch_id))
         if routine and not s.state_sent:
             s.state_sent = True
@@ -129,8 +174,8 @@ class Outbox:
             parts = []
             self._msgs.extend(self._state_msgs(fmt))
         if routine:
-            payload = contract.encode_batch(self.site_id, batch_id, routine, "data", fmt)
-            parts.append(Message(self.topics["data"], payload, batch=batch_id))
+            payload, done = self._routine_payload(s, batch_id, routine, fmt)
+            parts.append(Message(self.topics["data"], payload, batch=batch_id, done=done))
         self._parts[batch_id] = sum(1 for m in self._msgs if m.batch == batch_id) + len(parts)
         self._msgs.extend(parts)
         return True
@@ -165,6 +210,8 @@ class Outbox:
             if mid is None:
                 return None
             self._msgs.pop(0)
+            if msg.done is not None:
+                msg.done()
             self.msg_rate.take(mono)
             self.byte_rate.take(mono, nbytes)
             budget.spend(now, nbytes)
@@ -201,6 +248,8 @@ class Outbox:
         s.inflight.clear()
         self._drop()
         self.queue.requeue()
+        self._stream = None  # the next session starts a new stream: nothing is assumed received
+        self._stream_of = None
 
     # --- commands -------------------------------------------------------------------------
     def command_in(self, payload):
@@ -238,3 +287,21 @@ class Outbox:
             "commands": dict(self.remote.counts) if self.remote is not None else None,
             "commands_dropped": self.commands_dropped,
         }
+
+
+def _stream_id(s):
+    """6 bytes naming a session's stream: its nonce (the birth's "session"), else random."""
+    nonce = getattr(s, "nonce", None)
+    if isinstance(nonce, str) and len(nonce) == 12:
+        try:
+            return bytes([int(nonce[i : i + 2], 16) for i in range(0, 12, 2)])
+        except ValueError:
+            pass
+    import os
+
+    try:
+        return os.urandom(6)
+    except (AttributeError, NotImplementedError):
+        import random
+
+        return bytes([random.getrandbits(8) for _ in range(6)])
