@@ -11,9 +11,11 @@ from agent.core.uplink import contract
 
 
 class Upstream:
-    """Subscribes to <prefix>/<site>/#. Batches in either form (JSON or compact) are decoded;
-    `seqs` counts every record seq seen (data and alarm), `arrivals` lists (topic kind, batch
-    kind, record count, bytes) in arrival order, `replies` the decoded command replies.
+    """Subscribes to <prefix>/<site>/#. Batches of either contract version in either form (JSON
+    or compact) are decoded with contract.decode (the v2 compact stream with this subscriber's
+    own state); `seqs` counts every record seq seen (data and alarm), `arrivals` lists (topic
+    kind, batch kind, record count, bytes) in arrival order, `replies` the decoded command
+    replies, `unresolved` the v2 stream readings it could not rebuild (joined mid-stream).
     `tls` is {ca_file, cert_file, key_file}; `persistent` keeps the subscription (and what is
     queued for it) across a disconnect or a restart of a persistent broker."""
 
@@ -33,6 +35,9 @@ class Upstream:
         self.status = None
         self.batches = 0
         self.bad_payloads = 0
+        self.ctx = {}  # contract.decode's state for this site (v2 compact stream)
+        self.unresolved = []
+        self.series = None  # the v2 series table, decoded
         self.connected = threading.Event()
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or "upstream-%d" % id(self),
@@ -70,15 +75,20 @@ class Upstream:
             with self.lock:
                 self.replies.append(rep)
             return
-        if kind not in ("data", "alarm"):
+        if kind not in ("data", "alarm", "series"):
             return
         try:
-            body = contract.decode_batch(msg.payload)
+            body = contract.decode(kind, bytes(msg.payload), self.ctx, self.site_id)
         except ValueError:
             with self.lock:
                 self.bad_payloads += 1
             return
+        if kind == "series":
+            with self.lock:
+                self.series = body
+            return
         with self.lock:
+            self.unresolved += body.get("unresolved", ())
             self.batches += 1
             self.arrivals.append((kind, body["kind"], len(body["readings"]), len(msg.payload)))
             for rec in body["readings"]:

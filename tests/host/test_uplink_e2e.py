@@ -1,7 +1,8 @@
 """End to end on `site-agent run` (durable store) and a real mosquitto: stop the broker mid-run,
 SIGKILL the agent during the outage, restart both, and check at the subscriber that every
 sequence number the agent said was stored arrived (duplicates counted, gaps not). Runs on
-127.0.0.1 and on a broker that listens on ::1 only (issue 4, points 2 and 8)."""
+127.0.0.1 and on a broker that listens on ::1 only (issue 4, points 2 and 8), and with contract
+v2's compact stream (issue 17): every reading rebuilt, none unresolved."""
 
 import os
 import re
@@ -17,7 +18,6 @@ from hil.emulators.megatec import MegatecEmulator
 from hil.upstream import Upstream
 
 SITE = "e2e-bts-01"
-PREFIX = "site-agent/v1"
 EXE = os.path.join(os.path.dirname(sys.executable), "site-agent")
 
 CONFIG = """\
@@ -36,6 +36,8 @@ port = "{pty}"
 baud = 2400
 
 [uplink]
+contract = {contract}
+format = "{fmt}"
 topic_prefix = "{prefix}"
 batch_max = 10
 max_connects_per_min = 30
@@ -89,7 +91,8 @@ def _wait(pred, timeout, what, logs=()):
     raise AssertionError("timed out after %gs waiting for %s\n%s" % (timeout, what, tails))
 
 
-def _run(host):
+def _run(host, contract=1, fmt="json"):
+    prefix = "site-agent/v%d" % contract
     d = tempfile.mkdtemp(prefix="uplink-e2e-")
     ups = MegatecEmulator()
     broker = Broker(host=host, persistence=True).start()
@@ -98,9 +101,10 @@ def _run(host):
         pty = ups.start()
         conf = os.path.join(d, "site.toml")
         with open(conf, "w") as f:
-            f.write(CONFIG.format(site=SITE, pty=pty, prefix=PREFIX, host=host, port=broker.port,
-                                  data=os.path.join(d, "data")))  # fmt: skip
-        up = Upstream(host, broker.port, PREFIX, SITE, persistent=True,
+            f.write(CONFIG.format(site=SITE, pty=pty, prefix=prefix, host=host, port=broker.port,
+                                  data=os.path.join(d, "data"), contract=contract,
+                                  fmt=fmt))  # fmt: skip
+        up = Upstream(host, broker.port, prefix, SITE, persistent=True,
                       client_id="ops-e2e").start()  # fmt: skip
         log1, log2 = os.path.join(d, "run1.log"), os.path.join(d, "run2.log")
         procs.append(_spawn(conf, log1))
@@ -136,6 +140,10 @@ def _run(host):
               % (host, (stored1 - start1) + (stored2 - start2), len(seqs), dups))  # fmt: skip
         assert "link lost" in text1 or "disconnected" in text1
         assert "insecure = true" in text2
+        assert up.bad_payloads == 0 and up.unresolved == [], up.unresolved[:3]
+        if contract == 2 and fmt == "compact":
+            # three connections: before the outage, the killed agent's none, the restarted one's
+            assert len(up.ctx.get("streams", ())) >= 2 and up.series is not None
     finally:
         for p in procs:
             if p.poll() is None:
@@ -158,3 +166,7 @@ def test_broker_outage_and_sigkill_lose_nothing_ipv6_only():
             s.settimeout(2)
             assert s.connect_ex(("127.0.0.1", b.port)) != 0
     _run("::1")
+
+
+def test_broker_outage_and_sigkill_lose_nothing_v2_compact_stream():
+    _run("127.0.0.1", contract=2, fmt="compact")

@@ -58,6 +58,7 @@ class Outbox:
         self.integrity = integrity  # v2 compact: every series carried at least this often (s)
         self._stream = None  # v2 compact: the data stream of the current session
         self._stream_of = None  # ... and that session
+        self._stream_ids = []  # the last few stream ids used
         self.site_id = site_id
         self.topics = topics
         self.log = log
@@ -116,7 +117,11 @@ class Outbox:
         if self._stream is None or self._stream_of is not s:
             from agent.core.uplink import compact2  # v2 compact only: a v1 board never loads it
 
-            self._stream = compact2.Stream(_stream_id(s), self.site_id, self.integrity)
+            sid = _stream_id(s)
+            if sid in self._stream_ids:  # never twice: a consumer would skip it as duplicates
+                sid = _stream_id(None)
+            self._stream_ids = self._stream_ids[-7:] + [sid]
+            self._stream = compact2.Stream(sid, self.site_id, self.integrity)
             self._stream_of = s
         return self._stream
 
@@ -248,8 +253,9 @@ class Outbox:
         s.inflight.clear()
         self._drop()
         self.queue.requeue()
-        self._stream = None  # the next session starts a new stream: nothing is assumed received
-        self._stream_of = None
+        if self._stream_of is s:  # its next session starts a new stream: nothing assumed received
+            self._stream = None
+            self._stream_of = None
 
     # --- commands -------------------------------------------------------------------------
     def command_in(self, payload):
