@@ -129,11 +129,15 @@ def cmd_check(args, log):
             dev["id"], dev["driver"], dev["interval"], dev["timeout"], round(dev["jitter"] * 100),
             describe_connection(dev), "" if dev.get("enabled", True) else "  (disabled)"))
     if cfg.uplink:
-        out.write("\nuplink (topic prefix %s):\n" % cfg.uplink.get("topic_prefix"))
-        for i, b in enumerate(cfg.uplink["brokers"]):
+        u = cfg.uplink
+        out.write("\nuplink (contract %d, topic prefix %s):\n" % (u.get("contract", 1),
+                                                                u.get("topic_prefix")))
+        for i, b in enumerate(u["brokers"]):
             how = "PLAIN TEXT (insecure)" if b.get("insecure") else "TLS"
             name = b.get("name") or "broker"
-            out.write("  %d. %s %s:%s %s\n" % (i + 1, name, b["host"], b["port"], how))
+            fmt = b.get("format") or ("compact" if b.get("budget_bytes") else u.get("format"))
+            out.write("  %d. %s %s:%s %s, %s form\n" % (i + 1, name, b["host"], b["port"], how,
+                                                       fmt or "json"))
     else:
         out.write("\nuplink: none (readings are stored only)\n")
     st = cfg.storage
