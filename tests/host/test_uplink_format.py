@@ -30,3 +30,13 @@ def test_metered_broker_defaults_to_compact_and_explicit_format_wins():
     up = _uplink("compact", [terrestrial])
     up.session = _Session(terrestrial)
     assert up._fmt() == "compact"
+
+
+def test_contract_2_takes_its_prefix_and_reaches_the_outbox():
+    brokers = [{"host": "a", "port": 1}]
+    cfg = {"format": "json", "contract": 2, "integrity_period": 120, "brokers": brokers}
+    up = MqttUplink(cfg, "s1", MemoryQueue(), Log(write=lambda line: None))
+    assert up.prefix == "site-agent/v2" and up.topics["series"] == "site-agent/v2/s1/series"
+    assert up.out.version == 2 and up.out.integrity == 120.0
+    up = _uplink("json", brokers)  # an explicit prefix wins; no contract: version 1
+    assert up.prefix == "p" and up.out.version == 1

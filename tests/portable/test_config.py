@@ -570,6 +570,21 @@ def test_topic_prefix_wildcards():
     assert only(data).startswith("site.toml: uplink.topic_prefix: expected a topic prefix")
 
 
+def test_contract_version_chooses_the_topic_prefix_unless_one_is_given():
+    data = base()
+    data["uplink"]["contract"] = 2
+    cfg = check(data)
+    assert cfg.uplink["contract"] == 2 and cfg.uplink["topic_prefix"] == "site-agent/v2"
+    assert cfg.uplink["integrity_period"] == 600
+    data["uplink"]["topic_prefix"] = "ops/sites"
+    assert check(data).uplink["topic_prefix"] == "ops/sites"
+    data["uplink"]["contract"] = 3
+    assert only(data) == 'site.toml: uplink.contract: expected 1 or 2, got 3'
+    data["uplink"]["contract"] = 2
+    data["uplink"]["integrity_period"] = 10
+    assert only(data).startswith("site.toml: uplink.integrity_period: expected")
+
+
 def test_modbus_custom_map_needs_registers_and_known_metrics():
     data = base()
     data["devices"][2]["modbus"] = {"slave": 248, "map": "custom"}
