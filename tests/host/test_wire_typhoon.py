@@ -56,6 +56,25 @@ def test_docs_print_the_agents_decoder_and_units_table():
     assert ns["UNITS"] == dict(jsonv2.UNITS)
 
 
+def test_docs_deadband_table_is_the_code_table():
+    text = open(os.path.join(REPO, "docs", "mqtt.md")).read()
+    rows = {}
+    table = text[text.index("**Deadbands**") :]
+    for line in table[table.index("| static") :].split("\n"):
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells
+    assert list(rows) == [c[0] for c in deadband.CLASSES]
+    for name, unit, absolute, relative, names in deadband.CLASSES:
+        cells = rows[name]
+        assert cells[1] == unit, (name, cells)
+        if name not in ("static", "exact"):
+            assert float(cells[2] or 0) == absolute and float(cells[3] or 0) == relative, cells
+        for n in names:
+            assert "`%s`" % n in cells[4], (name, n)
+
+
 class Broker:
     """Retained messages and subscribers; a subscriber gets what is published while it is on."""
 

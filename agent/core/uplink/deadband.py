@@ -16,9 +16,11 @@ from agent.core import registry
 CLASSES = (
     ("static", "", 0, 0, ("ups.model", "ups.mfr", "ups.firmware", "ups.rating.voltage",
                           "ups.rating.current", "ups.rating.battery_voltage",
-                          "ups.rating.frequency", "rectifier.count")),
+                          "ups.rating.frequency", "rectifier.count", "device.model",
+                          "device.firmware", "device.profile", "device.identified",
+                          "device.object_id", "device.description")),
     ("ac_voltage", "V", 1.0, 0, ("input.voltage", "input.voltage.l<n>", "input.voltage.fault",
-                                 "output.voltage")),
+                                 "output.voltage", "output.voltage.l<n>", "phase.<n>.voltage")),
     ("dc_voltage", "V", 0.1, 0, ()),
     ("cell_voltage", "V", 0.01, 0, ("battery.cell.<n>.voltage",)),
     ("current", "A", 0.2, 0, ()),

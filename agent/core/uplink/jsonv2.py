@@ -23,19 +23,20 @@ VERSION = 2
 # unit: the metric names (registry patterns: <n>, <name> stand for one dotted component) that have
 # it unless a reading says otherwise. docs/mqtt.md prints this table for the decoder.
 UNITS = (
-    ("V", "input.voltage input.voltage.l<n> input.voltage.fault output.voltage ups.rating.voltage "
-          "ups.rating.battery_voltage battery.voltage battery.cell.<n>.voltage dc.voltage "
-          "solar.voltage load.voltage"),
+    ("V", "input.voltage input.voltage.l<n> input.voltage.fault output.voltage "
+          "output.voltage.l<n> ups.rating.voltage ups.rating.battery_voltage battery.voltage "
+          "battery.cell.<n>.voltage dc.voltage solar.voltage load.voltage phase.<n>.voltage"),
     ("Hz", "input.frequency output.frequency ups.rating.frequency"),
     ("A", "output.current ups.rating.current battery.current dc.current rectifier.current "
-          "rectifier.<n>.current solar.current charger.current load.current phase.<n>.current"),
-    ("W", "output.power battery.power solar.power"),
-    ("%", "ups.load battery.charge rectifier.utilisation router.cpu router.memory "
+          "rectifier.<n>.current solar.current charger.current load.current phase.<n>.current "
+          "outlet.<n>.current bank.<n>.current"),
+    ("W", "output.power battery.power solar.power outlet.<n>.power phase.<n>.power"),
+    ("%", "ups.load ups.load.l<n> battery.charge rectifier.utilisation router.cpu router.memory "
           "probe.<name>.loss site.battery_charge agent.cpu agent.memory agent.disk_used "
           "agent.queue.used"),
     ("C", "ups.temperature battery.temperature battery.cell.<n>.temperature device.temperature "
           "agent.temperature"),
-    ("s", "ups.seconds_on_battery battery.runtime router.uptime site.runtime site.on_battery_s "
+    ("s", "ups.seconds_on_battery battery.runtime device.uptime site.runtime site.on_battery_s "
           "agent.uptime"),
     ("bit/s", "if.<name>.in_bps if.<name>.out_bps"),
     ("ms", "probe.<name>.latency"),
