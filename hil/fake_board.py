@@ -30,6 +30,7 @@ Faults, for the flash tool's error paths:
                             the host's next read or write fails), as when a USB cable is pulled;
                             reconnect() plugs it back: a new pty and a power-on boot
     statvfs_extra_kb=K      os.statvfs says there is K KB more room than there is
+rom_kb=0 is a firmware built without ROMFS (the stock ESP32 builds of 1.27): no vfs.rom_ioctl.
 Not emulated: a running program reading the REPL's input (sys.stdin), mpremote `mount`.
 """
 
@@ -48,7 +49,8 @@ import tty
 from hil.proc import die_with_parent
 
 VM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_board_vm.py")
-BANNER_FMT = 'MicroPython v{version} on {date}; {machine}\r\nType "help()" for more information.\r\n'
+BANNER_FMT = ('MicroPython v{version} on {date}; {machine}\r\n'
+              'Type "help()" for more information.\r\n')
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
 PASTE_WINDOW = 128  # half of MICROPY_REPL_STDIN_BUFFER_MAX (256)
 ROM_BOOT = (
@@ -110,9 +112,13 @@ class FakeBoard:
         self._paste = None  # bytearray while raw paste input is arriving
         self._paste_remain = 0
         self._last_boot = 0.0
+        self._vm_up = False
+        self._in_code = False  # the VM runs code sent to it or a boot file (Ctrl-C interrupts)
+        self._kbd_intr = True  # micropython.kbd_intr(-1) turns that off
+        self._sigint = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------
-    def start(self):
+    def start(self, wait=True):
         os.makedirs(self.state_dir, exist_ok=True)
         for name, size in (("littlefs.img", self.fs_blocks * self.block_size),
                            ("romfs.bin", self.rom_size)):  # fmt: skip
@@ -125,7 +131,18 @@ class FakeBoard:
         self._thread = threading.Thread(target=self._run, name="fake board", daemon=True)
         self._thread.start()
         self._post(lambda: self._boot("POWERON_RESET"))
+        if wait and not self.silent:
+            self.wait_booted()
         return self.path
+
+    def wait_booted(self, timeout=60.0):
+        """Wait until the VM of the current boot is up: its flash is mounted (formatted on a
+        first boot), and boot.py / main.py or the REPL are next."""
+        deadline = time.monotonic() + timeout
+        while not self._vm_up:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the simulated board did not boot within %.0f s" % timeout)
+            time.sleep(0.02)
 
     def stop(self):
         thread, self._thread = self._thread, None
@@ -318,14 +335,19 @@ class FakeBoard:
         self.received += len(data)
         if self.silent:
             return
-        if self._busy is not None and b"\x03" in data:
-            # The UART interrupt takes Ctrl-C out of the stream while code runs.
+        if self._in_code and self._kbd_intr and b"\x03" in data:
+            # While code runs, the UART interrupt takes Ctrl-C out of the stream and raises
+            # KeyboardInterrupt in it; at any other time Ctrl-C is an ordinary byte.
             data = data.replace(b"\x03", b"")
             self._interrupt()
         self._rx += data
 
     def _interrupt(self):
-        if self._child is not None and self._child.poll() is None:
+        # The unix port exits when a second SIGINT comes before it raised the first: one at a
+        # time, and not again within 0.3 s.
+        now = time.monotonic()
+        if self._child is not None and self._child.poll() is None and now - self._sigint > 0.3:
+            self._sigint = now
             self._child.send_signal(signal.SIGINT)
 
     def _from_child_stdout(self):
@@ -363,6 +385,16 @@ class FakeBoard:
                 break
             kind, body = self._ctl_buf[:1], self._ctl_buf[5 : 5 + n]
             self._ctl_buf = self._ctl_buf[5 + n :]
+            if kind == b"H":
+                self._vm_up = True
+                continue
+            if kind in (b"X", b"x"):
+                self._in_code = kind == b"X"
+                continue
+            if kind == b"K":
+                self._kbd_intr = body == b"1"
+                continue
+            self._in_code = False
             self._drain_child_stdout()
             self._outcome(kind, body)
 
@@ -396,6 +428,9 @@ class FakeBoard:
         os.set_blocking(ctl_r, False)
         self._ctl_r = ctl_r
         self._ctl_buf = b""
+        self._vm_up = False
+        self._in_code = False
+        self._kbd_intr = True
 
     def _kill_child(self):
         child, self._child = self._child, None

@@ -12,7 +12,8 @@ soft or hard reset really does start from an empty heap. This program:
   in the config) whose reset() ends this boot;
 - then obeys commands from the supervisor on stdin, one frame each: b"E" code to run as raw
   REPL input, b"L" a friendly REPL line, b"B" boot (run /boot.py, and /main.py when the payload
-  is b"main"). Output goes to stdout (the UART's TX); the outcome goes to the pipe named `ctl_fd` in the config as a frame:
+  is b"main"). Output goes to stdout (the UART's TX); the outcome goes to the pipe `ctl_fd`
+  (from the config) as a frame:
   b"D" + error text (empty when the code ran to its end), b"S" when it raised SystemExit (the
   REPL does a soft reset), b"R" + cause when machine.reset() was called.
   Frame: one kind byte, a 4-byte little-endian length, the payload.
@@ -28,9 +29,9 @@ hides the host's filesystem; anything they import lazily later must be in ROMFS 
 import io
 import json
 import sys
-import vfs
-
 from collections import namedtuple
+
+import vfs
 
 _HOST_OS = __import__("os")
 _Uname = namedtuple("uname_result", ("sysname", "nodename", "release", "version", "machine"))
@@ -163,10 +164,14 @@ class Board:
         )
 
     def reset(self, cause="SW_CPU_RESET"):
-        """machine.reset(): say so to the supervisor, which ends this process."""
-        self.ctl.write(_frame(b"R", cause))
+        """machine.reset(): say so to the supervisor, which ends this process. A reset cannot
+        be interrupted: a Ctrl-C arriving meanwhile is ignored, as on the chip."""
+        self.tell(b"R", cause)
         while True:
-            sys.stdin.buffer.read(1)  # wait to be killed; run no more Python
+            try:
+                sys.stdin.buffer.read(1)  # wait to be killed; run no more Python
+            except KeyboardInterrupt:
+                pass
 
     def soft_reset(self):
         raise SystemExit
@@ -182,7 +187,9 @@ class Board:
             VfsFat = vfs.VfsFat
             mount = staticmethod(vfs.mount)
             umount = staticmethod(vfs.umount)
-            rom_ioctl = staticmethod(board.rom_ioctl)
+
+        if self.cfg["rom_size"]:
+            _Vfs.rom_ioctl = staticmethod(board.rom_ioctl)  # else: firmware without ROMFS
 
         class _Os:
             pass
@@ -192,6 +199,19 @@ class Board:
                 setattr(_Os, name, staticmethod(getattr(_HOST_OS, name)))
         _Os.uname = staticmethod(board.uname)
         _Os.statvfs = staticmethod(board.statvfs)
+        import micropython as _mp
+
+        class _Micropython:
+            pass
+
+        for name in dir(_mp):
+            if not name.startswith("__"):
+                setattr(_Micropython, name, staticmethod(getattr(_mp, name)))
+        # kbd_intr(-1) on the unix port would make SIGINT fatal; here it tells the supervisor,
+        # which then passes Ctrl-C through as a byte, as the board's UART does.
+        _Micropython.kbd_intr = staticmethod(lambda c: board.tell(b"K", b"1" if c == 3 else b"0"))
+        _Micropython.const = staticmethod(lambda x: x)
+        sys.modules["micropython"] = _Micropython()
         sys.modules["vfs"] = _Vfs()
         sys.modules["os"] = _Os()
         sys.modules["fakeboard"] = self
@@ -218,7 +238,7 @@ class Board:
                         "deepsleep)\n#import esp\n#esp.osdebug(None)\n")
         else:
             vfs.mount(fs, "/")
-        if self.rom.valid():
+        if self.cfg["rom_size"] and self.rom.valid():
             try:
                 vfs.mount(vfs.VfsRom(memoryview(self.rom.data)), "/rom")
             except OSError:
@@ -236,15 +256,32 @@ class Board:
         lines = [ln for ln in buf.getvalue().split("\n") if "fake_board_vm.py" not in ln]
         return "\n".join(lines)
 
+    def tell(self, kind, payload=b""):
+        """A frame to the supervisor. Never interrupted: a Ctrl-C meant for code that has just
+        ended is dropped here (a pipe write of a few bytes is atomic, so a retry is exact)."""
+        while True:
+            try:
+                self.ctl.write(_frame(kind, payload))  # unbuffered: no flush (EINVAL on pipes)
+                return
+            except KeyboardInterrupt:
+                pass
+
     def run(self, src, name, mode):
-        """Run source; return (kind, payload) for the outcome frame."""
+        """Run source; return (kind, payload) for the outcome frame. Only the code itself is
+        interruptible: the supervisor sends SIGINT between the "X" and "x" frames only."""
+        kind, err = b"D", b""
         try:
-            exec(compile(src, name, mode), self.globals)
+            code = compile(src, name, mode)
+            self.tell(b"X")
+            try:
+                exec(code, self.globals)
+            finally:
+                self.tell(b"x")
         except SystemExit:
-            return b"S", b""
+            kind = b"S"
         except BaseException as e:  # noqa: BLE001 - a board's REPL reports every exception
-            return b"D", self._error_text(e)
-        return b"D", b""
+            kind, err = b"D", self._error_text(e)
+        return kind, err
 
     def run_file(self, path):
         try:
@@ -258,28 +295,47 @@ class Board:
             sys.stdout.write(err)
         return kind, b""
 
-    def serve(self):
-        while True:
+    def _read(self, n):
+        data = b""
+        while len(data) < n:
             try:
-                head = self.cmd.read(5)
+                part = self.cmd.read(n - len(data))
             except KeyboardInterrupt:
-                continue  # a Ctrl-C that came after the command it was meant for ended
-            if len(head) < 5:
+                continue  # a Ctrl-C that came after the code it was meant for had ended
+            if not part:
+                return None
+            data += part
+        return data
+
+    def _dispatch(self, kind, body):
+        if kind == b"E":
+            return self.run(body, "<stdin>", "exec")
+        if kind == b"L":
+            return self.run(body, "<stdin>", "single")
+        if kind == b"B":
+            outcome = self.run_file("/boot.py")
+            if outcome[0] == b"D" and body == b"main":
+                outcome = self.run_file("/main.py")
+            return outcome
+        return b"D", "unknown command %r" % kind
+
+    def serve(self):
+        # The supervisor interrupts (SIGINT) only after this frame: before it, the process may
+        # not be able to take a KeyboardInterrupt.
+        self.tell(b"H")
+        while True:
+            head = self._read(5)
+            if head is None:
                 return
             n = head[1] | head[2] << 8 | head[3] << 16 | head[4] << 24
-            body = self.cmd.read(n) if n else b""
-            kind = head[:1]
-            if kind == b"E":
-                outcome = self.run(body, "<stdin>", "exec")
-            elif kind == b"L":
-                outcome = self.run(body, "<stdin>", "single")
-            elif kind == b"B":
-                outcome = self.run_file("/boot.py")
-                if outcome[0] == b"D" and body == b"main":
-                    outcome = self.run_file("/main.py")
-            else:
-                outcome = (b"D", "unknown command %r" % kind)
-            self.ctl.write(_frame(outcome[0], outcome[1]))  # unbuffered: no flush (EINVAL)
+            body = self._read(n) if n else b""
+            outcome = None
+            while outcome is None:
+                try:
+                    outcome = self._dispatch(head[:1], body)
+                except KeyboardInterrupt:
+                    pass  # raised outside the code (a late Ctrl-C): ignore, as the chip would
+            self.tell(outcome[0], outcome[1])
 
 
 def _machine_module(board):

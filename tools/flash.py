@@ -23,9 +23,8 @@ def _imports_or_reexec():
         import mpremote  # noqa: F401
         import serial  # noqa: F401
     except ImportError:
-        if os.path.exists(VENV_PYTHON) and os.path.realpath(sys.executable) != os.path.realpath(
-            VENV_PYTHON
-        ):
+        venv = os.path.dirname(os.path.dirname(VENV_PYTHON))
+        if os.path.exists(VENV_PYTHON) and os.path.realpath(sys.prefix) != os.path.realpath(venv):
             os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__), *sys.argv[1:]])
         sys.stderr.write(
             "error: tools/flash.py needs the project's Python packages (mpremote, esptool, "

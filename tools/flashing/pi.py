@@ -158,7 +158,7 @@ def _write_tar(tmp, name, out_path):
     os.replace(part, out_path)
 
 
-# --- --root -----------------------------------------------------------------------------------------
+# --- --root --------------------------------------------------------------------------------------
 
 
 def _run_installer(bundle, extra, ui):
@@ -205,18 +205,18 @@ def install_root(args, ui):
 
 def _root_glibc(root):
     """glibc version of a root filesystem, read from its libc.so.6."""
-    for d in ("usr/lib/aarch64-linux-gnu", "usr/lib/arm-linux-gnueabihf", "usr/lib/x86_64-linux-gnu",
-              "lib/aarch64-linux-gnu", "lib/arm-linux-gnueabihf"):  # fmt: skip
-        path = os.path.join(root, d, "libc.so.6")
-        if os.path.isfile(path):
-            with open(path, "rb") as f:
-                m = re.search(rb"release version (2\.\d+)", f.read())
-            if m:
-                return m.group(1).decode()
+    for triplet in ("aarch64-linux-gnu", "arm-linux-gnueabihf", "x86_64-linux-gnu"):
+        for d in ("usr/lib/" + triplet, "lib/" + triplet):
+            path = os.path.join(root, d, "libc.so.6")
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    m = re.search(rb"release version (2\.\d+)", f.read())
+                if m:
+                    return m.group(1).decode()
     return None
 
 
-# --- --ssh ------------------------------------------------------------------------------------------
+# --- --ssh ---------------------------------------------------------------------------------------
 
 
 def _ssh(args, command, timeout=600):

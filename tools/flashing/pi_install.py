@@ -416,7 +416,7 @@ def prune(t):
         shutil.rmtree(os.path.join(rels, name))
 
 
-# --- the live system ------------------------------------------------------------------------------
+# --- the live system ---------------------------------------------------------------------------
 
 
 def _run(cmd, timeout=150):
@@ -448,7 +448,8 @@ def restart_service(t, new, old):
     _run(["systemctl", "enable", "site-agent.service"])
     say("restarting site-agent.service")
     r = _run(["systemctl", "restart", "site-agent.service"])
-    if r.returncode == 0 and _run(["systemctl", "is-active", "site-agent.service"]).returncode == 0:
+    active = _run(["systemctl", "is-active", "site-agent.service"]).returncode == 0
+    if r.returncode == 0 and active:
         say("site-agent.service is running release %s" % new)
         return
     log = _run(["journalctl", "-u", "site-agent.service", "-n", "20", "--no-pager"]).stdout
@@ -461,7 +462,7 @@ def restart_service(t, new, old):
                        "read the log above; the previous release is running")
 
 
-# --- commands ---------------------------------------------------------------------------------------
+# --- commands ------------------------------------------------------------------------------------
 
 
 def install(args):

@@ -11,7 +11,7 @@ env secrets into the unit's EnvironmentFile, file secrets at their path.
 
 import os
 
-from agent.core.config import validate
+from agent.core.config.validate import validate
 from agent.core.errors import ConfigError
 from agent.host.configfile import parse
 from tools.flashing.errors import EXIT_USAGE, FlashError
