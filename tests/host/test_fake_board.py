@@ -79,7 +79,8 @@ def line(board):
 
 def raw(line):
     line.send(b"\x01")
-    assert line.read_until(b"raw REPL; CTRL-B to exit\r\n>") == b"\r\nraw REPL; CTRL-B to exit\r\n>"
+    prompt = b"raw REPL; CTRL-B to exit\r\n>"
+    assert line.read_until(prompt) == b"\r\n" + prompt
 
 
 def test_power_on_prints_rom_lines_then_banner(board):
