@@ -484,3 +484,41 @@ def test_arm_bundles_have_arm_wheels_or_name_what_is_missing(tmp_path, bundle):
             assert r.returncode != 0, name
         assert "--piwheels" in text and "--system-packages" in text
     shutil.rmtree(tmp_path / "chk", ignore_errors=True)
+
+
+def _unpack_into(root, bundle_path, edit_config=None):
+    """The bundle copied onto the Pi and unpacked there (what `--ssh` and a USB stick do)."""
+    dest = os.path.join(root, "tmp", "bundle")
+    with tarfile.open(bundle_path) as tar:
+        tar.extractall(dest, filter="data")
+    top = os.listdir(dest)[0]
+    if edit_config:
+        path = os.path.join(dest, top, "etc", "site.toml")
+        with open(path) as f:
+            text = edit_config(f.read())
+        with open(path, "w") as f:
+            f.write(text)
+    return "/tmp/bundle/%s/install.py" % top
+
+
+def test_install_on_the_pi_itself_checks_the_config_before_switching(root, bundle):
+    # Run by the Pi's own python3 (chrooted into the root): the path `--ssh` and a bundle on a
+    # stick take. systemd is not running there, which the installer says.
+    script = _unpack_into(root, bundle["path"])
+    r = in_root(root, "chroot", str(root), "/usr/bin/python3", script)
+    assert "systemd is not running here: the service starts at the next boot" in r.stdout
+    first = os.readlink(os.path.join(root, "opt/site-agent/current"))
+    r = in_root(root, "chroot", str(root), "/usr/bin/python3", script, "--status")
+    assert r.stdout.splitlines()[0] == "current:  " + first.split("/")[-1]
+    # A config edited by hand into something the agent refuses: nothing is switched.
+    shutil.rmtree(os.path.join(root, "tmp", "bundle"))
+    script = _unpack_into(root, bundle["path"], lambda t: t + "\n[storage2]\nx = 1\n")
+    time.sleep(1.1)
+    r = in_root(root, "chroot", str(root), "/usr/bin/python3", script, "--replace-config",
+                check=False)  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr.startswith("error: the new release refuses the config:")
+    assert "storage2: unknown key" in r.stderr
+    assert os.readlink(os.path.join(root, "opt/site-agent/current")) == first
+    with open(os.path.join(root, "etc/site-agent/site.toml")) as f:
+        assert "storage2" not in f.read()  # the refused config was not left in place

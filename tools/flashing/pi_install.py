@@ -328,8 +328,41 @@ def put(t, path, data, mode, uid=0, gid=0):
     os.replace(tmp, full)
 
 
-def install_config(t, bundle, uid, gid, replace):
-    """Config, env file and secret files. Returns True when the config was (re)written."""
+class Undo:
+    """What install_config changed, to put back when the new release refuses the config."""
+
+    def __init__(self, t):
+        self.t = t
+        self.saved = []  # (full path, copy of the old file or None when there was none)
+
+    def keep(self, path):
+        full = self.t.path(path)
+        if os.path.exists(full):
+            copy = full + ".site-agent-old"
+            shutil.copy2(full, copy)
+            self.saved.append((full, copy))
+        else:
+            self.saved.append((full, None))
+
+    def restore(self):
+        for full, copy in reversed(self.saved):
+            if copy is None:
+                if os.path.exists(full):
+                    os.remove(full)
+            else:
+                os.replace(copy, full)
+        self.saved = []
+
+    def forget(self):
+        for _full, copy in self.saved:
+            if copy is not None and os.path.exists(copy):
+                os.remove(copy)
+        self.saved = []
+
+
+def install_config(t, bundle, uid, gid, replace, undo):
+    """Config, env file and secret files (what they replace is kept in `undo`). Returns True
+    when the config was (re)written."""
     with open(os.path.join(bundle, "etc", "site.toml"), "rb") as f:
         config = f.read()
     os.makedirs(t.path(ETC), exist_ok=True)
@@ -337,12 +370,14 @@ def install_config(t, bundle, uid, gid, replace):
     existing = t.path(ETC + "/site.toml")
     wrote = False
     if not os.path.exists(existing):
+        undo.keep(ETC + "/site.toml")
         put(t, ETC + "/site.toml", config, 0o640, 0, gid)
         wrote = True
     else:
         with open(existing, "rb") as f:
             same = f.read() == config
         if not same and replace:
+            undo.keep(ETC + "/site.toml")
             shutil.copy2(existing, existing + ".previous")
             put(t, ETC + "/site.toml", config, 0o640, 0, gid)
             wrote = True
@@ -351,12 +386,14 @@ def install_config(t, bundle, uid, gid, replace):
             say("kept the existing %s/site.toml (it differs from the bundle's; "
                 "--replace-config uses the bundle's)" % ETC)  # fmt: skip
     if wrote or not os.path.exists(t.path(ETC + "/env")):
+        undo.keep(ETC + "/env")
         with open(os.path.join(bundle, "etc", "env"), "rb") as f:
             put(t, ETC + "/env", f.read(), 0o600, 0, 0)
     with open(os.path.join(bundle, "etc", "secret-files.json")) as f:
         files = json.load(f)
     for target, stored in files.items():
         if wrote or not os.path.exists(t.path(target)):
+            undo.keep(target)
             with open(os.path.join(bundle, "etc", "secret-files", stored), "rb") as f:
                 put(t, target, f.read(), 0o600, uid, gid)
     return wrote
@@ -492,11 +529,17 @@ def install(args):
     say("release %s" % meta["version"])
     name = make_release(t, bundle, meta, arch, pyver)
     say("config and secrets in %s" % ETC)
-    install_config(t, bundle, uid, gid, args.replace_config)
+    undo = Undo(t)
+    install_config(t, bundle, uid, gid, args.replace_config, undo)
+    if t.live:
+        try:
+            check_config(t, name)
+        except InstallError:
+            undo.restore()  # the running release keeps the config it had
+            raise
+    undo.forget()
     ensure_data_dir(t, uid, gid)
     install_unit_and_docs(t, bundle)
-    if t.live:
-        check_config(t, name)
     old = switch(t, name)
     prune(t)
     if t.live and not args.no_start:
