@@ -31,6 +31,12 @@ Faults, for the flash tool's error paths:
                             reconnect() plugs it back: a new pty and a power-on boot
     statvfs_extra_kb=K      os.statvfs says there is K KB more room than there is
 rom_kb=0 is a firmware built without ROMFS (the stock ESP32 builds of 1.27): no vfs.rom_ioctl.
+
+With `stand_ins` (hil/board_vm) the board runs the agent's image as the real one would: its
+`machine` (UARTs on ptys, WDT, Pin) and `network` stand-ins, configured by `sim` (their
+$SIM_CONFIG: uarts, pins, wifi_aps, ...); this object is their supervisor (a UDP port): their
+machine.reset() is a hard reset here, and a WDT not fed in time resets the board with
+rst:0x7 (TG0WDT_SYS_RESET).
 Not emulated: a running program reading the REPL's input (sys.stdin), mpremote `mount`.
 """
 
@@ -40,6 +46,7 @@ import os
 import re
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -57,11 +64,11 @@ ROM_BOOT = (
     b"ets Jun  8 2016 00:22:57\r\n\r\nrst:%s,boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
     b"configsip: 0, SPIWP:0xee\r\nmode:DIO, clock div:2\r\nentry 0x400805f0\r\n"
 )
-RESET_CAUSES = {  # ROM reset line, machine.reset_cause() value
-    "POWERON_RESET": (b"0x1 (POWERON_RESET)", 1),
-    "SW_CPU_RESET": (b"0xc (SW_CPU_RESET)", 2),
-    "TG0WDT_SYS_RESET": (b"0x7 (TG0WDT_SYS_RESET)", 3),
-    "SOFT_RESET": (None, 5),
+RESET_CAUSES = {  # ROM reset line, machine.reset_cause() value, the board stand-ins' name
+    "POWERON_RESET": (b"0x1 (POWERON_RESET)", 1, "power_on"),
+    "SW_CPU_RESET": (b"0xc (SW_CPU_RESET)", 2, "hard"),
+    "TG0WDT_SYS_RESET": (b"0x7 (TG0WDT_SYS_RESET)", 3, "watchdog"),
+    "SOFT_RESET": (None, 5, "soft"),
 }
 TRANSCRIPT_MAX = 8 * 1024 * 1024
 
@@ -75,8 +82,8 @@ def default_micropython():
 class FakeBoard:
     def __init__(self, state_dir, fs_kb=1024, rom_kb=256, block_size=4096,
                  machine="Generic ESP32 module with ESP32", version="1.27.0",
-                 build_date="2025-12-09", machine_module=None, silent=False, drop_after=None,
-                 statvfs_extra_kb=0, micropython=None, env=None):  # fmt: skip
+                 build_date="2025-12-09", stand_ins=None, sim=None, silent=False,
+                 drop_after=None, statvfs_extra_kb=0, micropython=None, env=None):  # fmt: skip
         self.state_dir = os.fspath(state_dir)
         self.block_size = block_size
         self.fs_blocks = fs_kb * 1024 // block_size
@@ -84,7 +91,8 @@ class FakeBoard:
         self.machine = machine
         self.version = version
         self.build_date = build_date
-        self.machine_module = machine_module
+        self.stand_ins = stand_ins
+        self.sim = dict(sim or {})
         self.silent = silent
         self.drop_after = drop_after
         self.statvfs_extra_kb = statvfs_extra_kb
@@ -116,10 +124,18 @@ class FakeBoard:
         self._in_code = False  # the VM runs code sent to it or a boot file (Ctrl-C interrupts)
         self._kbd_intr = True  # micropython.kbd_intr(-1) turns that off
         self._sigint = 0.0
+        self._udp = None  # the board stand-ins report machine.reset() and the WDT here
+        self._udp_port = None
+        self._wdt = None  # [timeout_s, last feed] once the program started machine.WDT
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, wait=True):
         os.makedirs(self.state_dir, exist_ok=True)
+        if self.stand_ins and self._udp is None:
+            self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._udp.bind(("127.0.0.1", 0))
+            self._udp.setblocking(False)
+            self._udp_port = self._udp.getsockname()[1]
         for name, size in (("littlefs.img", self.fs_blocks * self.block_size),
                            ("romfs.bin", self.rom_size)):  # fmt: skip
             path = os.path.join(self.state_dir, name)
@@ -152,6 +168,9 @@ class FakeBoard:
             thread.join(10.0)
         self._kill_child()
         self._close_line()
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
 
     def reconnect(self):
         """After a drop: plug the cable back in. A new pty, and the board powers on again."""
@@ -298,10 +317,13 @@ class FakeBoard:
                     fds[self._child.stdout.fileno()] = selectors.EVENT_READ
                     fds[self._ctl_r] = selectors.EVENT_READ
                 fds[self._wake_r] = selectors.EVENT_READ
+                if self._udp is not None:
+                    fds[self._udp.fileno()] = selectors.EVENT_READ
+                self._check_wdt()
             for fd, events in fds.items():
                 sel.register(fd, events)
             try:
-                ready = sel.select(0.5)
+                ready = sel.select(0.2 if self._wdt else 0.5)
             finally:
                 for fd in fds:
                     sel.unregister(fd)
@@ -313,6 +335,8 @@ class FakeBoard:
     def _ready(self, fd, events):
         if fd == self._wake_r:
             os.read(self._wake_r, 512)
+        elif self._udp is not None and fd == self._udp.fileno():
+            self._from_stand_ins()
         elif fd == self._master:
             if events & selectors.EVENT_READ:
                 self._from_host()
@@ -341,6 +365,25 @@ class FakeBoard:
             data = data.replace(b"\x03", b"")
             self._interrupt()
         self._rx += data
+
+    def _from_stand_ins(self):
+        """What the board stand-ins say: "reset", "wdt start <ms>", "wdt feed"."""
+        while True:
+            try:
+                msg = self._udp.recv(512).decode(errors="replace")
+            except (BlockingIOError, OSError):
+                return
+            if msg == "reset":
+                self._boot("SW_CPU_RESET")
+            elif msg.startswith("wdt start"):
+                self._wdt = [int(msg.split()[2]) / 1000.0, time.monotonic()]
+            elif msg == "wdt feed" and self._wdt is not None:
+                self._wdt[1] = time.monotonic()
+
+    def _check_wdt(self):
+        if self._wdt is not None and time.monotonic() - self._wdt[1] > self._wdt[0]:
+            self._send(b"\r\n")
+            self._boot("TG0WDT_SYS_RESET")
 
     def _interrupt(self):
         # The unix port exits when a second SIGINT comes before it raised the first: one at a
@@ -410,7 +453,7 @@ class FakeBoard:
             "machine": self.machine,
             "version": self.version,
             "build_date": self.build_date,
-            "machine_module": self.machine_module,
+            "stand_ins": self.stand_ins,
             "statvfs_extra_blocks": self.statvfs_extra_kb * 1024 // self.block_size,
             "reset_cause": RESET_CAUSES[cause][1],
             "ctl_fd": ctl_w,
@@ -419,6 +462,12 @@ class FakeBoard:
         with open(cfg_path, "w") as f:
             json.dump(cfg, f)
         env = dict(os.environ if self.env is None else self.env)
+        if self.stand_ins:
+            sim = dict(self.sim, host_prefix="/host", supervisor_port=self._udp_port,
+                       reset_cause=RESET_CAUSES[cause][2])  # fmt: skip
+            env["SIM_CONFIG"] = os.path.join(self.state_dir, "sim.json")
+            with open(env["SIM_CONFIG"], "w") as f:
+                json.dump(sim, f)
         self._child = subprocess.Popen(
             [self.micropython, VM, cfg_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, pass_fds=(ctl_w,), preexec_fn=die_with_parent, env=env,
@@ -458,6 +507,7 @@ class FakeBoard:
     def _boot(self, cause):
         """Start a boot: power-on, hard or soft reset."""
         self._kill_child()
+        self._wdt = None
         self.boots.append(cause)
         self._last_boot = time.monotonic()
         if cause == "SOFT_RESET":
@@ -608,13 +658,15 @@ def main(argv=None):
     p.add_argument("--rom-kb", type=int, default=256)
     p.add_argument("--machine", default="Generic ESP32 module with ESP32")
     p.add_argument("--version", default="1.27.0", help="MicroPython version it reports")
-    p.add_argument("--machine-module", help="a machine.py stand-in to use instead of ours")
+    p.add_argument("--stand-ins", help="the board's stand-in modules (hil/board_vm)")
+    p.add_argument("--sim", help="JSON file: their $SIM_CONFIG settings (uarts, pins, ...)")
     p.add_argument("--silent", action="store_true", help="never answer")
     p.add_argument("--drop-after", type=int, help="pull the cable after N bytes from the host")
     p.add_argument("--link", help="also make this symlink to the pty (like /dev/ttyUSB0)")
     args = p.parse_args(argv)
     board = FakeBoard(args.dir, fs_kb=args.fs_kb, rom_kb=args.rom_kb, machine=args.machine,
-                      version=args.version, machine_module=args.machine_module,
+                      version=args.version, stand_ins=args.stand_ins,
+                      sim=json.load(open(args.sim)) if args.sim else None,
                       silent=args.silent, drop_after=args.drop_after)  # fmt: skip
     board.start()
     if args.link:

@@ -8,8 +8,10 @@ soft or hard reset really does start from an empty heap. This program:
   filesystem (littlefs2 on a block device backed by a host file, mounted at /, formatted on first
   boot as the ESP32's inisetup does), a ROMFS partition (a host file; `vfs.rom_ioctl` to query and
   write it as mpremote's `romfs deploy` does, and /rom mounted with vfs.VfsRom when it holds an
-  image), `os.uname()` naming the board's chip, and a `machine` stand-in (ours, or the one named
-  in the config) whose reset() ends this boot;
+  image), `os.uname()` naming the board's chip, and a `machine` stand-in whose reset() ends this
+  boot: ours (reset and identity only), or with `stand_ins` the board's (hil/board_vm: UARTs on
+  ptys, WDT, Pin, and `network`), configured through $SIM_CONFIG, with the host's filesystem
+  mounted at /host for them;
 - then obeys commands from the supervisor on stdin, one frame each: b"E" code to run as raw
   REPL input, b"L" a friendly REPL line, b"B" boot (run /boot.py, and /main.py when the payload
   is b"main"). Output goes to stdout (the UART's TX); the outcome goes to the pipe `ctl_fd`
@@ -215,17 +217,20 @@ class Board:
         sys.modules["vfs"] = _Vfs()
         sys.modules["os"] = _Os()
         sys.modules["fakeboard"] = self
-        stand_in = self.cfg.get("machine_module")
-        if stand_in:
-            sys.path.insert(0, stand_in.rsplit("/", 1)[0])
-            __import__(stand_in.rsplit("/", 1)[1][:-3])
-            del sys.path[0]
-            if "machine" not in sys.modules:
-                sys.modules["machine"] = sys.modules[stand_in.rsplit("/", 1)[1][:-3]]
+        stand_ins = self.cfg.get("stand_ins")
+        if stand_ins:
+            # The board's own stand-ins (hil/board_vm: machine with UARTs on ptys, WDT, Pin,
+            # and network), imported now, while the host's filesystem is still /.
+            sys.path.insert(0, stand_ins)
+            import machine  # noqa: F401
+            import network  # noqa: F401
+
+            sys.path.remove(stand_ins)
         else:
             sys.modules["machine"] = _machine_module(self)
 
     def mount(self):
+        host = vfs.VfsPosix("/") if self.cfg.get("stand_ins") else None
         try:
             fs = vfs.VfsLfs2(self.bdev)
         except OSError:
@@ -238,6 +243,8 @@ class Board:
                         "deepsleep)\n#import esp\n#esp.osdebug(None)\n")
         else:
             vfs.mount(fs, "/")
+        if host is not None:
+            vfs.mount(host, "/host")  # the stand-ins reach ptys and control files through it
         if self.cfg["rom_size"] and self.rom.valid():
             try:
                 vfs.mount(vfs.VfsRom(memoryview(self.rom.data)), "/rom")
