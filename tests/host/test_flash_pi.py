@@ -522,3 +522,62 @@ def test_install_on_the_pi_itself_checks_the_config_before_switching(root, bundl
     assert os.readlink(os.path.join(root, "opt/site-agent/current")) == first
     with open(os.path.join(root, "etc/site-agent/site.toml")) as f:
         assert "storage2" not in f.read()  # the refused config was not left in place
+
+
+class Sshd:
+    """A real OpenSSH server on loopback whose sessions run inside the Pi root: every command
+    (ForceCommand) goes through hil.pi_root into a chroot of `root`, so `pi --ssh` installs
+    into the root and never into this machine."""
+
+    def __init__(self, work, root):
+        self.work = str(work)
+        self.port = free_port()
+        os.makedirs(self.work, exist_ok=True)
+        key = os.path.join(self.work, "id")
+        host_key = os.path.join(self.work, "host_key")
+        for path in (key, host_key):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path],
+                           check=True)  # fmt: skip
+        shutil.copy(key + ".pub", os.path.join(self.work, "authorized_keys"))
+        force = ("cd %s && %s -m hil.pi_root exec %s -- chroot %s /bin/sh -c "
+                 '"$SSH_ORIGINAL_COMMAND"' % (ROOT, sys.executable, root, root))  # fmt: skip
+        self.config = os.path.join(self.work, "sshd_config")
+        with open(self.config, "w") as f:
+            f.write("Port %d\nListenAddress 127.0.0.1\nHostKey %s\nPidFile %s/sshd.pid\n"
+                    "AuthorizedKeysFile %s/authorized_keys\nPermitRootLogin prohibit-password\n"
+                    "PasswordAuthentication no\nStrictModes no\nUsePAM no\nForceCommand %s\n"
+                    % (self.port, host_key, self.work, self.work, force))  # fmt: skip
+        self.client = os.path.join(self.work, "ssh_config")
+        with open(self.client, "w") as f:
+            f.write("Host *\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n"
+                    "  StrictHostKeyChecking accept-new\n"
+                    % (key, os.path.join(self.work, "known_hosts")))  # fmt: skip
+        os.makedirs("/run/sshd", exist_ok=True)
+        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", self.config],
+                                     stderr=open(os.path.join(self.work, "sshd.log"), "w"))
+        from hil.net import wait_tcp
+
+        wait_tcp("127.0.0.1", self.port, 15, self.proc)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def test_install_over_ssh_into_the_pi(root, bundle, tmp_path):
+    sshd = Sshd(tmp_path / "ssh", root)
+    try:
+        r = subprocess.run([sys.executable, FLASH, "pi", "--config", bundle["config"],
+                            "--secrets", bundle["secrets"], "--ssh", "root@127.0.0.1",
+                            "--ssh-port", str(sshd.port), "--ssh-config", sshd.client,
+                            "--from", bundle["path"]], capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    finally:
+        sshd.stop()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "127.0.0.1: amd64, Python %s" % _host_python() in r.stdout
+    assert r.stdout.strip().endswith(
+        "done: site-agent installed on root@127.0.0.1; it starts at the next boot")
+    assert os.readlink(os.path.join(root, "opt/site-agent/current")).startswith("releases/0.1.0-")
+    assert os.path.exists(os.path.join(root, "etc/site-agent/env"))
+    assert [n for n in os.listdir(os.path.join(root, "tmp")) if "site-agent" in n] == []

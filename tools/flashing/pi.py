@@ -6,7 +6,8 @@
     --root DIR      install into a Pi's root filesystem mounted at DIR (an SD card in the
                     workshop); the CPU, Python and glibc are read from DIR.
     --ssh HOST      install over SSH ([user@]host): the Pi is asked what it runs, a bundle is
-                    made (or --from one is used), copied, installed with sudo, then removed.
+                    made (or --from one is used), copied over ssh, installed as root (sudo -n
+                    unless the login is root), then removed.
 
 The installer itself is tools/flashing/pi_install.py (standard library only); what it lays out,
 how upgrade and rollback work and what the unit does are in docs/flash.md.
@@ -219,31 +220,44 @@ def _root_glibc(root):
 # --- --ssh ---------------------------------------------------------------------------------------
 
 
-def _ssh(args, command, timeout=600):
-    target = args.ssh
+def _ssh_cmd(args):
     cmd = ["ssh", *SSH_OPTS]
+    if args.ssh_config:
+        cmd += ["-F", args.ssh_config]
     if args.ssh_port:
         cmd += ["-p", str(args.ssh_port)]
+    return cmd + [args.ssh]
+
+
+def _ssh(args, command, timeout=600, stdin=None):
     try:
-        return subprocess.run(cmd + [target, command], capture_output=True, text=True,
-                              timeout=timeout, check=False)  # fmt: skip
+        return subprocess.run(_ssh_cmd(args) + [command], capture_output=True, text=stdin is None,
+                              timeout=timeout, check=False, stdin=stdin)  # fmt: skip
     except subprocess.TimeoutExpired:
-        raise FlashError("the Pi at %s stopped answering over SSH" % target,
+        raise FlashError("the Pi at %s stopped answering over SSH" % args.ssh,
                          "check the Pi's power and network, then run again: an interrupted "
                          "install never switches the running release") from None
 
 
 def _unreachable(args, r):
-    reason = (r.stderr.strip().splitlines() or ["ssh exited with %d" % r.returncode])[-1]
+    err = r.stderr if isinstance(r.stderr, str) else r.stderr.decode(errors="replace")
+    reason = (err.strip().splitlines() or ["ssh exited with %d" % r.returncode])[-1]
     return FlashError("cannot reach the Pi at %s: %s" % (args.ssh, reason),
                       "check that the Pi is powered and on this network, the address, and that "
                       "`ssh %s` works without a password prompt (ssh-copy-id)" % args.ssh)
 
 
+# Run on the Pi: unpack privately (the bundle holds the site's secrets), install as root (sudo
+# when the login is not root), remove the bundle whatever happens.
+REMOTE_INSTALL = ("umask 077; S=; [ \"$(id -u)\" -eq 0 ] || S='sudo -n'; "
+                  "mkdir -p {w} && tar xzf {b} -C {w} && $S python3 {w}/*/install.py{f}; "
+                  "rc=$?; rm -rf {w} {b}; exit $rc")  # fmt: skip
+
+
 def install_ssh(args, ui):
     ui.step("ask the Pi at %s what it runs" % args.ssh)
     if ui.dry:
-        ui.step("make a bundle for its CPU and Python, copy it over scp, run install.py with sudo")
+        ui.step("make a bundle for its CPU and Python, copy it over ssh, run install.py as root")
         return 0
     r = _ssh(args, "python3 -c " + shlex.quote(PROBE), timeout=60)
     if r.returncode != 0:
@@ -258,19 +272,16 @@ def install_ssh(args, ui):
         bundle = args.from_bundle or make_bundle(args, ui, [arch], python, glibc or args.glibc,
                                                  os.path.join(tmp, "bundle.tar.gz"))
         remote = "/tmp/site-agent-bundle-%d.tar.gz" % os.getpid()
-        ui.step("copy the bundle to %s:%s" % (args.ssh, remote))
-        scp = ["scp", *SSH_OPTS] + (["-P", str(args.ssh_port)] if args.ssh_port else [])
-        r = subprocess.run(scp + ["-q", bundle, "%s:%s" % (args.ssh, remote)],
-                           capture_output=True, text=True, check=False)  # fmt: skip
+        ui.step("copy the bundle to %s:%s (%d KB)" % (args.ssh, remote,
+                                                      os.path.getsize(bundle) // 1024))
+        with open(bundle, "rb") as f:
+            r = _ssh(args, "umask 077; cat > " + shlex.quote(remote), stdin=f)
         if r.returncode != 0:
             raise _unreachable(args, r)
-        ui.step("install with sudo on %s" % args.ssh)
+        ui.step("install on %s" % args.ssh)
         work = remote[: -len(".tar.gz")]
         flags = " --replace-config" if args.replace_config else ""
-        # The bundle holds the site's secrets: unpacked private, removed whatever happens.
-        script = ("umask 077; mkdir -p {w} && tar xzf {b} -C {w} && "
-                  "sudo -n python3 {w}/*/install.py{f}; rc=$?; rm -rf {w} {b}; exit $rc"
-                  ).format(w=shlex.quote(work), b=shlex.quote(remote), f=flags)  # fmt: skip
+        script = REMOTE_INSTALL.format(w=shlex.quote(work), b=shlex.quote(remote), f=flags)
         r = _ssh(args, "sh -c " + shlex.quote(script))
         for line in r.stdout.splitlines():
             ui.info(line)
@@ -283,7 +294,10 @@ def install_ssh(args, ui):
                                  "allow passwordless sudo for this user")  # fmt: skip
             raise FlashError("the install on %s failed:\n%s" % (args.ssh, text),
                              "read the message above; the running release was not changed")
-    ui.result("done: site-agent installed and started on %s" % args.ssh)
+    if "systemd is not running here" in r.stdout:
+        ui.result("done: site-agent installed on %s; it starts at the next boot" % args.ssh)
+    else:
+        ui.result("done: site-agent installed and running on %s" % args.ssh)
     return 0
 
 
@@ -309,6 +323,7 @@ def add_parser(sub):
     where.add_argument("--root", metavar="DIR", help="install into a Pi root filesystem")
     where.add_argument("--ssh", metavar="[USER@]HOST", help="install over SSH")
     p.add_argument("--ssh-port", type=int, help="SSH port (default 22)")
+    p.add_argument("--ssh-config", metavar="FILE", help="ssh client config file (ssh -F)")
     p.add_argument("--from", dest="from_bundle", metavar="FILE",
                    help="install this bundle instead of making one (--root, --ssh)")
     p.add_argument("--secrets", metavar="DIR", help="folder with the config's secrets")

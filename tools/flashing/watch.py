@@ -13,8 +13,9 @@ ACKED = re.compile(r"\bINFO uplink: (first batch acknowledged|batch acknowledged
                    r"(?P<fields>.*)")  # fmt: skip
 CONNECTED = re.compile(r"\bINFO uplink: connected\b(?P<fields>.*)")
 BOOT = re.compile(r"\bINFO agent: boot\b(?P<fields>.*)")
-SAFE = re.compile(r"safe mode", re.I)
-FATAL = re.compile(r"^(Traceback \(most recent call last\)|site-agent: (no code|cannot start))")
+SAFE = re.compile(r"\bERROR agent: SAFE MODE\b")
+FATAL = re.compile(r"^(Traceback \(most recent call last\)|site-agent: (no code|cannot start))"
+                   r"|\bERROR agent: fatal error\b")  # fmt: skip
 FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 
 
@@ -54,8 +55,8 @@ class Watch:
             if m and getattr(self, attr) is None:
                 setattr(self, attr, fields(m.group("fields")))
                 return
-        if self.problem is None and (FATAL.search(line) or (SAFE.search(line)
-                                                           and self.started is None)):
+        if self.problem is None and self.started is None and (FATAL.search(line)
+                                                             or SAFE.search(line)):  # fmt: skip
             self.problem = line
 
     @property
