@@ -211,7 +211,12 @@ def run(args, ui, list_ports=None, ask=ports._ask):
         for i in range(total):
             try:
                 if i < len(targets) and (i == 0 or targets[i] is not None):
-                    port = ports.choose(targets[i], list_ports, ask)
+                    try:
+                        port = ports.choose(targets[i], list_ports, ask)
+                    except FlashError:
+                        if not ui.dry:
+                            raise
+                        port = "<the board's port>"  # a dry run needs no board plugged in
                 else:
                     port = _next_board(port, ui, list_ports, i, total)
             except KeyboardInterrupt:

@@ -47,15 +47,15 @@ def platform_tags(arch, glibc="2.36"):
     return tags
 
 
-def _pip(args, log):
-    cmd = [sys.executable, "-m", "pip", *args]
-    log.info(" ".join(args[:2]) + " ...")
-    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    return r
+def _pip(args, log, what):
+    log.info("pip: " + what)
+    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True,
+                          check=False)  # fmt: skip
 
 
 def project_wheel(root, out_dir, log):
-    r = _pip(["wheel", "--no-deps", "--quiet", "-w", out_dir, root], log)
+    r = _pip(["wheel", "--no-deps", "--quiet", "-w", out_dir, root], log,
+             "building the site-agent wheel")  # fmt: skip
     wheels = [w for w in os.listdir(out_dir) if w.startswith("site_agent-")]
     if r.returncode != 0 or not wheels:
         raise FlashError("could not build the site-agent wheel from %s:\n%s" % (root, r.stderr),
@@ -93,7 +93,8 @@ def resolve(reqs, python, glibc, log):
     with tempfile.TemporaryDirectory() as tmp:
         report = os.path.join(tmp, "report.json")
         r = _pip(["install", "--dry-run", "--quiet", "--ignore-installed", "--report", report,
-                  *_target_args("amd64", python, glibc, False), *reqs], log)  # fmt: skip
+                  *_target_args("amd64", python, glibc, False), *reqs], log,
+                 "resolving the dependencies for Python " + python)  # fmt: skip
         if r.returncode != 0:
             m = _NOT_FOUND.search(r.stderr)
             what = ("no wheel of %s for Python %s" % (m.group(1), python)) if m else r.stderr
@@ -111,7 +112,9 @@ def resolve(reqs, python, glibc, log):
 
 def _download(pins, dest, arch, python, glibc, piwheels, log):
     args = ["download", "--quiet", "--no-deps", "--dest", dest]
-    return _pip(args + _target_args(arch, python, glibc, piwheels) + list(pins), log)
+    what = "fetching %s for %s" % (", ".join(pins) if len(pins) < 3 else "%d wheels" % len(pins),
+                                   arch)  # fmt: skip
+    return _pip(args + _target_args(arch, python, glibc, piwheels) + list(pins), log, what)
 
 
 def _is_pure(filename):
