@@ -36,7 +36,10 @@ def main(argv=None, out=None):
             return esp32.run(args, ui)
         return pi.run(args, ui)
     except FlashError as e:
-        ui.result(e.render()) if out is not None else sys.stderr.write(e.render() + "\n")
+        if out is not None:  # tests read one stream
+            ui.result(e.render())
+        else:
+            sys.stderr.write(e.render() + "\n")
         return e.code
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted: what was being written may be incomplete\n"
