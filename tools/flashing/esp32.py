@@ -108,7 +108,7 @@ def flash_one(args, table, manifest, image_dir, fw_info, port, ui):
         code = [e for e in manifest["files"] if e["kind"] == "code"]
         rest = [e for e in manifest["files"] if e["kind"] != "code"]
         ui.step("write romfs.img (%d KB) to the ROMFS partition if the firmware has one, else "
-                "its %d .mpy files to /lib" % (manifest["romfs"]["size"] // 1024, len(code)))
+                "its %d code files to /lib" % (manifest["romfs"]["size"] // 1024, len(code)))
         for e in rest:
             ui.step("write %s (%d bytes, %s)" % (e["dest"], e["size"], e["kind"]))
         ui.step("check every file by sha256 on the board; write /image.json last")
