@@ -18,6 +18,7 @@ checked against esptool's and the chips' sources):
 """
 
 import os
+import re
 import sys
 
 from tools.flashing.errors import FlashError
@@ -70,8 +71,8 @@ def _ask(choices):
 def choose(port=None, list_ports=None, ask=_ask):
     """The port to use: `port` when given (it must exist), else the one board found, else ask."""
     if port:
-        if "://" in port or os.path.exists(port):
-            return port
+        if "://" in port or os.path.exists(port) or re.fullmatch(r"COM\d+", port):
+            return port  # (Windows ports are names, not paths)
         seen = boards(list_ports)
         raise FlashError(
             "no serial port %s" % port,
