@@ -1,11 +1,12 @@
 """An Eltek Smartpack -48 V DC plant on the SNMP agent, driven by a small state model (host only).
 
-    plant = EltekPlant(capacity_ah=210.0, load_a=42.0, clock=fake.mono)
+    plant = EltekPlant(capacity_ah=210.0, load_a=42.0, clock=fake.mono, speed=1.0)
     with plant:                        # SnmpAgent on 127.0.0.1, plant.port
         plant.set_mains(False)         # the feed fails; the bank carries the load
         plant.state                    # the true values now: soc, runtime_left, voltage, ...
+        plant.power_state()            # the shared model's view (hil/emulators/power.py)
 
-The model (advanced to clock() at every request and every API call, so a test that steps a fake
+The model (advanced to clock() x speed at every request and every API call, so a test that steps a fake
 clock sees the discharge it stepped):
 - mains on: the rectifiers hold the bus at float_v and carry the load plus the battery's recharge
   (at most recharge_a, tapering to nothing at full); the battery current is positive.
@@ -29,6 +30,7 @@ import threading
 import time
 
 from drivers.proto import ber
+from hil.emulators.power import Battery, ModelTime, SitePower
 from hil.emulators.snmp_agent import SnmpAgent
 
 E = "1.3.6.1.4.1.12148.9."
@@ -54,8 +56,8 @@ class EltekPlant:
         slow_s=3.0,
         noise_v=0.0,
         seed=1,
+        speed=1.0,
     ):
-        self.capacity_ah = float(capacity_ah)
         self.load_a = float(load_a)
         self.rectifiers = rectifiers
         self.float_v = float_v
@@ -68,10 +70,9 @@ class EltekPlant:
         self.clock = clock
         self.noise_v = noise_v  # uniform jitter on the bus voltage as read (a controller's ADC)
         self.seed = seed
-        self.mains = True
-        self.soc = 100.0  # percent
-        self.lvd_open = False
-        self._t = clock()
+        self.time = ModelTime(clock, speed)
+        # The LVD latches: it reconnects only when mains (the rectifiers) returns.
+        self.power = SitePower(Battery(capacity_ah), low_pct=0.0, latch=True)
         self._lock = threading.RLock()
         self.agent = SnmpAgent(self.table, community=community, slow_s=slow_s)
 
@@ -97,17 +98,27 @@ class EltekPlant:
     def set_fault(self, name):
         self.agent.set_fault(name)
 
+    # The model's state, as attributes (the shared model in hil/emulators/power.py holds it).
+    capacity_ah = property(lambda self: self.power.battery.capacity_ah)
+    soc = property(lambda self: self.power.battery.soc)  # percent
+    mains = property(lambda self: self.power.mains)
+    lvd_open = property(lambda self: self.power.cut_off)
+
     def set_mains(self, on):
         with self._lock:
             self._advance()
-            self.mains = bool(on)
-            if self.mains:
-                self.lvd_open = False  # the controller reconnects once the rectifiers are up
+            self.power.set_mains(on)
 
     def set_soc(self, soc):
         with self._lock:
             self._advance()
-            self.soc = max(0.0, min(100.0, float(soc)))
+            self.power.battery.soc = max(0.0, min(100.0, float(soc)))
+
+    def power_state(self):
+        """The shared model's view (hil/emulators/power.py): what the drill compares with."""
+        with self._lock:
+            self._advance()
+            return self.power.power_state(self.load_a)
 
     @property
     def state(self):
@@ -115,8 +126,7 @@ class EltekPlant:
         with self._lock:
             self._advance()
             v = self._bus_v()
-            on_batt = not self.mains and not self.lvd_open
-            left = self.soc / 100.0 * self.capacity_ah / self.load_a * 3600.0 if on_batt else None
+            left = self.power.runtime_left(self.load_a)
             return {
                 "mains": self.mains,
                 "soc": self.soc,
@@ -128,17 +138,7 @@ class EltekPlant:
 
     # --- the model ----------------------------------------------------------------------------
     def _advance(self):
-        now = self.clock()
-        dt = now - self._t
-        self._t = now
-        if dt <= 0:
-            return
-        if self.mains:
-            self.soc = min(100.0, self.soc + self._charge_a() * dt / 36.0 / self.capacity_ah)
-        elif not self.lvd_open:
-            self.soc = max(0.0, self.soc - self.load_a * dt / 36.0 / self.capacity_ah)
-            if self.soc <= 0.0:
-                self.lvd_open = True
+        self.power.step(self.time.step(), self.load_a, self._charge_a())
 
     def _charge_a(self):
         # Constant current to 80 %, then tapering linearly to nothing at full (the float stage).
@@ -183,7 +183,7 @@ class EltekPlant:
             t = {
                 "1.3.6.1.2.1.1.1.0": (ber.OCTET_STRING, b"Eltek Smartpack (site-agent emulator)"),
                 "1.3.6.1.2.1.1.2.0": (ber.OID, SYS_OBJECT_ID),
-                "1.3.6.1.2.1.1.3.0": (ber.TIMETICKS, int(self._t * 100) % (1 << 32)),
+                "1.3.6.1.2.1.1.3.0": (ber.TIMETICKS, int(self.time.last * 100) % (1 << 32)),
                 E + "2.2.0": (INT, 0),  # float
                 E + "3.2.0": (INT, round(v * 100)),
                 E + "3.3.0": (INT, round(batt)),

@@ -45,6 +45,7 @@ import threading
 import time
 
 from hil.emulators.base import PtyEmulator
+from hil.emulators.power import Battery, ModelTime, SitePower
 
 RATED_V = 230.0
 RATED_HZ = 50.0
@@ -87,32 +88,31 @@ class MegatecEmulator(PtyEmulator):
         self.battery_report = battery_report
         self.runtime_s = runtime_s
         self.recharge_s = recharge_s
-        self.speed = speed
         self.clock = clock
         self.mfr, self.model, self.firmware = mfr, model, firmware
-        self._mains = True
+        self.time = ModelTime(clock, speed)
+        # A standby UPS counts no amp-hours: its battery is one unit of charge, and currents are
+        # in charges per hour (the load empties it in _runtime_full(), the charger fills it in
+        # recharge_s). The output is off while empty on battery, back with charge or mains.
+        self.power = SitePower(Battery(1.0, soc), low_pct=20.0, latch=False)
         self._load = float(load)
-        self._soc = float(soc)
         self._vin = float(input_voltage)
         self._fault_v = 140.0  # input voltage at the last transfer to battery
         self._temp = float(temperature)
         self._test = False
         self._failed = False
-        self._last = clock()
         self._on_battery_since = None
+
+    speed = property(lambda self: self.time.speed)
+    _mains = property(lambda self: self.power.mains)
+    _soc = property(lambda self: self.power.battery.soc)
 
     # --- the model ------------------------------------------------------------------------
     def _advance(self):
         """Move the model to now. Caller holds the lock."""
-        now = self.clock()
-        dt = (now - self._last) * self.speed
-        self._last = now
-        if dt <= 0:
-            return
-        if self._mains:
-            self._soc = min(100.0, self._soc + 100.0 * dt / self.recharge_s)
-        else:
-            self._soc = max(0.0, self._soc - 100.0 * dt / self._runtime_full())
+        self.power.step(
+            self.time.step(), 3600.0 / self._runtime_full(), 3600.0 / self.recharge_s
+        )
 
     def _runtime_full(self):
         """Seconds from full to empty at the present load."""
@@ -127,7 +127,7 @@ class MegatecEmulator(PtyEmulator):
                 self._on_battery_since = self.clock()
             if present:
                 self._on_battery_since = None
-            self._mains = bool(present)
+            self.power.set_mains(present)
 
     def set_load(self, percent):
         with self._lock:
@@ -142,7 +142,7 @@ class MegatecEmulator(PtyEmulator):
     def set_soc(self, percent):
         with self._lock:
             self._advance()
-            self._soc = float(percent)
+            self.power.battery.soc = float(percent)
 
     def set_flags(self, test=None, failed=None):
         with self._lock:
@@ -150,6 +150,12 @@ class MegatecEmulator(PtyEmulator):
                 self._test = bool(test)
             if failed is not None:
                 self._failed = bool(failed)
+
+    def power_state(self):
+        """The shared model's view (hil/emulators/power.py): what the drill compares with."""
+        with self._lock:
+            self._advance()
+            return self.power.power_state(3600.0 / self._runtime_full())
 
     @property
     def state(self):

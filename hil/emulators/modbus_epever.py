@@ -30,12 +30,13 @@ import time
 
 from drivers.proto import modbus as mb
 from hil.emulators.base import PtyEmulator
+from hil.emulators.power import Battery, ModelTime
 
 
 class EpeverUnit:
     def __init__(self, slave, soc=80.0, sun=0.5, load_a=2.0, capacity_ah=100.0, pv_peak_w=400.0):
         self.slave = slave
-        self.soc = float(soc)
+        self.battery = Battery(capacity_ah, soc)
         self.sun = float(sun)
         self.load_a = float(load_a)
         self.capacity_ah = capacity_ah
@@ -48,10 +49,13 @@ class EpeverUnit:
     def set_load(self, amps):
         self.load_a = float(amps)
 
+    @property
+    def soc(self):
+        return self.battery.soc
+
     def advance(self, dt):
         s = self.values()
-        self.soc += 100.0 * (s["charge_a"] - self.load_a) * dt / 3600.0 / self.capacity_ah
-        self.soc = max(0.0, min(100.0, self.soc))
+        self.battery.flow(s["charge_a"] - self.load_a, dt)
 
     def values(self):
         pv_w = self.sun * self.pv_peak_w
@@ -119,21 +123,20 @@ class EpeverEmulator(PtyEmulator):
         self.heard = 0  # requests addressed to one of our slaves
         self.dropped = 0  # of those, left unanswered by answer_every
         self.units = {s: EpeverUnit(s) for s in slaves}
-        self.speed = speed
+        self.time = ModelTime(clock, speed)
         self.latency_s = latency_s
         self.clock = clock
         self.registers = {}  # (function, address) -> value: extra registers for any slave
         self.holding = {0x9000: 0, 0x9001: 200}  # battery type (user), capacity Ah
-        self._last = clock()
         self.collisions = 0  # requests that arrived while another was still unanswered
 
     def unit(self, slave):
         return self.units[slave]
 
+    speed = property(lambda self: self.time.speed)
+
     def _advance(self):
-        now = self.clock()
-        dt = (now - self._last) * self.speed
-        self._last = now
+        dt = self.time.step()
         if dt > 0:
             for u in self.units.values():
                 u.advance(dt)

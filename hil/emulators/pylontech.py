@@ -18,12 +18,13 @@ import time
 
 from drivers.proto import pylontech as pp
 from hil.emulators.base import PtyEmulator
+from hil.emulators.power import Battery, ModelTime
 
 
 class Pack:
     def __init__(self, adr, soc=70.0, current=0.0, capacity_mah=50000, cycles=132):
         self.adr = adr
-        self.soc = float(soc)
+        self.battery = Battery(capacity_mah / 1000.0, soc)
         self.current = float(current)
         self.capacity_mah = capacity_mah
         self.cycles = cycles
@@ -32,9 +33,12 @@ class Pack:
     def set_current(self, amps):
         self.current = float(amps)
 
+    @property
+    def soc(self):
+        return self.battery.soc
+
     def advance(self, dt):
-        self.soc += 100.0 * self.current * dt / 3.6 / self.capacity_mah
-        self.soc = max(0.0, min(100.0, self.soc))
+        self.battery.flow(self.current, dt)
 
     def values(self):
         mv = 3200 + 150 * self.soc / 100.0
@@ -88,9 +92,8 @@ class PylontechEmulator(PtyEmulator):
     def __init__(self, addresses=(2,), speed=1.0, clock=time.monotonic, **kw):
         PtyEmulator.__init__(self, **kw)
         self.packs = {a: Pack(a) for a in addresses}
-        self.speed = speed
+        self.time = ModelTime(clock, speed)
         self.clock = clock
-        self._last = clock()
 
     def pack(self, adr):
         return self.packs[adr]
@@ -100,10 +103,10 @@ class PylontechEmulator(PtyEmulator):
             self._advance()
             return self.packs[adr].values()
 
+    speed = property(lambda self: self.time.speed)
+
     def _advance(self):
-        now = self.clock()
-        dt = (now - self._last) * self.speed
-        self._last = now
+        dt = self.time.step()
         if dt > 0:
             for p in self.packs.values():
                 p.advance(dt)

@@ -25,6 +25,7 @@ import time
 
 from drivers.proto import vedirect as vd
 from hil.emulators.base import PtyEmulator
+from hil.emulators.power import Battery, ModelTime
 
 
 class VeDirectEmulator(PtyEmulator):
@@ -34,14 +35,13 @@ class VeDirectEmulator(PtyEmulator):
                  clock=time.monotonic, **kw):  # fmt: skip
         PtyEmulator.__init__(self, **kw)
         self.period_s = period_s
-        self.soc = float(soc)
+        self.battery = Battery(capacity_ah, soc)
         self.current = float(current)
         self.capacity_ah = capacity_ah
         self.consumed_ah = -(100.0 - soc) * capacity_ah / 100.0
-        self.speed = speed
+        self.time = ModelTime(clock, speed)
         self.clock = clock
         self.sent_blocks = 0
-        self._last = clock()
         self._main_next = True
 
     def set_current(self, amps):
@@ -52,16 +52,16 @@ class VeDirectEmulator(PtyEmulator):
     def set_soc(self, percent):
         with self._lock:
             self._advance()
-            self.soc = float(percent)
+            self.battery.soc = float(percent)
+
+    soc = property(lambda self: self.battery.soc)
+    speed = property(lambda self: self.time.speed)
 
     def _advance(self):
-        now = self.clock()
-        dt = (now - self._last) * self.speed
-        self._last = now
+        dt = self.time.step()
         if dt > 0:
-            ah = self.current * dt / 3600.0
-            self.soc = max(0.0, min(100.0, self.soc + 100.0 * ah / self.capacity_ah))
-            self.consumed_ah = min(0.0, self.consumed_ah + ah)
+            self.battery.flow(self.current, dt)
+            self.consumed_ah = min(0.0, self.consumed_ah + self.current * dt / 3600.0)
 
     @property
     def state(self):

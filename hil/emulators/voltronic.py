@@ -17,6 +17,7 @@ import time
 
 from drivers.proto import voltronic as vp
 from hil.emulators.base import PtyEmulator
+from hil.emulators.power import Battery, ModelTime, SitePower
 
 
 class VoltronicEmulator(PtyEmulator):
@@ -26,20 +27,32 @@ class VoltronicEmulator(PtyEmulator):
         self, soc=80.0, load_w=600.0, speed=1.0, capacity_ah=100.0, clock=time.monotonic, **kw
     ):
         PtyEmulator.__init__(self, **kw)
-        self.soc = float(soc)
         self.load_w = float(load_w)
-        self.grid = True
         self.sun = 0.0
         self.pv_peak_w = 3000.0
         self.capacity_ah = capacity_ah
-        self.speed = speed
         self.clock = clock
-        self._last = clock()
+        self.time = ModelTime(clock, speed)
+        # The grid is the site's mains; off grid the battery carries the load less what PV
+        # gives (a negative load: PV surplus charges it).
+        self.power = SitePower(Battery(capacity_ah, soc), low_pct=20.0, latch=False)
+
+    soc = property(lambda self: self.power.battery.soc)
+    grid = property(lambda self: self.power.mains)
+    speed = property(lambda self: self.time.speed)
 
     def set_grid(self, on):
         with self._lock:
             self._advance()
-            self.grid = bool(on)
+            self.power.set_mains(on)
+
+    set_mains = set_grid  # the name every mains-fed emulator answers to (hil/drill)
+
+    def power_state(self):
+        with self._lock:
+            self._advance()
+            s = self._state()
+            return self.power.power_state(s["discharge_a"] - s["charge_a"])
 
     def set_sun(self, fraction):
         with self._lock:
@@ -47,15 +60,11 @@ class VoltronicEmulator(PtyEmulator):
             self.sun = float(fraction)
 
     def _advance(self):
-        now = self.clock()
-        dt = (now - self._last) * self.speed
-        self._last = now
+        dt = self.time.step()
         if dt > 0:
             s = self._state()
-            net = s["charge_a"] - s["discharge_a"]
-            self.soc = max(
-                0.0, min(100.0, self.soc + 100.0 * net * dt / 3600.0 / self.capacity_ah)
-            )
+            # The inverter never cuts off here: PV may recharge even an empty bank.
+            self.power.battery.flow(s["charge_a"] - s["discharge_a"], dt)
 
     @property
     def state(self):
