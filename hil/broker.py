@@ -10,7 +10,8 @@ mosquitto options for the uplink tests: `tls` (dict: ca_file, cert_file, key_fil
 require_certificate, default True: mutual TLS), `acl` (the text of an ACL file), `passwords`
 ({user: password}, hashed with mosquitto_passwd; anonymous access is then refused) and
 `persistence` (sessions and queued messages survive halt()/restart()). halt() stops the broker
-and keeps its files and port; restart() starts it again on the same port.
+and keeps its files and port; restart() starts it again on the same port. `netns` runs mosquitto
+inside a network namespace a rig made (hil/netns.py), listening on `host` there.
 """
 
 import os
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import tempfile
 
+from hil import netns as ns
 from hil.net import free_port, wait_tcp
 from hil.proc import die_with_parent
 
@@ -37,15 +39,18 @@ class Broker:
     """`with Broker() as b:` gives b.host and b.port; the broker and its files go on exit."""
 
     def __init__(self, host="127.0.0.1", port=None, require_mosquitto=False, extra_conf="",
-                 tls=None, acl=None, passwords=None, persistence=False):  # fmt: skip
+                 tls=None, acl=None, passwords=None, persistence=False, netns=None):  # fmt: skip
         self.host = host
+        self.netns = netns
         self.port = port
         self.extra_conf = extra_conf
         self.tls = tls
         self.acl = acl
         self.passwords = passwords
         self.persistence = persistence
-        self.require_mosquitto = require_mosquitto or bool(tls or acl or passwords or persistence)
+        self.require_mosquitto = require_mosquitto or bool(
+            tls or acl or passwords or persistence or netns
+        )
         self.exe = None
         self.proc = None
         self.inproc = None
@@ -55,7 +60,7 @@ class Broker:
     def start(self):
         self.dir = tempfile.mkdtemp(prefix="site-agent-broker-")
         if self.port is None:
-            self.port = free_port(self.host)
+            self.port = 1883 if self.netns else free_port(self.host)
         want = os.environ.get("SITE_AGENT_BROKER", "")
         exe = find_mosquitto() if want != "amqtt" else None
         if exe:
@@ -67,7 +72,7 @@ class Broker:
         else:
             self._start_amqtt()
         try:
-            wait_tcp(self.host, self.port, 15, self.proc)
+            self._wait(15)
         except RuntimeError as e:
             log = self.log_text()
             self.stop()
@@ -115,7 +120,7 @@ class Broker:
     def _spawn_mosquitto(self):
         conf = os.path.join(self.dir, "mosquitto.conf")
         self.proc = subprocess.Popen(
-            [self.exe, "-c", conf],
+            ns.exec_argv(self.netns, [self.exe, "-c", conf]),
             stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(self.dir, "stderr.log"), "w"),
             start_new_session=True,
@@ -142,6 +147,9 @@ class Broker:
                     out.append(f.read()[-4000:])
         return "\n".join(out)
 
+    def _wait(self, timeout):
+        ns.call_in(self.netns, wait_tcp, self.host, self.port, timeout, self.proc)
+
     def halt(self):
         """Stop the broker (SIGTERM: a persistent one saves its state) but keep its files."""
         if self.proc is not None and self.proc.poll() is None:
@@ -159,7 +167,7 @@ class Broker:
             raise BrokerUnavailable("restart() needs mosquitto")
         self._spawn_mosquitto()
         try:
-            wait_tcp(self.host, self.port, 15, self.proc)
+            self._wait(15)
         except RuntimeError as e:
             why = "mosquitto did not restart: %s\n%s" % (e, self.log_text())
             raise BrokerUnavailable(why) from e
