@@ -12,7 +12,7 @@ import signal
 
 import drivers
 from agent.core.clock import Clock, ClockFile, boot_id
-from agent.core.compat import monotonic, wall_time
+from agent.core import simtime
 from agent.core.errors import ConfigError, QueueError
 from agent.core.monitor.pipeline import SiteMonitor
 from agent.core.poll.loop import Loop
@@ -69,7 +69,8 @@ def open_queue(cfg, log, volatile=False):
     except OSError as e:
         raise QueueError("storage.dir %s: cannot create: %s" % (path, e.strerror or e)) from e
     return open_store(
-        path, int(st["budget_mb"] * 1024 * 1024), log=lambda msg: log.info("queue", msg)
+        path, int(st["budget_mb"] * 1024 * 1024), log=lambda msg: log.info("queue", msg),
+        wall=simtime.wall,
     )
 
 
@@ -80,13 +81,14 @@ def make_loop(cfg, queue, log, monitor=None, clock=None, on_pass=None):
         queue,
         random.random,
         log,
-        mono=clock.mono if clock is not None else monotonic,
-        wall=clock.now if clock is not None else wall_time,
+        mono=clock.mono if clock is not None else simtime.mono,
+        wall=clock.now if clock is not None else simtime.wall,
         commit_interval=st.get("commit_interval", 5.0),
         commit_records=st.get("commit_records", 500),
         monitor=monitor,
         clock=clock,
         on_pass=on_pass,
+        scale=simtime.SCALE,
     )
     for dev, drv in build_drivers(cfg):
         loop.add_device(dev, drv)
@@ -122,7 +124,10 @@ async def run_agent(cfg, log, stop=None):
         log.warning("config", w)
     data_dir = cfg.storage["dir"]
     queue = open_queue(cfg, log)
-    clock = Clock(boot_id(), state=ClockFile(os.path.join(data_dir, "clock.json")), log=log)
+    if simtime.ACTIVE:
+        log.warning("agent", simtime.describe())
+    clock = Clock(boot_id(), mono=simtime.mono, wall=simtime.wall,
+                  state=ClockFile(os.path.join(data_dir, "clock.json")), log=log)  # fmt: skip
     if cfg.site.get("clock") == "system" and not clock.trusted():
         clock.trust(None, "system")
     monitor = SiteMonitor(

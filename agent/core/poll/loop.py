@@ -5,6 +5,11 @@ result becomes readings stamped with the site, device and time; they go to the q
 and to the table of latest values. The queue is committed (group commit) at most once per
 `commit_interval` seconds, or sooner when `commit_records` readings are waiting, and listeners are
 told only after the commit, because only then do those readings count as stored.
+
+Time: `mono` is the site's clock (intervals, jitter, the commit interval). A poll's budget is
+machine time: a device answers in real seconds. With accelerated site time (`scale` > 1, a HIL
+drill, agent/core/simtime.py) the scheduler holds budgets in site seconds (budget x scale, so a
+hung poll is still one that outlived its budget) and the loop sleeps wait / scale real seconds.
 """
 
 import asyncio
@@ -33,11 +38,13 @@ class Loop:
         monitor=None,
         clock=None,
         on_pass=None,
+        scale=1.0,
     ):
         self.site_id = site_id
         self.queue = queue
         self.log = log
         self.mono = mono
+        self.scale = scale
         self.wall = wall  # returns epoch seconds, or None while the clock is not trusted
         self.sched = Scheduler(rand, backoff_max)
         self.commit_interval = commit_interval
@@ -64,7 +71,7 @@ class Loop:
         self.sched.add(
             device["id"],
             device["interval"],
-            device["timeout"],
+            device["timeout"] * self.scale,
             device.get("jitter", 0.1),
             self.mono(),
         )
@@ -89,7 +96,7 @@ class Loop:
         st = self.sched.state(dev_id)
         self.sched.started(dev_id, self.mono())
         try:
-            result = await self.drivers[dev_id].poll(st.budget)
+            result = await self.drivers[dev_id].poll(st.budget / self.scale)
         except asyncio.CancelledError:
             # Cancelled by hung() handling or shutdown: whoever cancelled settles the state.
             raise
@@ -232,7 +239,10 @@ class Loop:
             if task is not None:
                 task.cancel()
             st = self.sched.state(dev_id)
-            reason = "poll hung for %.0fs (budget %gs)" % (now - st.running_since, st.budget)
+            reason = "poll hung for %.0fs (budget %gs)" % (
+                (now - st.running_since) / self.scale,
+                st.budget / self.scale,
+            )
             was_stale = st.stale
             self.sched.finished(dev_id, now, False, reason)
             self._record(dev_id, _Hung(reason), was_stale, False)
@@ -254,7 +264,7 @@ class Loop:
                 wait = self._tick()
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    await asyncio.wait_for(self._wake.wait(), wait / self.scale)
                 except asyncio.TimeoutError:
                     pass
         finally:

@@ -105,6 +105,7 @@ class Store:
     flush_bytes: pending bytes written (unsynced) to the tail before commit.
     max_pending: while the medium fails, records buffered in RAM beyond this are dropped.
     readonly: inspect a stopped agent's directory without repairing or writing anything.
+    wall: the wall clock for the time of the counter records (site time under a drill).
     """
 
     def __init__(
@@ -123,8 +124,10 @@ class Store:
         seq_lease=1024,
         readonly=False,
         log=None,
+        wall=wall_time,
     ):
         self.path = path.rstrip("/") or "/"
+        self.wall = wall  # the time on the counter records it makes (the site's wall clock)
         self.budget = budget_bytes
         self._sync = sync
         self._sync_dir = sync_dir
@@ -550,7 +553,7 @@ class Store:
 
     def _emit_counters(self):
         self._emitted = (self.thinned, self.dropped)
-        now = wall_time()
+        now = self.wall()
         for metric, value in (
             ("agent.queue.thinned", self.thinned),
             ("agent.queue.dropped", self.dropped),
