@@ -23,7 +23,7 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from agent.core import contract
+from agent.core.uplink import contract
 
 
 class Observer:
