@@ -150,6 +150,9 @@ class Store:
         self.site = None
         self._next_seq = 0
         self._pending = {LANE_ALARM: [], LANE_ROUTINE: []}  # [(seq, frame)]
+        # Written to the tail but not yet synced: a failed sync (a full disk) may have torn them,
+        # so they go back to _pending on a fault and are written again unless whole in the file.
+        self._unsynced = {LANE_ALARM: [], LANE_ROUTINE: []}
         self._latest = {}
         self._newest = {LANE_ALARM: None, LANE_ROUTINE: None}
         self._fault = False
@@ -454,6 +457,8 @@ class Store:
         self._fault = True
         for lane in LANES:
             self._close_tail(lane)
+            self._pending[lane] = self._unsynced[lane] + self._pending[lane]
+            self._unsynced[lane] = []
 
     def _shed(self):
         # The medium is failing: keep at most max_pending bytes in RAM, routine data goes first.
@@ -489,6 +494,7 @@ class Store:
         seg.count += len(pend)
         seg.size += len(buf)
         self.io["bytes"] += len(buf)
+        self._unsynced[lane].extend(pend)
         self._pending[lane] = []
 
     def _commit_files(self, seal_lane=None):
@@ -507,6 +513,7 @@ class Store:
                 if new:
                     self._dir_sync()
                 seg.conf = seg.size
+            self._unsynced[lane] = []  # synced: whole on the medium
         self.confirmed_seq = conf
         for lane in LANES:
             segs = self._segs[lane]
