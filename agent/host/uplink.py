@@ -12,9 +12,16 @@ Invariants:
 - data flows only after the broker acknowledged our birth message AND delivered it back to us on
   our own status topic (the echo). MQTT 3.1.1 brokers acknowledge a publish that an ACL silently
   drops, so the echo is what tells us our topics are writable; without it we keep the data.
-- the backoff is reset only after a connect plus that first acknowledged (and echoed) publish;
-  connection attempts (probes of the preferred broker included) never exceed
-  max_connects_per_min.
+- the backoff is reset only after a connect plus that first acknowledged (and echoed) publish,
+  or when a probe finds a broker answering again after none did; full connection attempts
+  (returns to the preferred broker included) never exceed max_connects_per_min.
+- reconnecting (docs/mqtt.md): while no broker answers TCP (a cut link, a broker host down) the
+  uplink only probes, every probe_interval x [0.5, 1.5) s, with a TCP connect and close (no TLS,
+  no MQTT); the first broker to answer, in order of preference, gets a full connect after a
+  delay uniform in [0, reconnect_spread]. A broker that answers TCP but refuses or drops the
+  session is retried with the full-jitter backoff. A link whose oldest publish has waited
+  ack_timeout s for its PUBACK is presumed dead (a silent cut is otherwise seen only after 1.5 x
+  keepalive). On a backup broker the preferred one is probed the same way.
 - no secret is ever passed to the log: broker lines name host:port and the broker's name only.
 """
 
@@ -28,8 +35,9 @@ import time
 import paho.mqtt.client as mqtt
 
 from agent import __version__
+from agent.core import simtime
 from agent.core.uplink import contract
-from agent.core.uplink.backoff import Backoff, ByteBudget, ConnectLimiter
+from agent.core.uplink.backoff import Backoff, ByteBudget, ConnectLimiter, LinkWatch
 from agent.core.uplink.outbox import Message, Outbox
 from agent.host import mqtt_client
 
@@ -78,6 +86,11 @@ class MqttUplink:
             rand, uplink_cfg.get("backoff_base", 2.0), uplink_cfg.get("backoff_cap", 300.0)
         )
         self.limiter = ConnectLimiter(uplink_cfg.get("max_connects_per_min", 6))
+        self.watch = LinkWatch(rand, uplink_cfg.get("probe_interval", 4.0),
+                               uplink_cfg.get("reconnect_spread", 8.0))  # fmt: skip
+        self.ack_timeout = float(uplink_cfg.get("ack_timeout", 12))
+        self.unreachable = False  # the last failure: no broker answered TCP (else it refused)
+        self.probes = 0
         self.budgets = []
         for b in self.brokers:
             limit = b.get("budget_bytes", 0)
@@ -87,7 +100,8 @@ class MqttUplink:
                           rate_msgs=uplink_cfg.get("rate_msgs", 20),
                           rate_bytes=uplink_cfg.get("rate_bytes", 0), facade=facade,
                           contract_version=self.contract,
-                          integrity=float(uplink_cfg.get("integrity_period", 600)))  # fmt: skip
+                          integrity=float(uplink_cfg.get("integrity_period", 600)),
+                          wall=simtime.wall)  # fmt: skip
         self.session = None
         self.last_error = None
         self.confirmed_seq = None
@@ -95,6 +109,8 @@ class MqttUplink:
         self._wake = None
         self._next_idx = 0
         self._next_probe = None
+        self._pref_probe = None  # the running probe of the preferred broker (a task)
+        self._pref_ready = None  # it answered: monotonic() of the full attempt
         self._alarms_dirty = False
         self._drain_requested = False
 
@@ -262,9 +278,13 @@ class MqttUplink:
         box[0] = s
         self.limiter.record(time.monotonic())
         self.log.info("uplink", "connecting", broker=self._where(b))
+        self.unreachable = False
         try:
             await asyncio.to_thread(client.connect, b["host"], b["port"], self.keepalive)
         except (OSError, ssl.SSLError, ValueError) as e:
+            # No TCP (a timeout, refused, no route): nothing answers there; TLS failures are
+            # ssl.SSLError, an OSError too, but mean the broker did answer.
+            self.unreachable = not isinstance(e, (ssl.SSLError, ValueError))
             return self._give_up(s, "connect failed: %s" % (e,))
         client.loop_start()
         deadline = time.monotonic() + self.connect_timeout
@@ -277,11 +297,12 @@ class MqttUplink:
             return await self._close(s, why)
         client.subscribe([(self.topics["status"], 1), (self.topics["cmd"], 1)])
         birth = contract.status_payload(
-            contract.ONLINE, version=__version__, session=s.nonce, time=time.time(),
+            contract.ONLINE, version=__version__, session=s.nonce, time=simtime.wall(),
             info=self.site_info,
         )
         info = client.publish(self.topics["status"], birth, qos=1, retain=True)
         s.inflight[info.mid] = Message(self.topics["status"], birth, retain=True, kind="birth")
+        s.inflight[info.mid].sent = time.monotonic()
         deadline = time.monotonic() + self.echo_timeout
         while not (s.birth_acked and s.echoed) and not s.failed and time.monotonic() < deadline:
             await self._sleep(deadline - time.monotonic())
@@ -351,24 +372,101 @@ class MqttUplink:
             self._serve_commands(None)  # drop stale commands; no link to answer on
             await asyncio.sleep(min(wait, 1.0))
 
+    async def _probe(self, b):
+        """One cheap look at broker b: does anything accept TCP there? (No TLS, no MQTT.)"""
+        self.probes += 1
+        try:
+            async with asyncio.timeout(self.watch.every):
+                _r, w = await asyncio.open_connection(b["host"], b["port"])
+        except (OSError, TimeoutError):
+            return False
+        w.close()
+        try:
+            await w.wait_closed()
+        except OSError:
+            pass
+        return True
+
+    async def _probe_round(self):
+        """Probe every broker at once; the index of the first to answer (among those answering
+        together, the most preferred), or None when none does within the probe timeout. A dead
+        preferred link costs no wait: a backup that answers first is taken, and the preferred
+        broker is probed again from there (_probe_due)."""
+        tasks = [asyncio.ensure_future(self._probe(b)) for b in self.brokers]
+        try:
+            pending = set(tasks)
+            while pending:
+                _done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for idx, t in enumerate(tasks):
+                    if t.done() and not t.cancelled() and t.exception() is None and t.result():
+                        return idx
+            return None
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    async def _probe_until_answer(self, quiet=False):
+        """While no broker answers TCP: probe them all every probe period. Returns the index of
+        the broker that answered first."""
+        if not quiet:
+            self.log.warning("uplink", "no broker answers; probing", every_s=self.watch.every)
+        while True:
+            idx = await self._probe_round()
+            if idx is not None:
+                return idx
+            end = time.monotonic() + self.watch.probe_delay()
+            while time.monotonic() < end:
+                if self._drain_requested:  # a technician's drain: probe again now
+                    self._drain_requested = False
+                    break
+                self._serve_commands(None)  # drop stale commands; no link to answer on
+                await asyncio.sleep(min(0.5, max(0.0, end - time.monotonic())))
+
     def _probe_due(self, s):
+        """On a backup broker: probe the preferred one every probe period; once it answers, a
+        full attempt after the spread (and after a failed attempt, preferred_retry later)."""
         if s.idx == 0 or len(self.brokers) < 2:
             return False
         now = time.monotonic()
-        if self._next_probe is None:
-            self._next_probe = now + self.preferred_retry * (0.5 + 0.5 * self.rand())
-        return now >= self._next_probe and self.limiter.wait_time(now) == 0
+        if self._pref_ready is not None:
+            return now >= self._pref_ready and self.limiter.wait_time(now) == 0
+        task = self._pref_probe
+        if task is not None and task.done():
+            self._pref_probe = None
+            if not task.cancelled() and task.exception() is None and task.result():
+                self._pref_ready = now + self.watch.arrival_delay()
+        elif task is None and (self._next_probe is None or now >= self._next_probe):
+            self._pref_probe = asyncio.ensure_future(self._probe(self.brokers[0]))
+            self._next_probe = now + self.watch.probe_delay()
+        return False
+
+    def _cancel_pref_probe(self):
+        if self._pref_probe is not None:
+            self._pref_probe.cancel()
+        self._pref_probe = None
+        self._pref_ready = None
+
+    def _acks_overdue(self, s):
+        oldest = self.out.oldest_unacked(s)
+        return oldest is not None and time.monotonic() - oldest > self.ack_timeout
 
     async def _serve(self, s):
         """Pump session s until it fails or a more preferred broker takes over."""
         self.session = s
         self.last_error = None
         self._next_probe = None
+        self._cancel_pref_probe()
         while s.alive and not s.failed:
             self._serve_commands(s)
             wait = self._pump(s)
+            if self._acks_overdue(s):
+                s.failed = "no PUBACK within %gs: the link is presumed dead" % self.ack_timeout
+                break
             if self._probe_due(s):
-                self._next_probe = None
+                self._pref_ready = None
+                # After a failed attempt the preferred broker waits preferred_retry.
+                self._next_probe = time.monotonic() + self.preferred_retry * (
+                    0.5 + 0.5 * self.rand())
                 better = await self._connect(0)
                 if better is not None:
                     self.log.info("uplink", "returning to the preferred broker",
@@ -383,6 +481,9 @@ class MqttUplink:
         why = s.failed or "disconnected"
         self.log.warning("uplink", "link lost; in-flight batches will be sent again",
                          broker=self._where(s.broker), reason=why)  # fmt: skip
+        self._cancel_pref_probe()
+        # A broker that refuses our publishes is there; anything else may be the link.
+        self.unreachable = not why.startswith("broker refused")
         await self._close(s, None)
         self.last_error = why
         self.session = None
@@ -402,27 +503,38 @@ class MqttUplink:
         confirmed = getattr(self.queue, "confirmed_seq", None)
         self.log.info("uplink", "started", confirmed_seq=confirmed, brokers=len(self.brokers),
                       contract=self.contract, format=self.fmt)  # fmt: skip
-        delay = 0.0
+        # At start as after a loss: find a broker that answers before a full attempt (a dead
+        # preferred link would otherwise hold the first attempt for connect_timeout), and come
+        # in spread: a region whose power returns boots its agents together.
+        self._next_idx = await self._probe_until_answer(quiet=True)
+        delay = self.watch.arrival_delay()
         try:
             while True:
                 await self._wait_for_attempt(delay)
                 idx = self._next_idx
                 s = await self._connect(idx)
+                served = s is not None
                 while s is not None:
-                    self._next_idx = 0  # after a loss, start again from the preferred broker
                     s = await self._serve(s)
-                    delay = self.backoff.next_delay() if s is None else 0.0
-                    if s is None:
-                        break
-                else:
-                    self._next_idx = (idx + 1) % len(self.brokers)
-                    delay = self.backoff.next_delay()
-                    self.log.info("uplink", "next attempt", broker=self._where(
+                if self.unreachable:
+                    # Nothing answered: probe until a broker does, then come in spread.
+                    self._next_idx = await self._probe_until_answer()
+                    self.backoff.reset()
+                    delay = self.watch.arrival_delay()
+                    self.log.info("uplink", "a broker answers again", broker=self._where(
                         self.brokers[self._next_idx]), delay_s=round(delay, 2))  # fmt: skip
+                    continue
+                # Answered but refused or dropped us: back off (after a lost session, from the
+                # preferred broker again; after a refused connect, the next broker).
+                self._next_idx = 0 if served else (idx + 1) % len(self.brokers)
+                delay = self.backoff.next_delay()
+                self.log.info("uplink", "next attempt", broker=self._where(
+                    self.brokers[self._next_idx]), delay_s=round(delay, 2))  # fmt: skip
         finally:
             await self._shutdown()
 
     async def _shutdown(self):
+        self._cancel_pref_probe()
         s = self.session
         self.session = None
         if s is not None and s.alive:
@@ -431,13 +543,14 @@ class MqttUplink:
 
     def state(self):
         s = self.session
-        now = time.time()
+        now = simtime.wall()
         out = {
             "connected": bool(s is not None and s.ready),
             "broker": self._where(s.broker) if s is not None else None,
             "inflight": len(s.inflight) if s is not None else 0,
             "last_error": self.last_error,
             "backoff_failures": self.backoff.failures,
+            "probes": self.probes,
             "budgets": [bb.state(now) for bb in self.budgets],
         }
         out.update(self.out.state())

@@ -92,12 +92,14 @@ class ScriptedBroker:
                 c, _ = self.sock.accept()
             except OSError:
                 continue
-            self.accepted += 1
             self.conns.append(c)
             c.settimeout(2)
             try:
                 first = c.recv(2)
+                if not first:
+                    continue  # the agent's link probe: a TCP connect and close, no MQTT
                 assert first[:1] == b"\x10"  # CONNECT
+                self.accepted += 1  # connection attempts, as MQTT sees them
                 if self.mode == "cut":
                     c.sendall(b"\x20\x02\x00\x00")  # CONNACK accepted
                     # PUBLISH to a 20-byte topic announcing 100 bytes, cut after 7.

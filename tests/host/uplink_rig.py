@@ -46,7 +46,8 @@ def uplink_cfg(brokers, **kw):
     u = {"client_id": SITE, "topic_prefix": PREFIX, "format": "json", "keepalive": 10,
          "batch_max": 20, "rate_msgs": 200, "rate_bytes": 0, "max_connects_per_min": 30,
          "brokers": brokers, "connect_timeout": 3, "echo_timeout": 3, "backoff_base": 0.2,
-         "backoff_cap": 1.0, "preferred_retry": 2.0}  # fmt: skip
+         "backoff_cap": 1.0, "preferred_retry": 2.0, "probe_interval": 0.5,
+         "reconnect_spread": 0.5}  # fmt: skip
     u.update(kw)
     return u
 

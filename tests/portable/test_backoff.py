@@ -138,3 +138,17 @@ def test_budget_holds_routine_not_alarms_and_reopens():
 def test_zero_budget_is_unlimited():
     bb = ByteBudget(0)
     assert bb.allows(5.0, 10**12)
+
+
+def test_link_watch_probes_jittered_and_spreads_the_arrival():
+    from agent.core.uplink.backoff import LinkWatch
+
+    w = LinkWatch(_Lcg(7), every=4.0, spread=8.0)
+    probes = [w.probe_delay() for _ in range(500)]
+    assert min(probes) >= 2.0 and max(probes) < 6.0
+    assert max(probes) - min(probes) > 3.5  # spread over the whole range, not in step
+    arrivals = [w.arrival_delay() for _ in range(500)]
+    assert min(arrivals) >= 0.0 and max(arrivals) <= 8.0
+    assert sum(arrivals) / len(arrivals) > 3.0  # about uniform: mean near 4
+    raises(ValueError, LinkWatch, _Lcg(), 0.0, 1.0)
+    raises(ValueError, LinkWatch, _Lcg(), 1.0, -1.0)

@@ -330,6 +330,12 @@ UPLINK = (
     ("preferred_retry", field("num", default=300, min=10, max=DAY_S)),
     ("backoff_base", field("num", default=2, gt=0, max=3600)),
     ("backoff_cap", field("num", default=300, gt=0, max=DAY_S)),
+    # While no broker answers TCP: probe every probe_interval x [0.5, 1.5) s, and once one
+    # answers, connect after a delay uniform in [0, reconnect_spread] s (docs/mqtt.md).
+    ("probe_interval", field("num", default=4, gt=0, max=300)),
+    ("reconnect_spread", field("num", default=8, min=0, max=3600)),
+    # A publish waiting this long for its PUBACK means the link is dead (a silent cut).
+    ("ack_timeout", field("num", default=12, gt=0, max=600)),
     ("brokers", field("tables", True, fields=BROKER)),
 )
 STORAGE = (

@@ -9,6 +9,16 @@ Invariants:
 - ConnectLimiter never allows more than `per_min` attempts in any 60 s window.
 - ByteBudget windows are fixed (aligned to multiples of `window_s` on the clock it is given);
   alarms may overdraw it, routine traffic never does.
+- LinkWatch paces what the uplink does while no broker answers at all (no TCP): cheap probes
+  `every` x [0.5, 1.5) apart, and once one answers, a full connect after a delay uniform in
+  [0, spread]. Backoff paces full attempts at a broker that answers TCP but refuses or drops us.
+
+Why two regimes (docs/mqtt.md, bench/fleet_reconnect.py): full jitter protects a broker that is
+up but overloaded, at the cost of minutes of delay after a long outage (the ceiling has grown to
+the cap). While nothing answers, though, no attempt reaches any broker, so there is nothing to
+protect: a TCP probe (SYN, and a close if accepted; no TLS, no MQTT) costs the broker at most one
+accept per agent per outage. So an agent notices a link's return within a probe period, and a
+fleet whose links all return at once arrives spread over `spread` seconds, not in lockstep.
 """
 
 
@@ -41,6 +51,26 @@ class Backoff:
 
     def reset(self):
         self.failures = 0
+
+
+class LinkWatch:
+    """Probe pacing while unreachable, and the spread of the arrival once a probe answers.
+    `rand()` returns a float in [0, 1)."""
+
+    def __init__(self, rand, every=4.0, spread=8.0):
+        if every <= 0 or spread < 0:
+            raise ValueError("link watch needs every > 0 and spread >= 0")
+        self.rand = rand
+        self.every = float(every)
+        self.spread = float(spread)
+
+    def probe_delay(self):
+        """Seconds until the next probe: every x [0.5, 1.5), so agents do not probe in step."""
+        return self.every * (0.5 + self.rand())
+
+    def arrival_delay(self):
+        """Seconds between a probe that answered and the full connect: uniform in [0, spread]."""
+        return self.spread * self.rand()
 
 
 class ConnectLimiter:

@@ -17,12 +17,14 @@ Invariants:
 - at most `window` messages are in flight per session;
 - order after each connect: alarm events, then the retained state and active-alarm set, then the
   backlog oldest first, paced by rate_msgs / rate_bytes; routine traffic never overdraws a
-  broker's byte budget, alarms may.
+  broker's byte budget, alarms may. When the active-alarm set changes on a session that has sent
+  its state, the retained state and set go again, so what a centre sees retained is current.
 - contract v2 in the compact form: each session has its own data stream (compact2.Stream, named
   by the session's nonce when it has one); a stream message counts as received by the consumer
   once it is published (Message.done), and the stream ends with the session, so what the
   encoder leaves out is always relative to messages of the same connection. The retained series
   table goes after every message that numbered new series or changed a static value.
+- times (budget windows, payload times) come from `wall`: the site's wall clock.
 """
 
 from agent.core.compat import monotonic, wall_time
@@ -35,7 +37,7 @@ INBOX_MAX = 64  # command payloads waiting to be served; more are dropped and co
 
 
 class Message:
-    __slots__ = ("topic", "payload", "retain", "urgent", "batch", "kind", "done")
+    __slots__ = ("topic", "payload", "retain", "urgent", "batch", "kind", "done", "sent")
 
     def __init__(self, topic, payload, retain=False, urgent=False, batch=None, kind=None,
                  done=None):  # fmt: skip
@@ -46,13 +48,15 @@ class Message:
         self.batch = batch
         self.kind = kind
         self.done = done  # called once the message is handed to the client (stream state)
+        self.sent = None  # monotonic() when published: how long it has waited for its PUBACK
 
 
 class Outbox:
     def __init__(self, queue, site_id, topics, log, batch_max=100, rate_msgs=20, rate_bytes=0,
                  facade=None, window=WINDOW, contract_version=1, integrity=600.0,
-                 mono=monotonic):  # fmt: skip
+                 mono=monotonic, wall=wall_time):  # fmt: skip
         self.queue = queue
+        self.wall = wall
         self.mono = mono  # the integrity period's clock
         self.version = contract_version
         self.integrity = integrity  # v2 compact: every series carried at least this often (s)
@@ -98,7 +102,7 @@ class Outbox:
         readings = self.facade.readings()
         payload = contract.encode_batch(self.site_id, 0, readings, contract.KIND_STATE, fmt,
                                         self.version)  # fmt: skip
-        alarms = contract.alarms_payload(self.site_id, self.facade.active_alarms(), wall_time())
+        alarms = contract.alarms_payload(self.site_id, self.facade.active_alarms(), self.wall())
         return [
             Message(self.topics["state"], payload, retain=True, urgent=True, kind="state"),
             Message(self.topics["alarms"], alarms, retain=True, urgent=True, kind="state"),
@@ -151,11 +155,9 @@ class Outbox:
         if self._alarms_dirty and self.facade is not None:
             self._alarms_dirty = False
             if s.state_sent:  # else the state about to go out carries the new set anyway
-                body = contract.alarms_payload(self.site_id, self.facade.active_alarms(),
-                                               wall_time())  # fmt: skip
-                self._msgs.append(
-                    Message(self.topics["alarms"], body, retain=True, urgent=True, kind="state")
-                )
+                # The state with it: an alarm changes when the site's state does (mains lost
+                # or back, a link down or up), and the retained state must say so too.
+                self._msgs.extend(self._state_msgs(fmt))
                 return True
         batch = self.queue.next_batch(self.batch_max)
         if batch is None:
@@ -194,7 +196,7 @@ class Outbox:
                 return None
             msg = self._msgs[0]
             nbytes = contract.publish_bytes(msg.topic, len(msg.payload))
-            now = wall_time()
+            now = self.wall()
             if not budget.allows(now, nbytes, msg.urgent):
                 if not self.budget_blocked:
                     self.budget_blocked = True
@@ -220,6 +222,7 @@ class Outbox:
             self.msg_rate.take(mono)
             self.byte_rate.take(mono, nbytes)
             budget.spend(now, nbytes)
+            msg.sent = mono
             s.inflight[mid] = msg
             self.published += 1
             if self.budget_blocked and not msg.urgent:
@@ -237,7 +240,7 @@ class Outbox:
             self._parts.pop(msg.batch, None)
             self.queue.ack(msg.batch)
             self.acked += 1
-            self.last_publish = wall_time()
+            self.last_publish = self.wall()
         else:
             self._parts[msg.batch] = left
         return msg
@@ -283,6 +286,11 @@ class Outbox:
                                  reply=answer[:160].decode("utf-8", "replace"))  # fmt: skip
             if reply is not None:
                 reply(answer)
+
+    def oldest_unacked(self, s):
+        """monotonic() when the oldest message still waiting for its PUBACK went out, or None."""
+        sent = [m.sent for m in s.inflight.values() if m.sent is not None]
+        return min(sent) if sent else None
 
     def state(self):
         return {
