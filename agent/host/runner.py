@@ -11,8 +11,8 @@ import random
 import signal
 
 import drivers
-from agent.core.clock import Clock, ClockFile, boot_id
 from agent.core import simtime
+from agent.core.clock import Clock, ClockFile, boot_id
 from agent.core.errors import ConfigError, QueueError
 from agent.core.monitor.pipeline import SiteMonitor
 from agent.core.poll.loop import Loop

@@ -91,10 +91,10 @@ def make_agent(kind, config_path, env, wrap, log_path):
     if kind == "board":
         try:
             from hil import board_sim  # noqa: F401  (issue 13's simulated board runner)
-        except ImportError:
+        except ImportError as e:
             raise AgentUnavailable(
                 "the board agent needs hil/board_sim.py (the simulated board runner of the "
                 "board issue), which is not on this branch yet"
-            )
+            ) from e
         raise AgentUnavailable("hil/board_sim.py is here but the drill does not drive it yet")
     raise AgentUnavailable("no agent kind %r (have: pi, board)" % kind)

@@ -141,8 +141,9 @@ class NetLab:
     def _pin_neighbours(self, ns_a, if_a, ns_b, if_b, addr_a, addr_b):
         mac_a = self._mac(ns_a, if_a)
         mac_b = self._mac(ns_b, if_b)
-        _ip("-n", ns_a, "neigh", "replace", addr_b, "lladdr", mac_b, "dev", if_a, "nud", "permanent")
-        _ip("-n", ns_b, "neigh", "replace", addr_a, "lladdr", mac_a, "dev", if_b, "nud", "permanent")
+        for name, addr, mac, dev in ((ns_a, addr_b, mac_b, if_a), (ns_b, addr_a, mac_a, if_b)):
+            _ip("-n", name, "neigh", "replace", addr, "lladdr", mac, "dev", dev,
+                "nud", "permanent")
 
     def _mac(self, name, ifname):
         with_ = _ip("-n", name, "-o", "link", "show", ifname).stdout
@@ -171,7 +172,9 @@ class NetLab:
     def _shape(self, link):
         st = self.state[link]
         lnk = self.ns["lnk:" + link]
-        rate, delay, loss = st.get("rate_kbit") or 0, st.get("delay_ms") or 0, st.get("loss_pct") or 0
+        rate = st.get("rate_kbit") or 0
+        delay = st.get("delay_ms") or 0
+        loss = st.get("loss_pct") or 0
         for dev in ("up0", "dn0"):
             _in(lnk, "tc", "qdisc", "del", "dev", dev, "root", check=False)
         self._stop_delayline(link)
@@ -203,7 +206,8 @@ class NetLab:
             _ip("-n", lnk, "rule", "add", "iif", dev, "lookup", 200, check=False)
         _ip("-n", lnk, "route", "replace", "default", "dev", "dl0", "table", 200)
         argv = [sys.executable, "-m", "hil.drill.delayline", "--dev", "dl0",
-                "--delay-ms", str(delay_ms), "--loss-pct", str(loss_pct), "--seed", str(self._k(link))]  # fmt: skip
+                "--delay-ms", str(delay_ms), "--loss-pct", str(loss_pct),
+                "--seed", str(self._k(link))]  # fmt: skip
         from hil.proc import die_with_parent
 
         env = dict(os.environ, PYTHONPATH=_repo_root())
@@ -213,7 +217,8 @@ class NetLab:
         )  # fmt: skip
         line = self.delaylines[link].stderr.readline()  # "ready" once attached to the device
         if b"ready" not in line:
-            raise NetError("delay line on %s did not start: %s" % (link, line.decode(errors="replace")))
+            why = line.decode(errors="replace")
+            raise NetError("delay line on %s did not start: %s" % (link, why))
 
     def _stop_delayline(self, link):
         p = self.delaylines.pop(link, None)
@@ -229,7 +234,7 @@ class NetLab:
                 _ip("-n", lnk, "rule", "del", "iif", dev, "lookup", 200, check=False)
 
     def link_bytes(self, link):
-        """Bytes sent each way over the link so far (up: site -> noc), from the kernel's counters."""
+        """Bytes sent each way over the link so far (up: site -> noc), the kernel's counters."""
         lnk = self.ns["lnk:" + link]
         out = {}
         for key, dev in (("up", "dn0"), ("down", "up0")):

@@ -38,8 +38,9 @@ def _band(ax, y, spans, end, on_color, off_color, label):
 
 def timeline(run, v, path):
     end = run.truth[-1]["t"] if run.truth else run.meta["duration_s"]
+    ratios = [1.1, 1.6, 1.3, 1, 1.4, 1.2]
     fig, axes = plt.subplots(6, 1, figsize=(13, 15), sharex=True,
-                             gridspec_kw={"height_ratios": [1.1, 1.6, 1.3, 1, 1.4, 1.2]})  # fmt: skip
+                             gridspec_kw={"height_ratios": ratios})  # fmt: skip
     m = run.meta
     fig.suptitle("%s on %s, %s agent: %s  (%.1f h of site time at %gx; %s)" % (
         m["scenario_name"], m["rig_name"], m["agent"], "PASS" if v["pass"] else "FAIL",
@@ -91,8 +92,8 @@ def timeline(run, v, path):
     for name in run.meta["links"]:
         rows.append(("link %s" % name, [(s["t"], s["links"].get(name, True)) for s in run.truth]))
     for b in run.meta["brokers"]:
-        rows.append(("broker %s" % b["name"],
-                     [(s["t"], s["brokers"].get(b["name"], True)) for s in run.truth]))  # fmt: skip
+        pts = [(s["t"], s["brokers"].get(b["name"], True)) for s in run.truth]
+        rows.append(("broker %s" % b["name"], pts))
     con = rp._series(run, "agent", "agent.uplink.connected")
     if con:
         rows.append(("agent uplink (reported)", [(t, bool(x)) for t, x in con]))

@@ -180,7 +180,7 @@ def _toml_value(v):
 
 
 def to_toml(d, prefix=""):
-    """A small TOML writer for config dicts: scalars, lists of scalars, tables, arrays of tables."""
+    """A small TOML writer for config dicts: scalars, lists, tables, arrays of tables."""
     lines, tables, arrays = [], [], []
     for k, v in d.items():
         if isinstance(v, dict):

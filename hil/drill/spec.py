@@ -70,7 +70,8 @@ def duration(text, where, errors, signed=False):
                 break
             num = ""
         else:
-            errors.append("%s: cannot read duration %r (use s, m, h, d: \"1h30m\")" % (where, text))
+            errors.append("%s: cannot read duration %r (units s, m, h, d: \"1h30m\")"
+                          % (where, text))  # fmt: skip
             return 0.0
     if num:
         errors.append("%s: duration %r has a number without a unit (s, m, h, d)" % (where, text))
@@ -83,9 +84,9 @@ def _read(path):
         with open(path, "rb") as f:
             return tomllib.load(f)
     except OSError as e:
-        raise SpecError(["%s: cannot read: %s" % (path, e.strerror or e)])
+        raise SpecError(["%s: cannot read: %s" % (path, e.strerror or e)]) from e
     except tomllib.TOMLDecodeError as e:
-        raise SpecError(["%s: not valid TOML: %s" % (path, e)])
+        raise SpecError(["%s: not valid TOML: %s" % (path, e)]) from e
 
 
 def _unknown(d, known, where, errors):
@@ -138,8 +139,9 @@ def load_rig(path):
     kinds = agent.get("kind", ["pi"])
     kinds = [kinds] if isinstance(kinds, str) else kinds
     if not isinstance(kinds, list) or not kinds or any(k not in AGENT_KINDS for k in kinds):
+        names = " or ".join('"%s"' % k for k in AGENT_KINDS)
         errors.append("%s: agent.kind: expected %s (or a list of them), got %r"
-                      % (path, " or ".join('"%s"' % k for k in AGENT_KINDS), agent.get("kind")))  # fmt: skip
+                      % (path, names, agent.get("kind")))  # fmt: skip
     ids = []
     for i, d in enumerate(data.get("devices", [])):
         where = "%s: devices[%d]" % (path, i)
@@ -156,7 +158,7 @@ def load_rig(path):
                           % (where, d["emulator"], ", ".join(EMULATORS)))  # fmt: skip
         ag = d.get("agent")
         if not isinstance(ag, dict) or not isinstance(ag.get("driver"), str):
-            errors.append("%s.agent: expected a table with the agent's driver and settings" % where)
+            errors.append("%s.agent: expected a table: the agent's driver and settings" % where)
         if d.get("real") and isinstance(ag, dict) and ag.get("driver") == "megatec":
             if not (ag.get("serial") or {}).get("port"):
                 errors.append("%s.agent.serial.port: a real serial device needs its port" % where)
@@ -276,7 +278,7 @@ def load_scenario(path, rig):
         events.append(Event(t, do, args, i))
         if "for" in ev:
             if undo is None:
-                errors.append("%s.for: %s has no undo; give the opposite event instead" % (where, do))
+                errors.append("%s.for: %s has no undo; give the opposite event" % (where, do))
                 continue
             span = duration(ev["for"], where + ".for", errors)
             keep = {k: args[k] for k in ("link", "broker", "device") if k in args}

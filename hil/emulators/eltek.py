@@ -6,8 +6,8 @@
         plant.state                    # the true values now: soc, runtime_left, voltage, ...
         plant.power_state()            # the shared model's view (hil/emulators/power.py)
 
-The model (advanced to clock() x speed at every request and every API call, so a test that steps a fake
-clock sees the discharge it stepped):
+The model (advanced to clock() x speed at every request and every API call, so a test that steps
+a fake clock sees the discharge it stepped):
 - mains on: the rectifiers hold the bus at float_v and carry the load plus the battery's recharge
   (at most recharge_a, tapering to nothing at full); the battery current is positive.
 - mains off: the bank carries the load: current -load_a, charge falls at load_a per hour over

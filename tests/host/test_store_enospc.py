@@ -70,7 +70,7 @@ def test_records_of_a_commit_torn_by_a_full_disk_are_written_again_before_confir
     fs = BufferedFullFs()
     st = Store(path, 1 << 20, sync=fs.sync, fs=fs, thin_window=0)
     appended = {}
-    for cycle in range(3):
+    for _cycle in range(3):
         for _ in range(4):
             rec = _rec(len(appended))
             st.append(LANE_ROUTINE, rec)

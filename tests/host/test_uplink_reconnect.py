@@ -85,8 +85,9 @@ def test_silent_link_is_noticed_by_missing_pubacks_and_the_backup_takes_over():
 
             async def main():
                 # keepalive 60: without the ack timeout the silence would last up to 90 s
-                cfg = uplink_cfg([fibre, broker_cfg(backup, "satellite")], keepalive=60,
-                                 ack_timeout=2.0, probe_interval=0.5, reconnect_spread=1.0)  # fmt: skip
+                brokers = [fibre, broker_cfg(backup, "satellite")]
+                cfg = uplink_cfg(brokers, keepalive=60, ack_timeout=2.0, probe_interval=0.5,
+                                 reconnect_spread=1.0)  # fmt: skip
                 agent = Agent(cfg)
                 await agent.start()
                 await until(lambda: agent.uplink.state()["connected"], 15, "connected", agent)
@@ -119,7 +120,8 @@ def test_after_a_long_outage_the_return_is_found_by_probes_within_seconds():
             # The full-jitter backoff alone: base 2, cap 300; after 40 s of failures its
             # ceiling is minutes. Probes every 0.5-1.5 s and a spread of 2 s find the return.
             cfg = uplink_cfg([broker_cfg(broker)], backoff_base=2.0, backoff_cap=300.0,
-                             probe_interval=1.0, reconnect_spread=2.0, connect_timeout=2)  # fmt: skip
+                             probe_interval=1.0, reconnect_spread=2.0,
+                             connect_timeout=2)  # fmt: skip
             agent = Agent(cfg)
             await agent.start()
             await until(lambda: agent.uplink.state()["connected"], 15, "connected", agent)
