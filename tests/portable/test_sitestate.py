@@ -190,3 +190,19 @@ def test_cut_off_is_learned_from_a_shutdown_and_used_next_time():
     _, s2 = make()
     s2.feed([R("ups.status", "OB FSD"), R("battery.voltage", 21.0)])
     assert s2.cutoffs == {}
+
+
+def test_runtime_carried_to_the_time_of_a_later_poll():
+    # The derived readings go out after every device's poll: a router polled 50 s after the
+    # battery's last point must not repeat the estimate made then (found by the drill).
+    t, s = make(min_span_s=120)
+    s.feed([R("mains.present", False)])
+    for i in range(6):
+        s.feed([R("battery.charge", 60.0 - i)])  # 1 % a minute: 60 minutes to empty at the end
+        t.advance(60)
+    at_last = s.runtime()[0]
+    t.advance(-10)  # now 50 s after the last point
+    later = s.runtime(t.mono())[0]
+    assert abs(at_last - later - 50) <= 1, (at_last, later)
+    got = {r.metric: r.value for r in s.readings(t.mono())}
+    assert got["site.runtime"] == later

@@ -33,12 +33,13 @@ class SiteMonitor:
         if active_file is not None:
             self.pending = self.engine.restore(active_file.load())
 
-    def record(self, device, ok, readings):
+    def record(self, device, ok, readings, at=None):
+        """at: the clock's mono() when the readings were taken (None: now)."""
         events, self.pending = self.pending, []
         events.extend(self.engine.poll(device, ok))
-        self.site.feed(readings)
+        self.site.feed(readings, at)
         events.extend(self.engine.feed(readings))
-        derived = self.site.readings()
+        derived = self.site.readings(at)
         events.extend(self.engine.feed(derived))
         if events and self.active_file is not None:
             try:

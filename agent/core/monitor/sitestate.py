@@ -99,8 +99,9 @@ class SiteState:
         self.trend = {}  # device -> [(mono, charge or None, voltage or None)] while on battery
 
     # --- input ----------------------------------------------------------------------------
-    def feed(self, readings):
-        now = self.clock.mono()
+    def feed(self, readings, at=None):
+        """at: the clock's mono() when the readings were taken (None: now)."""
+        now = self.clock.mono() if at is None else at
         touched = []
         for r in readings:
             if not isinstance(r, rd.Reading):
@@ -183,8 +184,11 @@ class SiteState:
         self.cutoffs[dev] = icept + slope * (at - pts[0][0])
 
     # --- output ---------------------------------------------------------------------------
-    def runtime(self):
-        """(seconds, estimated) or (None, None)."""
+    def runtime(self, at=None):
+        """(seconds, estimated) or (None, None). An estimate is as of the trend's last point, or
+        with `at` (a mono time: the loop gives the time of the poll the derived readings go out
+        with) the trend's line carried on to `at`: they go out after every device's poll, not
+        only the battery's, and must not repeat a value made a poll interval ago."""
         best = None
         for f in self.facts.values():
             v = _num(f.get("battery.runtime"))
@@ -194,6 +198,8 @@ class SiteState:
             return int(best), False
         for dev, pts in self.trend.items():
             est = self._estimate(dev, pts, self.facts.get(dev, {}))
+            if est is not None and at is not None:
+                est = max(0.0, est - max(0.0, at - pts[-1][0]))
             if est is not None and (best is None or est < best):
                 best = est
         if best is None:
@@ -250,10 +256,15 @@ class SiteState:
             return "up"
         return "down" if ups == 0 else "degraded"
 
-    def readings(self):
+    def readings(self, at=None):
+        """The derived readings as of mono time `at` (None: now), stamped with that time."""
         now = self.clock.now()
         q = rd.GOOD if now is not None else rd.EST_TIME
         mono = self.clock.mono()
+        if at is not None:
+            if now is not None:
+                now -= mono - at
+            mono = at
         on_batt = 0 if self.battery_since is None else int(mono - self.battery_since)
         out = [
             rd.Reading(self.site_id, DEVICE, "site.power_source", self.source, "", now, q),
@@ -267,7 +278,7 @@ class SiteState:
                 charge = c
         if charge is not None:
             out.append(rd.Reading(self.site_id, DEVICE, CHARGE_METRIC, charge, "%", now, q))
-        secs, est = self.runtime()
+        secs, est = self.runtime(at)
         if secs is not None:
             out.append(rd.Reading(self.site_id, DEVICE, "site.runtime", secs, "s", now, q))
             out.append(rd.Reading(self.site_id, DEVICE, ESTIMATED_METRIC, est, "", now, q))

@@ -94,7 +94,10 @@ class Loop:
     async def poll_device(self, dev_id):
         """Poll one device now and record the result; returns the PollResult."""
         st = self.sched.state(dev_id)
-        self.sched.started(dev_id, self.mono())
+        # A reading's time is when the device was asked: the poll's own duration (machine time,
+        # stretched by the scale in a drill) must not shift it.
+        asked = (self.mono(), self.wall())
+        self.sched.started(dev_id, asked[0])
         try:
             result = await self.drivers[dev_id].poll(st.budget / self.scale)
         except asyncio.CancelledError:
@@ -107,7 +110,7 @@ class Loop:
             say("poll", text, device=dev_id)
         self.sched.finished(dev_id, now, result.ok, result.error)
         self.last_result[dev_id] = result
-        self._record(dev_id, result, was_stale, st.polls == 1)
+        self._record(dev_id, result, was_stale, st.polls == 1, asked)
         return result
 
     async def poll_fresh(self, dev_id):
@@ -130,8 +133,9 @@ class Loop:
         self.commit()
         return dict(zip(ids, results))
 
-    def _record(self, dev_id, result, was_stale, first):
-        t = self.wall()
+    def _record(self, dev_id, result, was_stale, first, asked=None):
+        """asked: (mono, wall) when the poll started; None (a hung poll settled now): now."""
+        t = self.wall() if asked is None else asked[1]
         quality = rd.GOOD if t is not None else rd.EST_TIME
         out = rd.stamp(result.samples, self.site_id, dev_id, t, quality)
         if result.ok != (not was_stale) or first:
@@ -152,7 +156,8 @@ class Loop:
         derived = ()
         if self.monitor is not None:
             try:
-                derived, events = self.monitor.record(dev_id, result.ok, out)
+                at = None if asked is None else asked[0]
+                derived, events = self.monitor.record(dev_id, result.ok, out, at)
             except Exception as e:  # a rule bug must not cost the readings
                 self.log.error("alarm", "rule evaluation failed", device=dev_id, error=repr(e))
                 derived, events = (), ()
