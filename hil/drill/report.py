@@ -44,11 +44,20 @@ RSS_TOL = 0.10
 # --- loading -------------------------------------------------------------------------------------
 
 
+def _open(path):
+    """A text file, or its gzipped copy (path + ".gz", as the reference report keeps them)."""
+    if not os.path.exists(path) and os.path.exists(path + ".gz"):
+        import gzip
+
+        return gzip.open(path + ".gz", "rt", errors="replace")
+    return open(path, errors="replace")
+
+
 def _lines(path):
     out = []
-    if not os.path.exists(path):
+    if not os.path.exists(path) and not os.path.exists(path + ".gz"):
         return out
-    with open(path) as f:
+    with _open(path) as f:
         for line in f:
             line = line.strip()
             if line:
@@ -178,9 +187,9 @@ def confirmed_by_boot(log_path):
     """[(first seq, last confirmed seq)] per boot, from the agent's log."""
     boots = []
     cur = None
-    if not os.path.exists(log_path):
+    if not os.path.exists(log_path) and not os.path.exists(log_path + ".gz"):
         return boots
-    with open(log_path, errors="replace") as f:
+    with _open(log_path) as f:
         for line in f:
             if line.startswith("### drill: boot"):
                 if cur is not None:
