@@ -7,8 +7,8 @@ Runs `python -m hil drill hil/rigs/bts-hardened.toml hil/scenarios/typhoon-72h.t
 scratch folder, then keeps what a reader needs in --out: summary.md, summary.json,
 timeline.png, run.json, events.jsonl, truth.jsonl, site.toml, and gzipped the raw
 operations-centre data (noc.jsonl.gz) and the agent's log (agent.log.gz): `python -m hil report
-docs/drill/typhoon-72h` rebuilds the report from them. Prints the summary. Needs root for the namespaces (else the loopback fallback,
-marked in the report).
+docs/drill/typhoon-72h` rebuilds the report from them. Prints the summary. Needs root for the
+namespaces (else the loopback fallback, marked in the report).
 """
 
 import argparse

@@ -98,7 +98,8 @@ for = "30m"
 """)
     scn = load_scenario(str(scn_path), rig)
     out = tmp_path / "drill"
-    verdict = Drill(rig, scn, str(out), agent_kind="pi", links="loopback", say=lambda _: None).run()
+    drill = Drill(rig, scn, str(out), agent_kind="pi", links="loopback", say=lambda _: None)
+    verdict = drill.run()
     meta = json.loads((out / "run.json").read_text())
     assert meta["links_mode"] == "loopback"
     summary = (out / "summary.md").read_text()

@@ -57,8 +57,9 @@ def test_a_real_device_is_an_edit_of_the_rig(tmp_path):
     text = to_toml(cfg)
     assert 'port = "/dev/ttyUSB0"' in text
     # the agent's own config checker takes what the drill writes
-    from agent.core.config.validate import validate
     import tomllib
+
+    from agent.core.config.validate import validate
 
     checked = validate(tomllib.loads(text))
     assert [d["id"] for d in checked.devices] == [d["id"] for d in rig.devices]
@@ -151,4 +152,5 @@ def test_for_unrolls_into_the_undo():
     fibre = [(e.t, e.do) for e in scn.events if e.args.get("link") == "fibre"]
     assert fibre == [(5400.0, "link_down"), (23400.0, "link_up")]
     jump = [e for e in scn.events if e.do in ("clock_jump", "clock_back")]
-    assert [(e.do, e.args.get("by_s")) for e in jump] == [("clock_jump", 600.0), ("clock_back", None)]
+    got = [(e.do, e.args.get("by_s")) for e in jump]
+    assert got == [("clock_jump", 600.0), ("clock_back", None)]
