@@ -154,3 +154,18 @@ def test_for_unrolls_into_the_undo():
     jump = [e for e in scn.events if e.do in ("clock_jump", "clock_back")]
     got = [(e.do, e.args.get("by_s")) for e in jump]
     assert got == [("clock_jump", 600.0), ("clock_back", None)]
+
+
+def test_a_rig_with_real_hardware_runs_in_real_time(tmp_path):
+    from hil.drill.runner import Drill
+
+    rig = load_rig("hil/rigs/wifi-real-ups.toml")
+    scn = load_scenario("hil/scenarios/wifi-evening.toml", rig)
+    assert scn.scale == 120
+    d = Drill(rig, scn, str(tmp_path), agent_kind="pi")
+    assert d.realtime and d.scale == 1.0  # a real UPS cannot be hurried
+    emu = load_rig("hil/rigs/wifi-emulated.toml")
+    d = Drill(emu, load_scenario("hil/scenarios/wifi-evening.toml", emu), str(tmp_path))
+    assert not d.realtime and d.scale == 120.0
+    d = Drill(emu, scn, str(tmp_path), realtime=True)
+    assert d.scale == 1.0
