@@ -206,3 +206,20 @@ def test_runtime_carried_to_the_time_of_a_later_poll():
     assert abs(at_last - later - 50) <= 1, (at_last, later)
     got = {r.metric: r.value for r in s.readings(t.mono())}
     assert got["site.runtime"] == later
+
+
+def test_runtime_of_a_slow_bank_from_the_coarse_trend():
+    # A hardened site's 20-hour bank on a DC plant: 0.016 V per cell an hour, below what the
+    # one-hour window can tell from noise (0.02 V per cell): the coarse trend gives the estimate.
+    t, s = make(banks={"plant": {"nominal_v": 48.0, "cutoff_cell_v": 1.8}})
+    s.feed([R("plant.alarm.mains_lost", True, "plant")])
+    v0, lvd, hours = 51.0, 43.2, 20.0
+    fall = (v0 - lvd) / (hours * 3600.0)  # volts per second
+    for i in range(4 * 60 + 1):  # four hours, one reading a minute
+        s.feed([R("battery.voltage", round(v0 - fall * 60 * i, 2), "plant")])
+        if i < 4 * 60:
+            t.advance(60)
+    secs, est = s.runtime()
+    assert est is True
+    left = (hours - 4.0) * 3600.0
+    assert abs(secs - left) <= 0.05 * left, (secs, left)

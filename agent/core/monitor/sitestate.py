@@ -27,7 +27,10 @@ the battery voltage is used instead, down to the device's end-of-discharge volta
 The LB flag is not used for the end point: it is the firmware's warning threshold, whose
 distance to the cut-off differs by model; it already raises its own alarm.
 No estimate before `min_span_s` of trend and a measurable fall (MIN_DROP_*): a fresh discharge
-has a transfer sag, and whole-percent readings over a few minutes are mostly rounding. The long
+has a transfer sag, and whole-percent readings over a few minutes are mostly rounding. A bank
+that falls less than that within the window (a hardened site's 20-hour bank falls 0.016 V per
+cell an hour) is fitted on a coarse trend instead: one point per COARSE_S since the site went on
+battery, up to COARSE_POINTS (found by the typhoon drill: such a site got no estimate at all). The long
 default window (an hour) and span (20 min) trade a slower answer to a load change for an
 estimate that does not jump with every reading. The method assumes the fall is near linear in
 time, as it is for lead-acid at UPS rates until the last minutes; an end point off by d volts per
@@ -49,6 +52,8 @@ CELL_NOMINAL_V = 2.0  # lead-acid nominal volts per cell, to count cells from a 
 # default battery.voltage.low for Q1 UPSes (nutdrv_qx / blazer "guesstimation").
 CUTOFF_OF_RATED = 104.0 / 120.0
 MAX_POINTS = 128
+COARSE_S = 600.0  # one point of the coarse trend per 10 minutes ...
+COARSE_POINTS = 72  # ... for up to 12 hours
 # The fitted fall over the trend must reach this before an estimate is made: a fall within the
 # device's resolution (whole percent, 10 mV per cell) would give a runtime of noise.
 MIN_DROP_PCT = 2.0
@@ -97,6 +102,7 @@ class SiteState:
         self.source = "unknown"
         self.battery_since = None  # monotonic time the site went on battery
         self.trend = {}  # device -> [(mono, charge or None, voltage or None)] while on battery
+        self.coarse = {}  # device -> the same, one point per COARSE_S (slow discharges)
 
     # --- input ----------------------------------------------------------------------------
     def feed(self, readings, at=None):
@@ -130,6 +136,11 @@ class SiteState:
                         self._shut.append(dev)
                         self._learn_cutoff(dev, now)
                     continue
+                slow = self.coarse.setdefault(dev, [])
+                if not slow or now - slow[-1][0] >= COARSE_S:
+                    slow.append((now, c, v))
+                    if len(slow) > COARSE_POINTS:
+                        slow.pop(0)
                 pts = self.trend.setdefault(dev, [])
                 pts.append((now, c, v))
                 while pts and (now - pts[0][0] > self.window_s or len(pts) > MAX_POINTS):
@@ -164,10 +175,12 @@ class SiteState:
         if src == "battery" and self.battery_since is None:
             self.battery_since = now
             self.trend = {}
+            self.coarse = {}
             self._shut = []
         elif src != "battery" and src != "unknown":
             self.battery_since = None
             self.trend = {}
+            self.coarse = {}
             self._shut = []
         self.source = src
 
@@ -197,9 +210,16 @@ class SiteState:
         if best is not None:
             return int(best), False
         for dev, pts in self.trend.items():
-            est = self._estimate(dev, pts, self.facts.get(dev, {}))
-            if est is not None and at is not None:
-                est = max(0.0, est - max(0.0, at - pts[-1][0]))
+            f = self.facts.get(dev, {})
+            est, end = self._estimate(dev, pts, f), pts[-1][0] if pts else None
+            slow = self.coarse.get(dev)
+            if est is None and slow:
+                # A slow discharge: the coarse trend's line, carried to the newest point.
+                est = self._estimate(dev, slow, f)
+                if est is not None and end is not None:
+                    est = max(0.0, est - max(0.0, end - slow[-1][0]))
+            if est is not None and at is not None and end is not None:
+                est = max(0.0, est - max(0.0, at - end))
             if est is not None and (best is None or est < best):
                 best = est
         if best is None:
