@@ -145,3 +145,34 @@ def test_commands_are_bounded_and_answered_on_the_reply_topic():
     answers = []
     out.serve_commands(answers.append)  # no facade attached: nothing is answered
     assert answers == [] and out.command_in(b"{}")
+
+
+class SiteFacade(Facade):
+    """A facade whose site state the test changes."""
+
+    def __init__(self):
+        self.source = "unknown"
+
+    def readings(self):
+        return Facade.readings(self) + [
+            {"site": SITE, "device": "site", "metric": "site.power_source", "value": self.source,
+             "unit": "", "time": 1.0, "quality": "good", "seq": None}]  # fmt: skip
+
+
+def test_retained_state_goes_again_when_the_site_state_changes():
+    # Sent at connect before the first poll ("unknown"), it must not stay so until the next
+    # alarm: a change of power source sends the retained state again (found by the drill).
+    q = MemoryQueue()
+    f = SiteFacade()
+    out = Outbox(q, SITE, TOPICS, Log(), batch_max=10, rate_msgs=0, facade=f)
+    s = Session()
+    wire = Wire()
+    pump_all(out, s, wire)
+    assert [m.topic.split("/")[-1] for _, m in wire.sent] == ["state", "alarms"]
+    pump_all(out, s, wire)
+    assert len(wire.sent) == 2  # nothing changed: nothing again
+    f.source = "battery"
+    pump_all(out, s, wire)
+    kinds = [m.topic.split("/")[-1] for _, m in wire.sent]
+    assert kinds == ["state", "alarms", "state", "alarms"], kinds
+    assert b'"battery"' in wire.sent[2][1].payload

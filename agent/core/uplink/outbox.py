@@ -17,8 +17,10 @@ Invariants:
 - at most `window` messages are in flight per session;
 - order after each connect: alarm events, then the retained state and active-alarm set, then the
   backlog oldest first, paced by rate_msgs / rate_bytes; routine traffic never overdraws a
-  broker's byte budget, alarms may. When the active-alarm set changes on a session that has sent
-  its state, the retained state and set go again, so what a centre sees retained is current.
+  broker's byte budget, alarms may. When the active-alarm set or the site's state (power source,
+  backhaul: STATE_KEYS) changes on a session that has sent its state, the retained state and set
+  go again, so what a centre holds retained is current (a state sent at connect, before the
+  first poll, said "unknown" for hours: found by the drill).
 - contract v2 in the compact form: each session has its own data stream (compact2.Stream, named
   by the session's nonce when it has one); a stream message counts as received by the consumer
   once it is published (Message.done), and the stream ends with the session, so what the
@@ -33,6 +35,7 @@ from agent.core.uplink.backoff import TokenBucket
 from agent.core.uplink.commands import Remote
 
 WINDOW = 4  # messages in flight per session
+STATE_KEYS = ("site.power_source", "site.backhaul")  # a change sends the retained state again
 INBOX_MAX = 64  # command payloads waiting to be served; more are dropped and counted
 
 
@@ -84,6 +87,7 @@ class Outbox:
         self._parts = {}  # batch id -> messages of that batch not yet acked
         self._inbox = []  # command payloads (appended from any thread; list ops are atomic)
         self._alarms_dirty = False
+        self._state_sig = None  # STATE_KEYS' values in the retained state last sent
 
     def attach(self, facade):
         """Commands, the retained state and active alarms work through the AgentFacade."""
@@ -100,6 +104,7 @@ class Outbox:
         if self.facade is None:
             return []
         readings = self.facade.readings()
+        self._state_sig = self._sig(readings)
         payload = contract.encode_batch(self.site_id, 0, readings, contract.KIND_STATE, fmt,
                                         self.version)  # fmt: skip
         alarms = contract.alarms_payload(self.site_id, self.facade.active_alarms(), self.wall())
@@ -148,8 +153,16 @@ class Outbox:
         return contract.encode_batch(self.site_id, batch_id, routine, "data", fmt,
                                      self.version), None  # fmt: skip
 
+    @staticmethod
+    def _sig(readings):
+        return tuple(r.get("value") for r in readings
+                     if r.get("device") == "site" and r.get("metric") in STATE_KEYS)  # fmt: skip
+
     def _fill(self, s, fmt):
         """Move the next batch from the queue into the outbox, in contract order."""
+        if not self._alarms_dirty and s.state_sent and self.facade is not None:
+            if self._sig(self.facade.readings()) != self._state_sig:
+                self._alarms_dirty = True  # the site's state changed: send it again
         if self._series_msg(s, fmt):
             return True
         if self._alarms_dirty and self.facade is not None:
