@@ -17,8 +17,8 @@ Criteria (docs/drill.md says why each is measured this way):
    from the later of the event's time and the start of the usable span it arrived in; a usable
    span of 30 s or more that it waited through counts against it from that span's start.
 3. The current site state retained upstream within 30 s: after every change of mains and every
-   start of usability, a retained `state` message showing the site's power source as it is
-   arrives within 30 s (plus one poll interval, the time the agent needs to see a change).
+   start of usability, the retained `state` the centre holds 30 s later (plus one poll
+   interval, the time the agent needs to see a change) shows the site's power source as it is.
 4. The backlog inside the backup link's byte budget: per budget window, the bytes received
    through each metered broker, counted as the agent counts them (PUBLISH packets of data,
    alarm, state and alarms; status and replies are not budgeted), never pass the limit with
@@ -39,6 +39,7 @@ LIMIT_S = 30.0
 RUNTIME_TOL = 0.10
 RUNTIME_MARGIN_S = 300.0
 RSS_TOL = 0.10
+NO_ESTIMATE_S = 3 * 3600.0  # a discharge this long must have estimates in its last half
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -344,10 +345,14 @@ def check_state(run, spans, poll_real_s):
         if end < deadline:
             continue  # the link went away again before the deadline: nothing to require
         want = "mains" if mains_at(start) else "battery"
+        # What the centre holds retained at the deadline: the last state received by then.
+        held = [src for rt, src in states if rt <= deadline]
+        ok = bool(held) and held[-1] == want
         got = next((rt for rt, src in states if rt >= m and src == want), None)
+        delay = 0.0 if ok and (got is None or got > deadline) else (
+            None if got is None else max(0.0, got - start))  # fmt: skip
         checks.append({"rt": m, "t_h": round(run.t_of_rt(m) / 3600, 2), "want": want,
-                       "delay_s": None if got is None else round(got - start, 1),
-                       "ok": got is not None and got <= deadline})  # fmt: skip
+                       "delay_s": None if delay is None else round(delay, 1), "ok": ok})  # fmt: skip
     bad = [c for c in checks if not c["ok"]]
     delays = [c["delay_s"] for c in checks if c["delay_s"] is not None]
     return {"pass": bool(checks) and not bad, "checks": len(checks), "delay_s": _dist(delays),
@@ -482,7 +487,11 @@ def check_runtime(run):
                                      "worst_error": worst})  # fmt: skip
         if errs:
             worst_all = max(worst_all or 0.0, worst)
-    if worst_all is not None:
+        elif b - a >= NO_ESTIMATE_S:
+            result["pass"] = False  # a long discharge and not one estimate in its last half
+            result.setdefault("without_estimate", []).append((round(a / 3600, 2),
+                                                              round(b / 3600, 2)))  # fmt: skip
+    if worst_all is not None and result["pass"] is not False:
         result["pass"] = worst_all <= RUNTIME_TOL
         result["worst_error"] = worst_all
     return result
