@@ -352,7 +352,8 @@ def check_state(run, spans, poll_real_s):
         delay = 0.0 if ok and (got is None or got > deadline) else (
             None if got is None else max(0.0, got - start))  # fmt: skip
         checks.append({"rt": m, "t_h": round(run.t_of_rt(m) / 3600, 2), "want": want,
-                       "delay_s": None if delay is None else round(delay, 1), "ok": ok})  # fmt: skip
+                       "delay_s": None if delay is None else round(delay, 1),
+                       "ok": ok})  # fmt: skip
     bad = [c for c in checks if not c["ok"]]
     delays = [c["delay_s"] for c in checks if c["delay_s"] is not None]
     return {"pass": bool(checks) and not bad, "checks": len(checks), "delay_s": _dist(delays),

@@ -30,9 +30,9 @@ No estimate before `min_span_s` of trend and a measurable fall (MIN_DROP_*): a f
 has a transfer sag, and whole-percent readings over a few minutes are mostly rounding. A bank
 that falls less than that within the window (a hardened site's 20-hour bank falls 0.016 V per
 cell an hour) is fitted on a coarse trend instead: one point per COARSE_S since the site went on
-battery, up to COARSE_POINTS (found by the typhoon drill: such a site got no estimate at all). The long
-default window (an hour) and span (20 min) trade a slower answer to a load change for an
-estimate that does not jump with every reading. The method assumes the fall is near linear in
+battery, up to COARSE_POINTS (found by the typhoon drill: such a site got no estimate at all).
+The long default window (an hour) and span (20 min) trade a slower answer to a load change for
+an estimate that does not jump with every reading. The method assumes the fall is near linear in
 time, as it is for lead-acid at UPS rates until the last minutes; an end point off by d volts per
 cell shifts the estimate by d / (fall per second), which is why the device's own is preferred.
 Measured in tests/host/test_typhoon.py, every estimate made with at least 5 minutes left: the
