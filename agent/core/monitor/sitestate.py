@@ -29,8 +29,9 @@ distance to the cut-off differs by model; it already raises its own alarm.
 No estimate before `min_span_s` of trend and a measurable fall (MIN_DROP_*): a fresh discharge
 has a transfer sag, and whole-percent readings over a few minutes are mostly rounding. A bank
 that falls less than that within the window (a hardened site's 20-hour bank falls 0.016 V per
-cell an hour) is fitted on a coarse trend instead: one point per COARSE_S since the site went on
-battery, up to COARSE_POINTS (found by the typhoon drill: such a site got no estimate at all).
+cell an hour) is fitted on a longer trend instead: one point per COARSE_S since the site went on
+battery (up to COARSE_POINTS) before the window, and every point in it (found by the typhoon
+drill: such a site got no estimate at all; now within 3 % until its last half hour).
 The long default window (an hour) and span (20 min) trade a slower answer to a load change for
 an estimate that does not jump with every reading. The method assumes the fall is near linear in
 time, as it is for lead-acid at UPS rates until the last minutes; an end point off by d volts per
@@ -213,11 +214,10 @@ class SiteState:
             f = self.facts.get(dev, {})
             est, end = self._estimate(dev, pts, f), pts[-1][0] if pts else None
             slow = self.coarse.get(dev)
-            if est is None and slow:
-                # A slow discharge: the coarse trend's line, carried to the newest point.
-                est = self._estimate(dev, slow, f)
-                if est is not None and end is not None:
-                    est = max(0.0, est - max(0.0, end - slow[-1][0]))
+            if est is None and slow and pts:
+                # A slow discharge: the coarse trend before the window, then every point in it
+                # (the newest minutes weigh in fully: the end of the line is what counts).
+                est = self._estimate(dev, [p for p in slow if p[0] < pts[0][0]] + pts, f)
             if est is not None and at is not None and end is not None:
                 est = max(0.0, est - max(0.0, at - end))
             if est is not None and (best is None or est < best):
