@@ -88,7 +88,7 @@ class MqttUplink:
         self.limiter = ConnectLimiter(uplink_cfg.get("max_connects_per_min", 6))
         self.watch = LinkWatch(rand, uplink_cfg.get("probe_interval", 4.0),
                                uplink_cfg.get("reconnect_spread", 8.0))  # fmt: skip
-        self.ack_timeout = float(uplink_cfg.get("ack_timeout", 12))
+        self.ack_timeout = float(uplink_cfg.get("ack_timeout", 8))
         self.unreachable = False  # the last failure: no broker answered TCP (else it refused)
         self.probes = 0
         self.budgets = []

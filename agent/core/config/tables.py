@@ -335,7 +335,7 @@ UPLINK = (
     ("probe_interval", field("num", default=4, gt=0, max=300)),
     ("reconnect_spread", field("num", default=8, min=0, max=3600)),
     # A publish waiting this long for its PUBACK means the link is dead (a silent cut).
-    ("ack_timeout", field("num", default=12, gt=0, max=600)),
+    ("ack_timeout", field("num", default=8, gt=0, max=600)),
     ("brokers", field("tables", True, fields=BROKER)),
 )
 STORAGE = (
