@@ -344,6 +344,8 @@ def check_state(run, spans, poll_real_s):
         deadline = start + LIMIT_S + poll_real_s
         if end < deadline:
             continue  # the link went away again before the deadline: nothing to require
+        if any(m < when < deadline for when, _v in mains_events):
+            continue  # the truth changed again before the deadline: that change is checked
         want = "mains" if mains_at(start) else "battery"
         # What the centre holds retained at the deadline: the last state received by then.
         held = [src for rt, src in states if rt <= deadline]
