@@ -9,8 +9,14 @@ scenario file with errors, or an agent kind this checkout cannot run.
 
 import argparse
 import os
+import signal
 import sys
 import time
+
+
+def _interrupt(signum, frame):
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the drill takes down what it made.
+    raise KeyboardInterrupt("SIGTERM")
 
 
 def main(argv=None):
@@ -51,6 +57,7 @@ def main(argv=None):
         return 2
     out = a.out or os.path.join("drill-out", "%s-%s-%s" % (scn.name, rig.name, kind))
     started = time.monotonic()
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         verdict = Drill(rig, scn, out, agent_kind=kind, links=a.links, scale=a.scale,
                         realtime=a.realtime).run()

@@ -98,6 +98,7 @@ class NetLab:
         return self
 
     def _build(self):
+        remove_stale()
         for name in self.ns.values():
             _ip("netns", "add", name)
             self.made.append(name)
@@ -290,6 +291,18 @@ class LoopbackLab:
 
     def stop(self):
         pass
+
+
+def remove_stale():
+    """Delete the namespaces of drills whose process is gone (killed before it could clean up:
+    SIGKILL, a killed test runner). Names are hil<pid>s/r/n/l<k>; a live pid's are left."""
+    import re
+
+    r = subprocess.run([ns.ip_path(), "netns", "list"], capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        m = re.match(r"(hil(\d+)(?:[srn]|l\d+))\b", line.strip())
+        if m and not os.path.exists("/proc/%s" % m.group(2)):
+            _ip("netns", "del", m.group(1), check=False)
 
 
 def _repo_root():
