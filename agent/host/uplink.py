@@ -36,6 +36,7 @@ import paho.mqtt.client as mqtt
 
 from agent import __version__
 from agent.core import simtime
+from agent.core.log import INFO
 from agent.core.uplink import contract
 from agent.core.uplink.backoff import Backoff, ByteBudget, ConnectLimiter, LinkWatch
 from agent.core.uplink.outbox import Message, Outbox
@@ -414,7 +415,11 @@ class MqttUplink:
             idx = await self._probe_round()
             if idx is not None:
                 return idx
-            end = time.monotonic() + self.watch.probe_delay()
+            delay = self.watch.probe_delay()
+            # One line, then a count now and then (Log.repeating): a round every few seconds.
+            self.log.repeating("uplink.probe", INFO, "uplink", "next attempt",
+                               probe="every broker", delay_s=round(delay, 2))  # fmt: skip
+            end = time.monotonic() + delay
             while time.monotonic() < end:
                 if self._drain_requested:  # a technician's drain: probe again now
                     self._drain_requested = False
