@@ -508,11 +508,16 @@ class MqttUplink:
         confirmed = getattr(self.queue, "confirmed_seq", None)
         self.log.info("uplink", "started", confirmed_seq=confirmed, brokers=len(self.brokers),
                       contract=self.contract, format=self.fmt)  # fmt: skip
-        # At start as after a loss: find a broker that answers before a full attempt (a dead
-        # preferred link would otherwise hold the first attempt for connect_timeout), and come
-        # in spread: a region whose power returns boots its agents together.
-        self._next_idx = await self._probe_until_answer(quiet=True)
-        delay = self.watch.arrival_delay()
+        # At start: find a broker that answers before a full attempt (a dead preferred link
+        # would otherwise hold the first attempt for connect_timeout). One that answers at once
+        # is taken at once (a technician restarting the agent sees it online); if none does,
+        # the agent probes and comes in spread, as after a loss.
+        idx = await self._probe_round()
+        delay = 0.0
+        if idx is None:
+            idx = await self._probe_until_answer()
+            delay = self.watch.arrival_delay()
+        self._next_idx = idx
         try:
             while True:
                 await self._wait_for_attempt(delay)

@@ -30,20 +30,20 @@ def _mounts(path):
 def test_storm_short_on_the_emulated_bts_pi_agent(tmp_path):
     rig = load_rig("hil/rigs/bts-emulated.toml")
     scn = load_scenario("hil/scenarios/storm-short.toml", rig)
-    before = _namespaces()
+    mine = "hil%d" % os.getpid()  # the drill runs in this process: its namespaces' prefix
     out = tmp_path / "drill"
     lines = []
     verdict = Drill(rig, scn, str(out), agent_kind="pi", say=lines.append).run()
     meta = json.loads((out / "run.json").read_text())
     summary = (out / "summary.md").read_text()
     print("\n" + summary.split("\nReadings received")[0])
-    # Nothing left behind: namespaces, the data tmpfs, processes (the agent's pid is gone).
-    assert _namespaces() <= before
+    # Nothing left behind: namespaces, the data tmpfs, processes (no agent runs its config).
+    assert not [n for n in _namespaces() if n.startswith(mine)]
     assert not _mounts(str(out / "data"))
     boots = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
     for e in boots:
         if e["do"] == "agent_boot":
-            assert not os.path.exists("/proc/%d" % e["pid"]) or _zombie(e["pid"])
+            assert not _runs(e["pid"], str(out / "site.toml"))
     if netns.available()[0]:
         assert meta["links_mode"] == "netns", meta["network"]
     # The story happened: the supply cut the agent off, it booted four times (start, power cut,
@@ -65,15 +65,20 @@ def test_storm_short_on_the_emulated_bts_pi_agent(tmp_path):
     assert verdict["pass"]
     assert (out / "timeline.png").read_bytes()[:4] == b"\x89PNG"
     noc = (out / "noc.jsonl").read_text().splitlines()
-    assert len(noc) > 500 and all(json.loads(x)["rt"] for x in noc[:50])
+    records = sum(len(json.loads(x).get("records") or ()) for x in noc)
+    assert len(noc) > 200 and records > 10000
 
 
-def _zombie(pid):
+def _runs(pid, config):
+    """Whether pid is alive and is the agent on this config (the number may be reused)."""
     try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
         with open("/proc/%d/stat" % pid) as f:
-            return f.read().split()[2] == "Z"
+            zombie = f.read().split()[2] == "Z"
     except OSError:
-        return True
+        return False
+    return not zombie and config.encode() in argv
 
 
 def test_loopback_fallback_marks_the_report(tmp_path):
