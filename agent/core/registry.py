@@ -132,6 +132,9 @@ METRICS = (
      "or set by broker or console)"),
     ("agent.reset_cause", "", "str", "why the board last reset: power_on, hard, watchdog, "
      "deep_sleep, soft"),
+    ("agent.boot_count", "", "int", "boots of the board since it was flashed (board)"),
+    ("agent.net.link", "", "bool", "the board's network link is up with an address (board)"),
+    ("agent.net.rssi", "dBm", "int", "Wi-Fi signal strength of the access point in use (board)"),
     ("agent.device.stale", "", "bool", "the device's last poll failed (value of the device's "
      "reason in unit-less form)"),
     ("agent.queue.depth", "", "int", "records waiting in the store"),
