@@ -149,6 +149,15 @@ def _serial_port(v):
     )
 
 
+def _cidr(v):
+    ip, _, bits = v.partition("/")
+    parts = ip.split(".")
+    ok = len(parts) == 4 and all(p.isdigit() and int(p) <= 255 for p in parts)
+    if ok and bits.isdigit() and 8 <= int(bits) <= 30:
+        return None
+    return 'an IPv4 address with its prefix length, "192.0.2.10/24"'
+
+
 def _topic_prefix(v):
     if not v or "+" in v or "#" in v or v[0] in "/$" or v[-1] == "/" or "//" in v:
         return 'a topic prefix without + or #, not starting with "/" or "$", without empty levels'
@@ -379,6 +388,21 @@ CONSOLE = (
     ("idle_timeout", field("num", default=IDLE_TIMEOUT_S, min=1, max=DAY_S)),
     ("socket", field("bool", default=True)),
 )
+# [network]: a board's own link (a Pi's network belongs to its OS, which ignores this table).
+WIFI = (
+    ("ssid", field("str", True, minlen=1, maxlen=32)),
+    ("password", field("secret")),
+)
+NETWORK = (
+    ("wifi", field("tables", fields=WIFI)),  # access points, the preferred one first
+    ("hostname", field("str", minlen=1, maxlen=32, chars=_NAME_CHARS,
+                       chars_words="A-Z a-z 0-9 _ -")),  # fmt: skip
+    ("address", field("str", check=_cidr)),  # static IPv4 "192.0.2.10/24"; absent: DHCP
+    ("gateway", field("str", check=_host)),
+    ("dns", field("strs")),
+    ("ipv6", field("bool", default=True)),
+    ("ntp", field("strs", default=["pool.ntp.org"])),  # SNTP servers, tried in order
+)
 TOP = (
     ("site", field("table", True, fields=SITE)),
     ("defaults", field("table", fields=DEFAULTS, fill=True)),
@@ -387,6 +411,7 @@ TOP = (
     ("storage", field("table", fields=STORAGE, fill=True)),
     ("alarms", field("table", fields=ALARMS, fill=True)),
     ("console", field("table", fields=CONSOLE, fill=True)),
+    ("network", field("table", fields=NETWORK)),
 )
 SECTION_NAMES = tuple(name for name, _ in SECTIONS)
 
@@ -397,5 +422,5 @@ SCHEMA_TABLES = (
     ("devices.modbus", MODBUS), ("devices.modbus.registers", REGISTER), ("devices.probe", PROBE),
     ("devices.battery", BATTERY),
     ("uplink", UPLINK), ("uplink.brokers", BROKER), ("storage", STORAGE), ("alarms", ALARMS),
-    ("alarms.rules", RULE), ("console", CONSOLE),
+    ("alarms.rules", RULE), ("console", CONSOLE), ("network", NETWORK), ("network.wifi", WIFI),
 )  # fmt: skip

@@ -436,6 +436,13 @@ def _console(ck, c, raw):
         )
 
 
+def _network(ck, n, raw):
+    if _given(raw, "address") and not _given(raw, "gateway"):
+        _missing(ck, ("network", "gateway"), "address is set", "the gateway's IPv4 address")
+    if _given(raw, "gateway") and not _given(raw, "address"):
+        ck.error(("network", "gateway"), "only with a static address (network.address)")
+
+
 # -- the validated config --------------------------------------------------------------------
 
 
@@ -451,6 +458,7 @@ class SiteConfig:
         self.storage = data["storage"]
         self.alarms = data["alarms"]
         self.console = data["console"]
+        self.network = data.get("network")  # a board's link; None when the table is absent
         self.warnings = warnings
         self.source = source
         self.secret_paths = secrets  # key paths as tuples: ("uplink", "brokers", 0, "password")
@@ -471,6 +479,7 @@ class SiteConfig:
             "storage": self.storage,
             "alarms": self.alarms,
             "console": self.console,
+            "network": self.network,
         }
 
     def redacted(self):
@@ -530,6 +539,8 @@ def validate(data, source="site.toml", getenv=None, read_file=None, drivers=None
         _uplink(ck, cfg["uplink"], data["uplink"], site_id)
     _alarms(ck, cfg["alarms"], data.get("alarms"), cfg["devices"])
     _console(ck, cfg["console"], data.get("console"))
+    if "network" in cfg:
+        _network(ck, cfg["network"], data["network"])
     if site_id is not None and "name" not in cfg["site"]:
         cfg["site"]["name"] = site_id
     if ck.errors:
