@@ -1,0 +1,186 @@
+"""Assemble and run the agent on a board: the board's counterpart of agent/host/runner.py.
+
+    await run_agent(cfg, board, boot, log, machine, network_mod, led)
+
+Same pieces as the host, wired to board adapters: the durable store on littlefs (/data/queue,
+flush is the sync), the clock with its anchors (/data/clock.json) and SNTP, the alarm engine and
+site state (SiteMonitor, active set in /data/alarms.json), the poll loop with only the site's
+drivers (UART pins from the board table, UDP for snmp-lite), the agent's own health as device
+"agent", the MQTT uplink on asyncio streams, the console on a UART, the network supervisor, the
+status LED and the hardware watchdog. Runs until the board loses power; a console `reboot`
+resets the board.
+"""
+
+import asyncio
+import gc
+import random
+
+from agent.board import uart as board_uart
+from agent.board.health import BoardHealthDriver
+from agent.board.wdt import Watchdog
+from agent.core.alarms import ActiveFile
+from agent.core.clock import Clock, ClockFile, boot_id
+from agent.core.compat import monotonic, wall_time
+from agent.core.fsio import OsFs
+from agent.core.loop import Loop
+from agent.core.monitor import SiteMonitor
+from agent.core.store import Store
+
+DATA = "/data"
+HEALTH = {"id": "agent", "driver": "health", "interval": 60, "timeout": 10, "jitter": 0.1}
+UPLINK_STALL_S = 240  # the watchdog resets a board whose uplink made no progress this long
+# Store sizes for a board: small read and write buffers (the host's are 16 and 64 KB).
+STORE_KW = {"read_chunk": 1024, "flush_bytes": 4096, "max_pending": 16384, "seq_lease": 256}
+
+
+def open_store(cfg, log):
+    fs = OsFs()
+    fs.mkdir(DATA)
+    budget = int(cfg.storage["budget_mb"] * 1024 * 1024)
+    return Store(DATA + "/queue", budget, sync=None, fs=fs,
+                 log=lambda msg: log.info("queue", msg), **STORE_KW)  # fmt: skip
+
+
+def build_loop(cfg, queue, log, monitor, clock, on_pass):
+    import drivers
+
+    st = cfg.storage
+    loop = Loop(cfg.site["id"], queue, random.random, log, mono=clock.mono, wall=clock.now,
+                commit_interval=st.get("commit_interval", 5.0),
+                commit_records=st.get("commit_records", 500), monitor=monitor, clock=clock,
+                on_pass=on_pass)  # fmt: skip
+    for dev in cfg.devices:
+        if dev.get("enabled", True):
+            loop.add_device(dev, drivers.load(dev["driver"])(dev))
+    return loop
+
+
+def make_console(cfg, facade, log, board, machine):
+    from agent.board.console_uart import UartConsole
+    from agent.core import auth
+    from agent.core.console import Console
+
+    c = cfg.console
+    access = auth.Access(c.get("pin_hash"), c.get("idle_timeout", 300))
+    if c.get("pin_hash") is None:
+        log.warning("console", "no console.pin_hash: the console shows only help and status")
+
+    def new_console(write, where):
+        return Console(facade, access, write, where=where, log=log)
+
+    con = UartConsole(c["port"], c.get("baud", 115200), new_console, log)
+    if c["port"] == board.get("repl_uart"):
+        from firmware.hw import StdioUart
+
+        con._open = StdioUart  # the REPL's UART is stdin/stdout; the log shares it
+    return con
+
+
+async def _checkpoint(clock, boot_rec, every_s=60.0):
+    started = monotonic()
+    while True:
+        await asyncio.sleep(min(every_s, boot_rec.ran_step) if boot_rec else every_s)
+        if boot_rec is not None:
+            boot_rec.ran(monotonic() - started)
+        clock.checkpoint()
+
+
+async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=None):
+    from agent.board.net import Network
+    from agent.board.udp import open_udp
+
+    for w in cfg.warnings:
+        log.warning("config", w)
+    board_uart.configure(board["uarts"])
+    tasks = []
+    net = Network(board["network"], getattr(cfg, "network", None) or {}, log, network_mod,
+                  pin=machine.Pin)  # fmt: skip
+    tasks.append(asyncio.create_task(net.run()))
+    queue = open_store(cfg, log)
+    log.info("queue", "opened", next_seq=queue.stats()["next_seq"],
+             confirmed_seq=queue.confirmed_seq)  # fmt: skip
+    clock = Clock(boot_id(), mono=monotonic, wall=wall_time,
+                  state=ClockFile(DATA + "/clock.json"), log=log)  # fmt: skip
+    monitor = SiteMonitor(cfg.site["id"], cfg.site["kind"], clock, cfg.alarms,
+                          backhaul=cfg.site.get("backhaul"),
+                          banks={d["id"]: d["battery"] for d in cfg.devices if d.get("battery")},
+                          active_file=ActiveFile(DATA + "/alarms.json"), log=log)  # fmt: skip
+    dog = Watchdog(machine.WDT, board.get("wdt_s", 60), log)
+    loop = build_loop(cfg, queue, log, monitor, clock, dog.kick)
+    dog.poke = loop._wake.set  # a pass on demand: the loop may sleep a whole commit interval
+    for dev in cfg.devices:
+        if dev.get("driver") == "snmp-lite":
+            loop.drivers[dev["id"]].factory = open_udp
+    uplink = None
+    if cfg.uplink:
+        from agent.board.tls import make_context
+        from agent.board.uplink import BoardUplink
+
+        uplink = BoardUplink(cfg.uplink, cfg.site["id"], queue, log, tls=make_context,
+                             mono=monotonic, wall=lambda: clock.now() or wall_time())  # fmt: skip
+        dog.watch("uplink", uplink.progress_age, UPLINK_STALL_S)
+    budget = int(cfg.storage["budget_mb"] * 1024 * 1024)
+    loop.add_device(HEALTH, BoardHealthDriver(HEALTH, queue, uplink, clock, budget, boot["count"],
+                                              net))  # fmt: skip
+    from agent.core.console_facade import ConsoleFacade
+
+    async def uplink_test(say):
+        st = uplink.state() if uplink is not None else None
+        say("live uplink: %s" % ("connected to %s" % st["broker"] if st and st["connected"]
+                                 else "down (%s)" % (st or {}).get("last_error")))  # fmt: skip
+        return bool(st and st["connected"])
+
+    facade = ConsoleFacade(cfg, loop, queue, uplink, clock, log, uplink_test=uplink_test,
+                           restart=lambda: _reset_soon(machine, log))  # fmt: skip
+    facade.alarms = monitor.engine
+    if cfg.site.get("clock") == "system":
+        log.warning("clock", 'site.clock = "system" means nothing on a board without RTC; '
+                    "waiting for SNTP")  # fmt: skip
+    ntp = (getattr(cfg, "network", None) or {}).get("ntp", ["pool.ntp.org"])
+    if ntp:
+        from agent.board.sntp import TimeKeeper
+
+        keeper = TimeKeeper(clock, ntp, open_udp, log, monotonic, wall_time,
+                            set_rtc=lambda t: _set_rtc(machine, t))  # fmt: skip
+        tasks.append(asyncio.create_task(keeper.run()))
+    tasks.append(asyncio.create_task(loop.run()))
+    if uplink is not None:
+        uplink.attach(facade)
+        loop.listeners.append(uplink.notify)
+        loop.alarm_listeners.append(uplink.alarms_changed)
+        tasks.append(asyncio.create_task(uplink.run()))
+        led.extra = lambda: uplink.state()["connected"]
+    if cfg.console.get("enabled"):
+        tasks.append(asyncio.create_task(make_console(cfg, facade, log, board, machine).run()))
+    tasks.append(asyncio.create_task(_checkpoint(clock, boot_rec)))
+    dog.start()
+    tasks.append(asyncio.create_task(dog.run()))
+    led.pattern = "run"
+    gc.collect()
+    log.info("agent", "started", site=cfg.site["id"], devices=len(loop.drivers) - 1,
+             board=board.get("name"), reset=boot["cause"], boots=boot["count"],
+             heap_free=gc.mem_free(), clock="trusted" if clock.trusted() else "untrusted")  # fmt: skip
+    while True:
+        await asyncio.sleep(5)
+        for t in tasks:
+            if t.done():  # every task runs forever; one that ended is a bug: reset
+                try:
+                    await t
+                except BaseException as e:
+                    raise RuntimeError("a task of the agent ended: %r" % (e,))
+                raise RuntimeError("a task of the agent ended")
+
+
+def _set_rtc(machine, t):
+    from firmware.hw import set_rtc
+
+    set_rtc(machine, t)
+
+
+def _reset_soon(machine, log):
+    async def later():
+        await asyncio.sleep(0.5)
+        machine.reset()
+
+    log.warning("agent", "reset requested by the technician")
+    asyncio.create_task(later())
