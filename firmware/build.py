@@ -13,7 +13,7 @@ whose `errors` name each reason, and only then writes, in out_dir:
     romfs.img       a ROMFS image (the format `mpremote romfs build` makes; MicroPython mounts it
                     at /rom and imports .mpy files from it in place). It holds the .mpy files of
                     the modules this site needs and nothing else (firmware/modules.py), under
-                    their package paths (agent/core/loop.mpy, ...), and image.json.
+                    their package paths (agent/core/poll/loop.mpy, ...), and image.json.
     files/          what goes on the board's littlefs, at the same paths under /:
         boot.py         picks /rom or /lib by build id (firmware/fs_boot.py)
         main.py         runs firmware.main (firmware/fs_main.py)
@@ -36,7 +36,7 @@ manifest.json:
      "romfs": {"path": "romfs.img", "size": n, "sha256": h, "mount": "/rom"},
      "files": [{"path": "files/boot.py", "dest": "/boot.py", "size": n, "sha256": h,
                 "kind": "boot"|"config"|"secret"|"cert"|"code"}, ...],
-     "modules": ["agent.core.loop", ...], "boot_only": [...], "heap_estimate": bytes}
+     "modules": ["agent.core.poll.loop", ...], "boot_only": [...], "heap_estimate": bytes}
     kind "code" entries (files/lib/...) are the fallback copy of romfs.img's contents: a flasher
     writes either romfs.img to the ROMFS partition or these files, and every other entry always.
     The stock ESP32 firmware (1.27, 1.28) is built without ROMFS support (MICROPY_VFS_ROM off),
@@ -58,7 +58,7 @@ import sys
 import tempfile
 
 from agent import __version__
-from agent.core.config import validate
+from agent.core.config.validate import validate
 from agent.core.errors import ConfigError
 from agent.host.configfile import parse
 from firmware import board_table, fit, modules
@@ -67,7 +67,7 @@ FORMAT = 1
 MICROPYTHON_MIN = "1.27.0"
 MPY_VERSION = "6.3"  # .mpy format: MicroPython 1.23 and later load it; the firmware is checked
 ENTRIES = ("firmware.main", "firmware.safe")
-BOOT_ONLY = ("agent.core.config", "agent.core.config_schema", "agent.core.schema")
+BOOT_ONLY = ("agent.core.config.validate", "agent.core.config.tables", "agent.core.config.checker")
 FS = os.path.join(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -101,7 +101,7 @@ def compile_mpy(exe, name, tmp):
 
 
 def mpy_path(name):
-    """Where module `name` lives in the image: agent/core/loop.mpy, agent/__init__.mpy."""
+    """Where module `name` lives in the image: agent/core/poll/loop.mpy, agent/__init__.mpy."""
     rel = modules.rel_source(name)
     return rel[: -len(".py")] + ".mpy"
 

@@ -26,7 +26,7 @@ from agent.core.log import DEBUG, INFO, Log
 BOARD_FILE = "/board.json"
 SITE_FILE = "/site.json"
 BOOT_FILE = "/data/boot.json"
-BOOT_ONLY = ("agent.core.config", "agent.core.config_schema", "agent.core.schema")
+BOOT_ONLY = ("agent.core.config.validate", "agent.core.config.tables", "agent.core.config.checker")
 DEFAULT_SAFE = {"resets": 5, "window_s": 600, "retry_s": 3600}
 
 
@@ -45,7 +45,7 @@ def _read_text(path):
 def load_config():
     """(SiteConfig, None) or (None, [error lines]) for /site.json; never raises."""
     try:
-        from agent.core.config import validate
+        from agent.core.config.validate import validate
         from agent.core.errors import ConfigError
 
         try:
@@ -70,7 +70,7 @@ async def _boot(machine, network_mod, log):
     import asyncio
 
     from agent.board.bootinfo import BootRecord
-    from agent.core.fsio import OsFs
+    from agent.core.store.fsio import OsFs
     from firmware import hw
 
     try:

@@ -18,13 +18,13 @@ import random
 from agent.board import uart as board_uart
 from agent.board.health import BoardHealthDriver
 from agent.board.wdt import Watchdog
-from agent.core.alarms import ActiveFile
+from agent.core.monitor.alarms import ActiveFile
 from agent.core.clock import Clock, ClockFile, boot_id
 from agent.core.compat import monotonic, wall_time
-from agent.core.fsio import OsFs
-from agent.core.loop import Loop
-from agent.core.monitor import SiteMonitor
-from agent.core.store import Store
+from agent.core.store.fsio import OsFs
+from agent.core.poll.loop import Loop
+from agent.core.monitor.pipeline import SiteMonitor
+from agent.core.store.store import Store
 
 DATA = "/data"
 HEALTH = {"id": "agent", "driver": "health", "interval": 60, "timeout": 10, "jitter": 0.1}
@@ -57,8 +57,8 @@ def build_loop(cfg, queue, log, monitor, clock, on_pass):
 
 def make_console(cfg, facade, log, board, machine):
     from agent.board.console_uart import UartConsole
-    from agent.core import auth
-    from agent.core.console import Console
+    from agent.core.console import auth
+    from agent.core.console.session import Console
 
     c = cfg.console
     access = auth.Access(c.get("pin_hash"), c.get("idle_timeout", 300))
@@ -117,12 +117,13 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
         from agent.board.uplink import BoardUplink
 
         uplink = BoardUplink(cfg.uplink, cfg.site["id"], queue, log, tls=make_context,
-                             mono=monotonic, wall=lambda: clock.now() or wall_time())  # fmt: skip
+                             mono=monotonic, wall=lambda: clock.now() or wall_time(),
+                             link_up=net.up)  # fmt: skip
         dog.watch("uplink", uplink.progress_age, UPLINK_STALL_S)
     budget = int(cfg.storage["budget_mb"] * 1024 * 1024)
     loop.add_device(HEALTH, BoardHealthDriver(HEALTH, queue, uplink, clock, budget, boot["count"],
                                               net))  # fmt: skip
-    from agent.core.console_facade import ConsoleFacade
+    from agent.core.console.facade import ConsoleFacade
 
     async def uplink_test(say):
         st = uplink.state() if uplink is not None else None
@@ -141,7 +142,7 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
         from agent.board.sntp import TimeKeeper
 
         keeper = TimeKeeper(clock, ntp, open_udp, log, monotonic, wall_time,
-                            set_rtc=lambda t: _set_rtc(machine, t))  # fmt: skip
+                            set_rtc=lambda t: _set_rtc(machine, t), link_up=net.up)  # fmt: skip
         tasks.append(asyncio.create_task(keeper.run()))
     tasks.append(asyncio.create_task(loop.run()))
     if uplink is not None:

@@ -20,8 +20,8 @@ import asyncio
 import json
 
 from agent import __version__
-from agent.core import contract
-from agent.core.backoff import Backoff, ConnectLimiter
+from agent.core.uplink import contract
+from agent.core.uplink.backoff import Backoff, ConnectLimiter
 from agent.core.compat import monotonic, wall_time
 
 SAFE = "safe"
@@ -281,8 +281,8 @@ async def run(reasons, cfg, errors, board, boot, log, machine, network_mod, retr
 async def _console(cfg, facade, board, log):
     from agent.board import uart as board_uart
     from agent.board.console_uart import UartConsole
-    from agent.core import auth
-    from agent.core.console import Console
+    from agent.core.console import auth
+    from agent.core.console.session import Console
 
     board_uart.configure(board.get("uarts") or {})
     c = cfg.console if cfg is not None else {}

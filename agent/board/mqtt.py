@@ -3,7 +3,8 @@
     conn = await MqttConn.open(host, port, ssl=ctx, server_hostname=name, timeout=15)
     rc = await conn.connect(client_id, keepalive=60, will=(topic, payload, 1, True),
                             username=None, password=None, timeout=15)
-    pid = conn.next_pid(); await conn.send(publish(topic, payload, 1, False, pid))
+    pid = conn.next_pid(); conn.put(publish_packet(topic, payload, 1, False, pid))
+    await conn.flush()                         # or conn.send(packet): put + flush
     kind, flags, body = await conn.read()      # one packet; MqttError when the link is gone
     conn.close()
 
@@ -172,15 +173,26 @@ class MqttConn:
         self._pid = self._pid % 65535 + 1
         return self._pid
 
-    async def send(self, data):
+    def put(self, data):
+        """Queue one whole packet on the stream without waiting (write() never interleaves two
+        packets: it takes the whole buffer at once); flush() writes it out."""
         if self.closed:
             raise MqttError("connection is closed")
         try:
             self.w.write(data)
-            await self.w.drain()
         except (OSError, ValueError) as e:
             raise MqttError("send failed: %s" % (e,))
         self.sent_bytes += len(data)
+
+    async def flush(self):
+        try:
+            await self.w.drain()
+        except (OSError, ValueError) as e:
+            raise MqttError("send failed: %s" % (e,))
+
+    async def send(self, data):
+        self.put(data)
+        await self.flush()
 
     async def _exactly(self, n):
         try:

@@ -18,7 +18,7 @@ Nothing here raises out of run(): a firmware error becomes a log line and a retr
 
 import asyncio
 
-from agent.core.backoff import Backoff
+from agent.core.uplink.backoff import Backoff
 from agent.core.compat import monotonic
 
 _PHY_NAMES = {"LAN8720": "PHY_LAN8720", "LAN8710": "PHY_LAN8710", "IP101": "PHY_IP101",

@@ -85,7 +85,7 @@ class TimeKeeper:
     does, then every `every_s`. set_rtc(t), when given, also sets the board's RTC (log times)."""
 
     def __init__(self, clock, servers, open_udp, log, mono, wall, set_rtc=None, every_s=3600.0,
-                 retry_s=30.0):  # fmt: skip
+                 retry_s=30.0, link_up=None):  # fmt: skip
         self.clock = clock
         self.servers = list(servers)
         self.open_udp = open_udp
@@ -97,6 +97,7 @@ class TimeKeeper:
         self.retry_s = retry_s
         self.syncs = 0
         self.last_error = None
+        self.link_up = link_up  # None, or fn() -> bool: no query while the network is down
 
     async def sync_once(self):
         for server in self.servers:
@@ -120,6 +121,8 @@ class TimeKeeper:
 
     async def run(self):
         while True:
+            while self.link_up is not None and not self.link_up():
+                await asyncio.sleep(1)
             ok = await self.sync_once()
             if not ok and self.syncs == 0:
                 self.log.warning("clock", "no SNTP answer yet; readings carry estimated times",

@@ -1,9 +1,10 @@
 """The board's MQTT uplink on asyncio streams (portable code; the board's, also run on CPython in
 tests): several brokers in priority order, QoS 1 batches tied to the queue, paced backlog, byte
 budgets, reconnect backoff and commands. The contract is docs/mqtt.md, the same as the host's
-(agent/host/uplink.py), built from the same portable pieces: agent/core/contract.py (topics,
-payloads), compact.py, backoff.py (Backoff, ConnectLimiter, TokenBucket, ByteBudget) and
-remote.py (commands). Only the transport differs: agent/board/mqtt.py instead of paho.
+(agent/host/uplink.py), and so is the code that decides it: what is sent, in what order, the
+window and when a batch is acked are agent/core/uplink/outbox.py (Outbox), shared with the host;
+topics and payloads contract.py and compact.py; pacing backoff.py; commands commands.py. Only
+the transport differs: agent/board/mqtt.py on asyncio streams instead of paho's thread.
 
     up = BoardUplink(cfg.uplink, site_id, queue, log, tls=make_context)   # tls(broker) ->
     up.attach(facade)                                                     # (ctx, server name)
@@ -35,42 +36,29 @@ import random
 
 from agent import __version__
 from agent.board import mqtt
-from agent.core import contract
-from agent.core.backoff import Backoff, ByteBudget, ConnectLimiter, TokenBucket
 from agent.core.compat import monotonic, wall_time
-from agent.core.remote import Remote
+from agent.core.uplink import contract
+from agent.core.uplink.backoff import Backoff, ByteBudget, ConnectLimiter
+from agent.core.uplink.outbox import Message, Outbox
 
-WINDOW = 4  # data messages in flight per session
-INBOX_MAX = 16  # command payloads waiting; more are dropped and counted
 WINDOWS = {"hour": 3600.0, "day": 86400.0}
 # CPython 3.11's wait_for can swallow a cancellation that arrives as the event fires (run() then
 # never stops); asyncio.timeout cannot. MicroPython has only wait_for, without that race.
 _timeout = getattr(asyncio, "timeout", None)
 
 
-class _Msg:
-    __slots__ = ("topic", "payload", "retain", "urgent", "batch", "kind")
-
-    def __init__(self, topic, payload, retain=False, urgent=False, batch=None, kind=None):
-        self.topic = topic
-        self.payload = payload
-        self.retain = retain
-        self.urgent = urgent
-        self.batch = batch
-        self.kind = kind
-
-
 class _Session:
-    def __init__(self, idx, broker, conn, now):
+    def __init__(self, idx, broker, conn, now, where):
         self.idx = idx
         self.broker = broker
+        self.where = where
         self.conn = conn
         self.alive = True
         self.ready = False
         self.birth_acked = False
         self.echoed = False
         self.failed = None
-        self.inflight = {}  # pid -> _Msg (data, state, birth)
+        self.inflight = {}  # pid -> Message (data and state: the Outbox's; birth, goodbye)
         self.replies = {}  # pid -> topic of command replies (outside the window)
         self.nonce = binascii.hexlify(os.urandom(6)).decode()
         self.state_sent = False
@@ -81,12 +69,13 @@ class _Session:
 
 class BoardUplink:
     def __init__(self, uplink_cfg, site_id, queue, log, tls=None, facade=None, rand=random.random,
-                 mono=monotonic, wall=wall_time):  # fmt: skip
+                 mono=monotonic, wall=wall_time, link_up=None):  # fmt: skip
         self.cfg = uplink_cfg
         self.site_id = site_id
         self.queue = queue
         self.log = log
         self.tls = tls
+        self.link_up = link_up  # None, or fn() -> bool: no attempt while the network is down
         self.rand = rand
         self.mono = mono
         self.wall = wall
@@ -102,40 +91,42 @@ class BoardUplink:
         self.backoff = Backoff(rand, uplink_cfg.get("backoff_base", 2.0),
                                uplink_cfg.get("backoff_cap", 300.0))  # fmt: skip
         self.limiter = ConnectLimiter(uplink_cfg.get("max_connects_per_min", 6))
-        self.msg_rate = TokenBucket(uplink_cfg.get("rate_msgs", 20), None, mono())
-        rb = uplink_cfg.get("rate_bytes", 0)
-        self.byte_rate = TokenBucket(rb, max(rb, 1), mono())
         self.budgets = [ByteBudget(b.get("budget_bytes", 0), WINDOWS.get(b.get("budget_window",
                         "day"))) for b in self.brokers]  # fmt: skip
         self.topics = {}
         for k in contract.TOPIC_KINDS:
             self.topics[k] = contract.topic(self.prefix, site_id, k)
-        self.remote = None
-        self.facade = None
-        if facade is not None:
-            self.attach(facade)
+        self.out = Outbox(queue, site_id, self.topics, log, batch_max=self.batch_max,
+                          rate_msgs=uplink_cfg.get("rate_msgs", 20),
+                          rate_bytes=uplink_cfg.get("rate_bytes", 0), facade=facade)  # fmt: skip
         self.session = None
-        self.published = 0
-        self.acked = 0
-        self.duplicates_possible = 0
-        self.last_publish = None
         self.last_error = None
         self.confirmed_seq = None
-        self.budget_blocked = False
-        self.commands_dropped = 0
         self.beat = mono()  # last time the uplink task made progress (the watchdog's check)
-        self._outbox = []
-        self._parts = {}  # batch id -> messages of that batch not yet acked
-        self._inbox = []
         self._wake = None
         self._next_idx = 0
         self._next_probe = None
-        self._alarms_dirty = False
         self._drain_requested = False
 
     def attach(self, facade):
-        self.facade = facade
-        self.remote = Remote(facade, log=self.log)
+        """Commands, the retained state and active alarms work through the AgentFacade."""
+        self.out.attach(facade)
+
+    @property
+    def acked(self):
+        return self.out.acked
+
+    @property
+    def remote(self):
+        return self.out.remote
+
+    @property
+    def commands_dropped(self):
+        return self.out.commands_dropped
+
+    @property
+    def budget_blocked(self):
+        return self.out.budget_blocked
 
     def _where(self, b):
         return "%s (%s:%s)" % (b.get("name") or b["host"], b["host"], b["port"])
@@ -157,7 +148,7 @@ class BoardUplink:
         self._set_wake()
 
     def alarms_changed(self):
-        self._alarms_dirty = True
+        self.out.alarms_changed()
         self._set_wake()
 
     def drain(self):
@@ -167,20 +158,16 @@ class BoardUplink:
     def state(self):
         s = self.session
         now = self.wall()
-        return {
+        out = {
             "connected": bool(s is not None and s.ready),
             "broker": self._where(s.broker) if s is not None else None,
-            "published": self.published,
-            "acked": self.acked,
             "inflight": len(s.inflight) if s is not None else 0,
-            "last_publish": self.last_publish,
             "last_error": self.last_error,
             "backoff_failures": self.backoff.failures,
-            "budget_blocked": self.budget_blocked,
             "budgets": [bb.state(now) for bb in self.budgets],
-            "commands": dict(self.remote.counts) if self.remote is not None else None,
-            "commands_dropped": self.commands_dropped,
         }
+        out.update(self.out.state())
+        return out
 
     # --- packets from the broker (the reader task) ------------------------------------------
     async def _reader(self, s):
@@ -212,20 +199,14 @@ class BoardUplink:
     def _on_puback(self, s, pid):
         if s.replies.pop(pid, None) is not None:
             return
-        msg = s.inflight.pop(pid, None)
-        if msg is None:
-            return
-        if msg.kind == "birth":
+        msg = s.inflight.get(pid)
+        if msg is not None and msg.kind == "birth":
             s.birth_acked = True
-        elif msg.batch is not None:
-            left = self._parts.get(msg.batch, 0) - 1
-            if left <= 0:
-                self._parts.pop(msg.batch, None)
-                self.queue.ack(msg.batch)
-                self.acked += 1
-                self.last_publish = self.wall()
-            else:
-                self._parts[msg.batch] = left
+            s.inflight.pop(pid, None)
+        elif msg is not None and msg.kind == "bye":
+            s.inflight.pop(pid, None)
+        else:
+            self.out.on_puback(s, pid)
         self.beat = self.mono()
 
     def _on_message(self, s, topic, payload):
@@ -233,30 +214,20 @@ class BoardUplink:
             if s.nonce.encode() in payload:
                 s.echoed = True
             return
-        if topic != self.topics["cmd"]:
-            return
-        if len(self._inbox) >= INBOX_MAX:
-            self.commands_dropped += 1
-            return
-        self._inbox.append(payload)
+        if topic == self.topics["cmd"]:
+            self.out.command_in(payload)
 
-    async def _serve_commands(self, s):
-        n = 0
-        while self._inbox and n < INBOX_MAX:
-            payload = self._inbox.pop(0)
-            n += 1
-            if self.remote is None:
-                continue
-            reply = self.remote.handle(payload)
-            if reply is None:
-                continue
-            if reply.find(b'"ok":false') >= 0:
-                self.log.warning("uplink", "command refused",
-                                 reply=reply[:160].decode("utf-8", "replace"))  # fmt: skip
-            if s is not None and s.alive:
+    def _serve_commands(self, s):
+        reply = None
+        if s is not None and s.alive:
+            def reply(answer):
                 pid = s.conn.next_pid()
                 s.replies[pid] = self.topics["reply"]
-                await self._send(s, mqtt.publish_packet(self.topics["reply"], reply, 1, False, pid))
+                try:
+                    s.conn.put(mqtt.publish_packet(self.topics["reply"], answer, 1, False, pid))
+                except mqtt.MqttError as e:
+                    s.failed = "link closed by the broker or the network (%s)" % e
+        self.out.serve_commands(reply)
 
     async def _send(self, s, data):
         try:
@@ -276,101 +247,31 @@ class BoardUplink:
         b = s.broker
         return b.get("format") or ("compact" if b.get("budget_bytes") else self.fmt)
 
-    def _state_msgs(self):
-        if self.facade is None:
-            return []
-        readings = self._resolve(self.facade.readings())
-        payload = contract.encode_batch(self.site_id, 0, readings, contract.KIND_STATE,
-                                        self._fmt())  # fmt: skip
-        alarms = contract.alarms_payload(self.site_id, self.facade.active_alarms(), self.wall())
-        return [
-            _Msg(self.topics["state"], payload, retain=True, urgent=True, kind="state"),
-            _Msg(self.topics["alarms"], alarms, retain=True, urgent=True, kind="state"),
-        ]
-
-    def _resolve(self, records):
-        clock = self.facade.clock if self.facade is not None else None
-        if clock is None:
-            return records
-        return [clock.resolve(r) for r in records]
-
-    def _fill(self, s):
-        """Move the next batch from the queue into the outbox, in contract order."""
-        if self._alarms_dirty and self.facade is not None:
-            self._alarms_dirty = False
-            if s.state_sent:
-                body = contract.alarms_payload(self.site_id, self.facade.active_alarms(),
-                                               self.wall())  # fmt: skip
-                self._outbox.append(_Msg(self.topics["alarms"], body, retain=True, urgent=True,
-                                         kind="state"))  # fmt: skip
-                return True
-        batch = self.queue.next_batch(self.batch_max)
-        if batch is None:
-            if not s.state_sent:
-                s.state_sent = True
-                self._outbox.extend(self._state_msgs())
-                return bool(self._outbox)
-            return False
-        batch_id, records = batch
-        records = self._resolve(records)
-        alarms = [r for r in records if contract.is_alarm_record(r)]
-        routine = [r for r in records if not contract.is_alarm_record(r)]
-        parts = []
-        if alarms:
-            payload = contract.encode_batch(self.site_id, batch_id, alarms, "alarm", self._fmt())
-            parts.append(_Msg(self.topics["alarm"], payload, urgent=True, batch=batch_id))
-        if routine and not s.state_sent:
-            s.state_sent = True
-            self._outbox.extend(parts)
-            parts = []
-            self._outbox.extend(self._state_msgs())
-        if routine:
-            payload = contract.encode_batch(self.site_id, batch_id, routine, "data", self._fmt())
-            parts.append(_Msg(self.topics["data"], payload, batch=batch_id))
-        self._parts[batch_id] = sum(1 for m in self._outbox if m.batch == batch_id) + len(parts)
-        self._outbox.extend(parts)
-        return True
+    def _publish(self, s, msg):
+        """Queue one QoS 1 PUBLISH on the stream (written out by the next flush)."""
+        pid = s.conn.next_pid()
+        try:
+            s.conn.put(mqtt.publish_packet(msg.topic, msg.payload, 1, msg.retain, pid))
+        except mqtt.MqttError as e:
+            s.failed = "link closed by the broker or the network (%s)" % e
+            return None
+        return pid
 
     async def _pump(self, s):
-        """Publish while the window, the pace and the budget allow. Returns seconds until it is
-        worth trying again (None: wait for an event)."""
-        budget = self.budgets[s.idx]
-        while s.ready and not s.failed and len(s.inflight) < WINDOW:
-            if not self._outbox and not self._fill(s):
-                return None
-            msg = self._outbox[0]
-            nbytes = contract.publish_bytes(msg.topic, len(msg.payload))
-            now = self.wall()
-            if not budget.allows(now, nbytes, msg.urgent):
-                if not self.budget_blocked:
-                    self.budget_blocked = True
-                    self.log.warning("uplink", "byte budget used up; routine backlog waits, "
-                                     "alarms still go", broker=self._where(s.broker),
-                                     used=budget.used, limit=budget.limit)  # fmt: skip
-                if not s.inflight:
-                    self._drop_outbox()
-                    self.queue.requeue()
-                return min(budget.reopens_in(now), 30.0)
-            mono = self.mono()
-            wait = max(self.msg_rate.wait_time(mono), self.byte_rate.wait_time(mono, nbytes))
-            if wait > 0:
-                return wait
-            pid = s.conn.next_pid()
-            s.inflight[pid] = msg
-            self._outbox.pop(0)
-            self.msg_rate.take(mono)
-            self.byte_rate.take(mono, nbytes)
-            budget.spend(now, nbytes)
-            self.published += 1
-            if self.budget_blocked and not msg.urgent:
-                self.budget_blocked = False
-            await self._send(s, mqtt.publish_packet(msg.topic, msg.payload, 1, msg.retain, pid))
-            self.beat = self.mono()
-        return None
+        wait = self.out.pump(s, self.budgets[s.idx], lambda m: self._publish(s, m), self._fmt())
+        await self._flush(s)
+        self.beat = self.mono()
+        return wait
 
-    def _drop_outbox(self):
-        self._outbox = []
-        self._parts = {}
+    async def _flush(self, s):
+        try:
+            await asyncio.wait_for(s.conn.flush(), self.send_timeout)
+            s.last_tx = self.mono()
+        except asyncio.TimeoutError:
+            s.failed = "send blocked for %gs (link stalled)" % self.send_timeout
+        except mqtt.MqttError as e:
+            if s.failed is None:
+                s.failed = "link closed by the broker or the network (%s)" % e
 
     # --- connections -----------------------------------------------------------------------
     def _give_up(self, b, why):
@@ -407,14 +308,14 @@ class BoardUplink:
             conn.close()
             return self._give_up(b, "broker refused the connection: %s"
                                  % mqtt.CONNACK_TEXT.get(rc, "code %d" % rc))  # fmt: skip
-        s = _Session(idx, b, conn, self.mono())
+        s = _Session(idx, b, conn, self.mono(), self._where(b))
         s.reader = asyncio.create_task(self._reader(s))
         await self._send(s, mqtt.subscribe_packet(conn.next_pid(),
                          [(self.topics["status"], 1), (self.topics["cmd"], 1)]))  # fmt: skip
         birth = contract.status_payload(contract.ONLINE, version=__version__, session=s.nonce,
                                         time=self.wall())  # fmt: skip
         pid = conn.next_pid()
-        s.inflight[pid] = _Msg(self.topics["status"], birth, retain=True, kind="birth")
+        s.inflight[pid] = Message(self.topics["status"], birth, retain=True, kind="birth")
         await self._send(s, mqtt.publish_packet(self.topics["status"], birth, 1, True, pid))
         deadline = self.mono() + self.echo_timeout
         while not (s.birth_acked and s.echoed) and not s.failed and s.alive:
@@ -435,7 +336,7 @@ class BoardUplink:
     async def _close(self, s, why, goodbye=None):
         if goodbye and s.alive and not s.failed:
             pid = s.conn.next_pid()
-            s.inflight[pid] = _Msg(self.topics["status"], goodbye, retain=True, kind="bye")
+            s.inflight[pid] = Message(self.topics["status"], goodbye, retain=True, kind="bye")
             await self._send(s, mqtt.publish_packet(self.topics["status"], goodbye, 1, True, pid))
             end = self.mono() + 2
             while pid in s.inflight and s.alive and self.mono() < end:
@@ -456,11 +357,7 @@ class BoardUplink:
         s.conn.close()
         if why is not None:
             self._give_up(s.broker, why)
-        if s.inflight or self._parts or self._outbox:
-            self.duplicates_possible += len(self._parts)
-        s.inflight = {}
-        self._drop_outbox()
-        self.queue.requeue()
+        self.out.end_session(s)
         return None
 
     async def _sleep(self, seconds):
@@ -488,9 +385,10 @@ class BoardUplink:
                 self._drain_requested = False
                 end = now
             wait = max(end - now, self.limiter.wait_time(now))
-            if wait <= 0:
+            if wait <= 0 and (self.link_up is None or self.link_up()):
                 return
-            self._inbox = []  # commands cannot be answered without a link
+            wait = max(wait, 0.2)
+            self.out.serve_commands(None)  # drop stale commands; no link to answer on
             await asyncio.sleep(min(wait, 1.0))
 
     def _probe_due(self, s):
@@ -516,7 +414,7 @@ class BoardUplink:
         self._next_probe = None
         while s.alive and not s.failed:
             self.beat = self.mono()
-            await self._serve_commands(s)
+            self._serve_commands(s)
             wait = await self._pump(s)
             if self._keepalive_due(s):
                 await self._send(s, mqtt.PINGREQ_PACKET)
