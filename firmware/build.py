@@ -146,14 +146,31 @@ def load_config(site_toml, secrets_dir=None, environ=None):
     return validate(raw, source=site_toml, getenv=env.get, read_file=read_file), raw, base
 
 
+def profile_modules(name):
+    """The drivers.profiles modules an SNMP device with profile `name` may load (data tables
+    loaded by name at run time, like drivers): "auto" may pick any of them."""
+    from drivers import profiles
+
+    if name == "auto":
+        names = [n for n in profiles.PROFILES if profiles.PROFILES[n] is not None]
+    elif name == "router":
+        names = ["system", "if-mib", "host-resources"]
+    else:
+        names = [name]
+    return ["drivers.profiles." + profiles.PROFILES[n][0] for n in names]
+
+
 def site_modules(cfg):
-    """Entry modules plus the driver modules of the site's enabled devices."""
+    """Entry modules plus what the site's enabled devices load by name: their driver modules
+    (drivers.DRIVERS) and, for SNMP, their profiles' tables."""
     import drivers
 
     out = list(ENTRIES)
     for dev in cfg.devices:
         if dev.get("enabled", True) and dev.get("driver") in drivers.DRIVERS:
             out.append(drivers.DRIVERS[dev["driver"]].split(":")[0])
+            if dev.get("snmp"):
+                out.extend(profile_modules(dev["snmp"].get("profile", "auto")))
     return modules.closure(out)
 
 

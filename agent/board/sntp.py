@@ -58,9 +58,22 @@ def parse(reply, sent_ts, mono_sent, mono_now):
     return _from_ntp(sec, frac) + rtt / 2.0
 
 
+def host_port(server):
+    """("pool.ntp.org", 123) from "pool.ntp.org"; "192.0.2.1:1123" and "[2001:db8::1]:1123" name
+    another port."""
+    if server.startswith("["):
+        host, _, rest = server[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else PORT
+    if server.count(":") == 1:
+        host, _, port = server.partition(":")
+        return host, int(port)
+    return server, PORT
+
+
 async def query(server, open_udp, mono, wall, timeout=3.0):
     """One SNTP exchange with `server`: the time now, or ParseError / DeviceError."""
-    t = await open_udp(server, PORT)
+    host, port = host_port(server)
+    t = await open_udp(host, port)
     try:
         pkt, ts = request(wall())
         m0 = mono()
