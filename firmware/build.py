@@ -266,7 +266,7 @@ def build_image(site_toml, board, out_dir, secrets_dir=None, environ=None):
         "files": entries,
         "modules": mods,
         "boot_only": [m for m in BOOT_ONLY if m in mods],
-        "heap_estimate": fit.estimate_heap(cfg, mods),
+        "heap_estimate": fit.estimate_heap(cfg, mods, board=table),
         "warnings": list(cfg.warnings),
     }
     _write(os.path.join(out_dir, "manifest.json"), _json(manifest))

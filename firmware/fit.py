@@ -54,18 +54,30 @@ def load_costs(path=COSTS):
         return json.load(f)
 
 
-def estimate_heap(cfg, modules, costs=None):
-    """Bytes of heap the running site is expected to hold (32-bit, figures from costs.json):
-    the interpreter with the agent's runtime, each shipped module's own cost, and each device."""
+# Modules the image carries but the running agent does not hold: boot-only (released after
+# the config is validated), safe mode's, and the console's when the console is off.
+NOT_RUNNING = ("agent.core.config.validate", "agent.core.config.tables",
+               "agent.core.config.checker", "firmware.safe", "firmware.main")  # fmt: skip
+CONSOLE_ONLY = ("agent.core.console.session", "agent.core.console.views",
+                "agent.core.console.fmt", "agent.core.console.line", "agent.core.console.output",
+                "agent.core.console.auth", "agent.core.console.facade",
+                "agent.board.console_uart")  # fmt: skip
+
+
+def estimate_heap(cfg, modules, costs=None, board=None):
+    """Bytes of heap the running site is expected to hold (32-bit, measured figures from
+    costs.json): the runtime (interpreter, asyncio, the agent's state for the reference site's
+    devices), each module it runs (its .mpy loaded into RAM; times romfs_factor when the board's
+    firmware runs code from ROMFS, "code_in_flash" in its table) and each device beyond the
+    reference site's."""
     costs = costs or load_costs()
     own = costs["modules"]
-    total = costs["base"]
-    for m in modules:
-        total += own.get(m, costs["module_default"])
-    for m in costs.get("boot_only", ()):
-        total -= own.get(m, 0) if m in modules else 0
+    skip = NOT_RUNNING + (() if cfg.console.get("enabled") else CONSOLE_ONLY)
+    code = sum(own.get(m, costs["module_default"]) for m in modules if m not in skip)
+    if board is not None and board.get("code_in_flash"):
+        code = int(code * costs["romfs_factor"])
     n = sum(1 for d in cfg.devices if d.get("enabled", True))
-    return total + n * costs["per_device"]
+    return costs["base"] + code + (n - costs["reference_devices"]) * costs["per_device"]
 
 
 def queue_limit_mb(board):
@@ -119,13 +131,15 @@ def check(cfg, raw, board, modules=None, costs=None):
         errs.append(_where(cfg, "storage.budget_mb") + ": %g MB does not fit board %s's %d KB "
                     "flash filesystem; at most %g" % (given, name, board["fs_kb"], limit))  # fmt: skip
     if modules is not None:
-        need = estimate_heap(cfg, modules, costs)
+        need = estimate_heap(cfg, modules, costs, board)
         have = int(board["heap_kb"] * 1024 * HEAP_SHARE)
         if need > have:
             n = sum(1 for d in cfg.devices if d.get("enabled", True))
-            errs.append(_where(cfg, "devices") + ": %d devices need about %d KB of heap; board "
-                        "%s has %d KB for the agent (%d KB free): use fewer devices or a board "
-                        "with PSRAM" % (n, need // 1024, name, have // 1024, board["heap_kb"]))  # fmt: skip
+            errs.append(_where(cfg, "devices") + ": this site needs about %d KB of heap with "
+                        "%d devices (measured, docs/board.md); board %s has %d KB for the agent "
+                        "(%d KB free): use a board with PSRAM (esp32-s3-devkitc-n8r8, "
+                        "esp32-poe-iso-wrover) or fewer devices" % (need // 1024, n, name,
+                        have // 1024, board["heap_kb"]))  # fmt: skip
     return errs
 
 

@@ -57,9 +57,19 @@ def load_config():
         except ConfigError as e:
             return None, list(e.errors)
     finally:
-        for name in BOOT_ONLY:  # boot only: give their RAM back
-            sys.modules.pop(name, None)
-        gc.collect()
+        release(BOOT_ONLY)
+
+
+def release(names):
+    """Forget modules (boot only): out of sys.modules and off their package, so the GC can take
+    their code and tables back."""
+    for name in names:
+        sys.modules.pop(name, None)
+        pkg, _, attr = name.rpartition(".")
+        parent = sys.modules.get(pkg)
+        if parent is not None and attr in parent.__dict__:
+            delattr(parent, attr)
+    gc.collect()
 
 
 def _say(line):
@@ -93,7 +103,7 @@ async def _boot(machine, network_mod, log):
     rec = BootRecord(BOOT_FILE, fs, safe["resets"], safe["window_s"])
     boot = rec.start(cause)
     log.info("agent", "boot", version=__version__, board=board.get("name"), reset=cause,
-             boots=boot["count"], recent=",".join(boot["recent"]))  # fmt: skip
+             boots=boot["count"], recent=",".join(boot["recent"]), code=sys.path[0])  # fmt: skip
     led = hw.Led(machine, board.get("led"))
     led_task = asyncio.create_task(led.run())
     window = float(board.get("boot_window_s", 3))

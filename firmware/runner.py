@@ -28,6 +28,7 @@ from agent.core.store.store import Store
 
 DATA = "/data"
 HEALTH = {"id": "agent", "driver": "health", "interval": 60, "timeout": 10, "jitter": 0.1}
+BATCH_MAX = 25  # records per uplink message on a board (the table's batch_max may change it)
 UPLINK_STALL_S = 240  # the watchdog resets a board whose uplink made no progress this long
 # Store sizes for a board: small read and write buffers (the host's are 16 and 64 KB).
 STORE_KW = {"read_chunk": 1024, "flush_bytes": 4096, "max_pending": 16384, "seq_lease": 256}
@@ -116,23 +117,33 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
         from agent.board.tls import make_context
         from agent.board.uplink import BoardUplink
 
-        uplink = BoardUplink(cfg.uplink, cfg.site["id"], queue, log, tls=make_context,
+        # Batches are the board's peak heap during a backlog drain (records read, decoded and
+        # encoded at once): at most the board's batch_max per message.
+        ucfg = dict(cfg.uplink)
+        ucfg["batch_max"] = min(ucfg.get("batch_max", 100), board.get("batch_max", BATCH_MAX))
+        uplink = BoardUplink(ucfg, cfg.site["id"], queue, log, tls=make_context,
                              mono=monotonic, wall=lambda: clock.now() or wall_time(),
                              link_up=net.up)  # fmt: skip
         dog.watch("uplink", uplink.progress_age, UPLINK_STALL_S)
     budget = int(cfg.storage["budget_mb"] * 1024 * 1024)
-    loop.add_device(HEALTH, BoardHealthDriver(HEALTH, queue, uplink, clock, budget, boot["count"],
+    health = dict(HEALTH, interval=board.get("health_s", HEALTH["interval"]))
+    loop.add_device(health, BoardHealthDriver(health, queue, uplink, clock, budget, boot["count"],
                                               net))  # fmt: skip
-    from agent.core.console.facade import ConsoleFacade
-
     async def uplink_test(say):
         st = uplink.state() if uplink is not None else None
         say("live uplink: %s" % ("connected to %s" % st["broker"] if st and st["connected"]
                                  else "down (%s)" % (st or {}).get("last_error")))  # fmt: skip
         return bool(st and st["connected"])
 
-    facade = ConsoleFacade(cfg, loop, queue, uplink, clock, log, uplink_test=uplink_test,
-                           restart=lambda: _reset_soon(machine, log))  # fmt: skip
+    if cfg.console.get("enabled"):  # the console's modules cost RAM: only when it is on
+        from agent.core.console.facade import ConsoleFacade
+
+        facade = ConsoleFacade(cfg, loop, queue, uplink, clock, log, uplink_test=uplink_test,
+                               restart=lambda: _reset_soon(machine, log))  # fmt: skip
+    else:
+        from agent.core.facade import AgentFacade
+
+        facade = AgentFacade(cfg, loop, queue, uplink, clock, log)
     facade.alarms = monitor.engine
     if cfg.site.get("clock") == "system":
         log.warning("clock", 'site.clock = "system" means nothing on a board without RTC; '

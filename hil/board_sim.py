@@ -22,6 +22,10 @@ by a file). Only the silicon is simulated (hil/board_vm/machine.py, network.py):
 Every start and its reason is in `sim.boots`: [(reset cause, reason)]. The VM never outlives
 this object (PR_SET_PDEATHSIG and stop()).
 
+The VM's heap (`heap`, 2 MB) is larger than an ESP32's: the unix port is 64-bit, keeps the ROMFS
+image in its heap (a board maps the flash) and mbedTLS's buffers too (an ESP32 gives them its
+own IDF heap). Heap figures for boards come from bench/board_heap.py, not from here.
+
 The board table can be adjusted for the simulation (`board_overrides`): boot_window_s, wdt_s,
 log_level ("debug" logs every commit's confirmed_seq, which the power-cut tests use).
 """
@@ -59,7 +63,7 @@ def micropython_exe():
 
 class SimBoard:
     def __init__(self, image_dir, work_dir, uarts=None, romfs=True, console=None,
-                 board_overrides=None, heap="1M", wifi_aps=None, fs_kb=None, pins=None):  # fmt: skip
+                 board_overrides=None, heap="2M", wifi_aps=None, fs_kb=None, pins=None):  # fmt: skip
         self.image = os.path.abspath(image_dir)
         self.dir = os.path.abspath(work_dir)
         os.makedirs(self.dir, exist_ok=True)
@@ -81,6 +85,7 @@ class SimBoard:
         self.lines = []  # every line the board printed, across boots
         self.boots = []  # [(reset cause, why)]
         self.proc = None
+        self.console = console
         self.console_fd = None
         self._console_slave = None
         if console:  # the name of the UART the site's console is on
@@ -152,6 +157,16 @@ class SimBoard:
                                % (r.stdout, r.stderr))  # fmt: skip
         return r.stdout
 
+    def remove_files(self, names):
+        """Delete files from the board's littlefs (e.g. what a failed flash leaves out)."""
+        cfg = self._config(remove=list(names))
+        r = subprocess.run([micropython_exe(), os.path.join(VM_DIR, "sim_boot.py")],
+                           env=dict(os.environ, SIM_CONFIG=cfg), capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+        if r.returncode != 0 or "SIM edited" not in r.stdout:
+            raise RuntimeError("editing the simulated board's flash failed:\n%s%s"
+                               % (r.stdout, r.stderr))  # fmt: skip
+
     # --- power ---------------------------------------------------------------------------
     def start(self, cause="power_on", why="power on"):
         """Power the board on (start the VM) with this reset cause."""
@@ -202,10 +217,13 @@ class SimBoard:
         if os.path.exists(self.link_file):
             os.remove(self.link_file)
 
-    def hang_drivers(self, on=True):
-        """While on, the next write to any UART blocks the interpreter (a wedged driver)."""
+    def hang_drivers(self, on=True, uarts=None):
+        """While on, the next write to one of `uarts` (default: every UART the sim wires to a
+        device emulator, not the console) blocks the interpreter: a wedged driver."""
         if on:
-            open(self.hang_file, "w").close()
+            names = uarts if uarts is not None else [u for u in self.uarts if u != self.console]
+            with open(self.hang_file, "w") as f:
+                f.write(" ".join(names))
         elif os.path.exists(self.hang_file):
             os.remove(self.hang_file)
 

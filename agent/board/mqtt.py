@@ -88,12 +88,18 @@ def connect_packet(client_id, keepalive, will=None, username=None, password=None
     return _packet(CONNECT << 4, body)
 
 
-def publish_packet(topic, payload, qos=0, retain=False, pid=0, dup=False):
+def publish_head(topic, payload_len, qos=0, retain=False, pid=0, dup=False):
+    """Everything of a PUBLISH before its payload: write it, then the payload itself, so a
+    batch of several KB is never copied into a packet (the board's peak heap is in drains)."""
     first = (PUBLISH << 4) | (qos << 1) | (0x01 if retain else 0) | (0x08 if dup else 0)
-    body = _str(topic)
+    var = _str(topic)
     if qos:
-        body += struct.pack("!H", pid)
-    return _packet(first, body + bytes(payload))
+        var += struct.pack("!H", pid)
+    return bytes((first,)) + _varlen(len(var) + payload_len) + var
+
+
+def publish_packet(topic, payload, qos=0, retain=False, pid=0, dup=False):
+    return publish_head(topic, len(payload), qos, retain, pid, dup) + bytes(payload)
 
 
 def subscribe_packet(pid, topics):
@@ -189,6 +195,11 @@ class MqttConn:
             await self.w.drain()
         except (OSError, ValueError) as e:
             raise MqttError("send failed: %s" % (e,))
+
+    def put_publish(self, topic, payload, qos, retain, pid):
+        """Queue a PUBLISH as its head and its payload, without joining them."""
+        self.put(publish_head(topic, len(payload), qos, retain, pid))
+        self.put(payload)
 
     async def send(self, data):
         self.put(data)

@@ -14,7 +14,6 @@ receive waits on asyncio's I/O queue (no polling) and takes one datagram of at m
 """
 
 import asyncio
-import socket
 
 from agent.core.errors import DeviceError
 
@@ -34,6 +33,8 @@ class UdpTransport:
 
     @classmethod
     async def open(cls, host, port):
+        import socket
+
         where = "udp %s:%d" % (host, port)
         try:
             ai = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0]

@@ -107,6 +107,7 @@ class BoardUplink:
         self._next_idx = 0
         self._next_probe = None
         self._drain_requested = False
+        self._tls = {}  # broker index -> (context, server name)
 
     def attach(self, facade):
         """Commands, the retained state and active alarms work through the AgentFacade."""
@@ -251,7 +252,7 @@ class BoardUplink:
         """Queue one QoS 1 PUBLISH on the stream (written out by the next flush)."""
         pid = s.conn.next_pid()
         try:
-            s.conn.put(mqtt.publish_packet(msg.topic, msg.payload, 1, msg.retain, pid))
+            s.conn.put_publish(msg.topic, msg.payload, 1, msg.retain, pid)
         except mqtt.MqttError as e:
             s.failed = "link closed by the broker or the network (%s)" % e
             return None
@@ -287,7 +288,11 @@ class BoardUplink:
         ctx = sni = None
         if not b.get("insecure"):
             try:
-                ctx, sni = self.tls(b)
+                # One context per broker for the uplink's life: certificates are parsed once,
+                # not at every reconnect (heap churn on a board, CPU on a slow chip).
+                if idx not in self._tls:
+                    self._tls[idx] = self.tls(b)
+                ctx, sni = self._tls[idx]
             except Exception as e:  # a missing or bad certificate file: say which, keep data
                 self.log.error("uplink", "cannot set up TLS", broker=self._where(b), error=str(e))
                 return self._give_up(b, "TLS setup failed: %s" % (e,))

@@ -66,16 +66,13 @@ def _copy(src, dst):
                     fo.write(chunk)
 
 
+if CFG.get("remove") is not None:  # edit mode: delete files from the flash, keep the rest
+    for name in CFG["remove"]:
+        os.remove("/" + name)
+    print("SIM edited", CFG["remove"])
+    sys.exit(0)
 if CFG.get("provision"):
-    src = "/host" + CFG["provision"]
-    for name in CFG.get("skip", ()):
-        pass
-    _copy(src, "/")
-    for name in CFG.get("remove", ()):
-        try:
-            os.remove("/" + name)
-        except OSError:
-            pass
+    _copy("/host" + CFG["provision"], "/")
     if CFG.get("board_overrides"):
         with open("/board.json") as f:
             board = json.load(f)

@@ -47,17 +47,8 @@ timeout = {timeout}
 id = "ups-serial"
 driver = "megatec"
 [devices.serial]
-port = "uart2"
-
-[[devices]]
-id = "solar"
-driver = "modbus"
-[devices.serial]
-port = "uart1"
-baud = 115200
-[devices.modbus]
-slave = 1
-
+port = "{ups_uart}"
+{solar}
 [[devices]]
 id = "ups-snmp"
 driver = "snmp-lite"
@@ -98,13 +89,24 @@ commit_interval = 1
 {extra}
 """
 
+SOLAR = """
+[[devices]]
+id = "solar"
+driver = "modbus"
+[devices.serial]
+port = "{uart}"
+baud = 115200
+[devices.modbus]
+slave = 1
+"""
 _OPENED = re.compile(r"queue: opened confirmed_seq=(-?\d+) next_seq=(\d+)")
 _STORED = re.compile(r"uplink: stored confirmed_seq=(\d+)")
 
 
 class ReferenceSite:
-    def __init__(self, work, board="esp32-devkitc", romfs=True, interval=2, extra="",
-                 persistent=False, console=None, overrides=None):  # fmt: skip
+    def __init__(self, work, board="esp32-s3-devkitc-n8r8", romfs=True, interval=2, extra="",
+                 persistent=False, console=None, overrides=None, ups_uart="uart2",
+                 solar_uart="uart1"):  # fmt: skip
         self.work = str(work)
         self.board = board
         self.romfs = romfs
@@ -113,6 +115,8 @@ class ReferenceSite:
         self.persistent = persistent
         self.console = console
         self.overrides = overrides or {}
+        self.ups_uart = ups_uart
+        self.solar_uart = solar_uart  # None: no solar controller (a board with one free UART)
         self.parts = []
         self.sim = None
         self.up = None
@@ -158,7 +162,10 @@ class ReferenceSite:
                                 snmp_port=self.snmp.port,
                                 ups_rec=self.snmp.community_for(UPS_RECORDING),
                                 router_rec=self.snmp.community_for(ROUTER_RECORDING),
-                                mqtt_port=self.broker.port, extra=self.extra))  # fmt: skip
+                                mqtt_port=self.broker.port, extra=self.extra,
+                                ups_uart=self.ups_uart,
+                                solar=SOLAR.format(uart=self.solar_uart)
+                                if self.solar_uart else ""))  # fmt: skip
         self.image = os.path.join(self.work, "image")
         self.manifest = build_image(self.toml, self.board, self.image)
         self.up = Upstream(self.broker.host, self.broker.port, PREFIX, SITE,
@@ -168,7 +175,8 @@ class ReferenceSite:
         self.up.start()
         self.parts.append(self.up)
         self.sim = SimBoard(self.image, os.path.join(self.work, "board"),
-                            uarts={"uart2": mpath, "uart1": epath}, romfs=self.romfs,
+                            uarts={self.ups_uart: mpath, (self.solar_uart or "-"): epath},
+                            romfs=self.romfs,
                             console=self.console, board_overrides=self.overrides)  # fmt: skip
         self.sim.flash()
         return self

@@ -486,14 +486,16 @@ class Store:
         elif f is None:
             f = self.fs.open(seg.path, "ab")
             self._tail[lane] = f
-        buf = b"".join([fr for _, fr in pend])
-        f.write(buf)
+        n = 0
+        for _, fr in pend:  # frame by frame: no buffer the size of a whole commit (board heap)
+            f.write(fr)
+            n += len(fr)
         if seg.first < 0:
             seg.first = pend[0][0]
         seg.last = pend[-1][0]
         seg.count += len(pend)
-        seg.size += len(buf)
-        self.io["bytes"] += len(buf)
+        seg.size += n
+        self.io["bytes"] += n
         self._unsynced[lane].extend(pend)
         self._pending[lane] = []
 
