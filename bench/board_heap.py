@@ -137,7 +137,6 @@ def run(cycles, source=False, extra=4):
         man = build_image(os.path.join(tmp, "site.toml"), "esp32-s3-devkitc-n8r8",
                           os.path.join(tmp, "image"))  # fmt: skip
         files = {}
-        root = os.path.join(tmp, "image", "files")
         for entry in man["files"]:
             if entry["kind"] == "code" and source:
                 continue
@@ -181,7 +180,8 @@ def run(cycles, source=False, extra=4):
         for i in range(extra):
             steps.append(["extra:%d" % i, _extra_device(i)])
         steps.append(["extra:cycles", "board_site.cycles(20)"])
-        plan = {"files": files, "path": ["/board", "/lib", "/bench", "/runner", ".frozen"], "steps": steps}
+        path = ["/board", "/lib", "/bench", "/runner", ".frozen"]
+        plan = {"files": files, "path": path, "steps": steps}
         with open(os.path.join(tmp, "plan.json"), "w") as f:
             json.dump(plan, f)
         r = subprocess.run(["node", os.path.join(REPO, "bench", "board_heap.mjs"),

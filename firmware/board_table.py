@@ -108,7 +108,7 @@ def load(name):
         with open(path) as f:
             table = json.load(f)
     except ValueError as e:
-        raise BoardError("%s: not valid JSON: %s" % (path, e))
+        raise BoardError("%s: not valid JSON: %s" % (path, e)) from None
     errs = check(table, path)
     if table.get("name") != name:
         errs.append("%s: name: expected %r (the file name)" % (path, name))

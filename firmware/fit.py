@@ -108,7 +108,7 @@ def check(cfg, raw, board, modules=None, costs=None):
                         % (name, port, ", ".join(sorted(uarts))))  # fmt: skip
         elif port == board["repl_uart"]:
             errs.append(_where(cfg, path + ".serial.port") + ": %s carries the REPL and the "
-                        "log on board %s; wire the device to another UART" % (port, name))  # fmt: skip
+                        "log on board %s; wire the device to another UART" % (port, name))
         users.setdefault(port, []).append((i, drv))
     for port, devs in sorted(users.items()):
         if len(devs) > 1 and any(d not in SHARED_BUS_DRIVERS for _, d in devs):
@@ -121,6 +121,10 @@ def check(cfg, raw, board, modules=None, costs=None):
                     % (name, con.get("port"), ", ".join(sorted(uarts))))  # fmt: skip
     elif con.get("enabled") and con["port"] in users:
         errs.append(_where(cfg, "console.port") + ": %s is used by a device" % con["port"])
+    for j, b in enumerate((cfg.uplink or {}).get("brokers", ())):
+        if b.get("protocol") == "5":
+            errs.append(_where(cfg, "uplink.brokers[%d].protocol" % j) + ': "5": the board '
+                        'speaks MQTT 3.1.1 only; use protocol = "3.1.1" for a board')  # fmt: skip
     net = (raw.get("network") or {}) if isinstance(raw, dict) else {}
     if board["network"]["kind"] == "wifi" and not net.get("wifi"):
         errs.append(_where(cfg, "network.wifi") + ": board %s connects over Wi-Fi: give at "
@@ -129,7 +133,7 @@ def check(cfg, raw, board, modules=None, costs=None):
     given = (raw.get("storage") or {}).get("budget_mb")
     if given is not None and given > limit:
         errs.append(_where(cfg, "storage.budget_mb") + ": %g MB does not fit board %s's %d KB "
-                    "flash filesystem; at most %g" % (given, name, board["fs_kb"], limit))  # fmt: skip
+                    "flash filesystem; at most %g" % (given, name, board["fs_kb"], limit))
     if modules is not None:
         need = estimate_heap(cfg, modules, costs, board)
         have = int(board["heap_kb"] * 1024 * HEAP_SHARE)
@@ -169,7 +173,7 @@ def _der_certs(text, where):
         try:
             out += ssl.PEM_cert_to_DER_cert(chunk.strip() + "\n" + marker + "\n")
         except ValueError as e:
-            raise ConfigError("%s: not a PEM certificate: %s" % (where, e))
+            raise ConfigError("%s: not a PEM certificate: %s" % (where, e)) from None
     if not out:
         raise ConfigError("%s: no PEM certificate in the file" % where)
     return out
@@ -182,9 +186,9 @@ def _der_key(data, where):
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:
         raise ConfigError("%s: the key is encrypted; the board needs it unencrypted (it is "
-                          "stored in /secrets on the board's flash)" % where)  # fmt: skip
+                          "stored in /secrets on the board's flash)" % where) from None
     except ValueError as e:
-        raise ConfigError("%s: not a PEM private key: %s" % (where, e))
+        raise ConfigError("%s: not a PEM private key: %s" % (where, e)) from None
     return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())  # fmt: skip
 
@@ -195,7 +199,7 @@ def _read(base_dir, name, where):
         with open(full, "rb") as f:
             return f.read()
     except OSError as e:
-        raise ConfigError("%s: cannot read %s: %s" % (where, full, e.strerror or e))
+        raise ConfigError("%s: cannot read %s: %s" % (where, full, e.strerror or e)) from None
 
 
 def compile_site(cfg, raw, board, base_dir):
@@ -217,12 +221,12 @@ def compile_site(cfg, raw, board, base_dir):
             if b.get("ca_file"):
                 name = "broker%d-ca.der" % j
                 certs[name] = _der_certs(_read(base_dir, b["ca_file"], where + ".ca_file")
-                                         .decode("ascii", "replace"), where + ".ca_file")  # fmt: skip
+                                         .decode("ascii", "replace"), where + ".ca_file")
                 out["ca_file"] = CERTS_DIR + "/" + name
             if b.get("cert_file"):
                 name = "broker%d-cert.der" % j
                 certs[name] = _der_certs(_read(base_dir, b["cert_file"], where + ".cert_file")
-                                         .decode("ascii", "replace"), where + ".cert_file")  # fmt: skip
+                                         .decode("ascii", "replace"), where + ".cert_file")
                 out["cert_file"] = CERTS_DIR + "/" + name
             if b.get("key_file"):
                 name = "broker%d-key.der" % j

@@ -7,27 +7,26 @@
 import sys
 
 
-def _build(path):
-    try:
-        import json
+def _code_root():
+    import json
 
-        with open(path) as f:
-            return json.load(f).get("build")
-    except (OSError, ValueError, AttributeError):
-        return None
+    def build(path):
+        try:
+            with open(path) as f:
+                return json.load(f).get("build")
+        except (OSError, ValueError, AttributeError):
+            return None
 
-
-def _choose():
-    want = _build("/image.json")
+    want = build("/image.json")
     for root in ("/rom", "/lib"):
-        if want is not None and _build(root + "/image.json") == want:
+        if want is not None and build(root + "/image.json") == want:
             return root
     return None
 
 
-CODE = _choose()
+CODE = _code_root()
 if CODE is None:
     print("site-agent: no code matching /image.json in /rom or /lib; flash the image again")
 else:
     sys.path[:] = [CODE] + [p for p in sys.path if p not in ("/rom", "/rom/lib", "/lib", CODE)]
-del _build, _choose
+del _code_root

@@ -121,7 +121,7 @@ async def _boot(machine, network_mod, log):
     cfg, errors = load_config()
     if errors:
         reasons.append("config does not validate: " + errors[0]
-                       + (" (+%d more)" % (len(errors) - 1) if len(errors) > 1 else ""))  # fmt: skip
+                       + (" (+%d more)" % (len(errors) - 1) if len(errors) > 1 else ""))
     if reasons:
         if boot["loop"]:
             rec.clear()
@@ -129,7 +129,7 @@ async def _boot(machine, network_mod, log):
 
         led.pattern = "safe"
         await safe_mode.run(reasons, cfg, errors or [], board, boot, log, machine, network_mod,
-                            retry_s=safe["retry_s"] if boot["loop"] and not held else None)  # fmt: skip
+                            retry_s=safe["retry_s"] if boot["loop"] and not held else None)
         return
     from firmware.runner import run_agent
 

@@ -18,15 +18,20 @@ import random
 from agent.board import uart as board_uart
 from agent.board.health import BoardHealthDriver
 from agent.board.wdt import Watchdog
-from agent.core.monitor.alarms import ActiveFile
 from agent.core.clock import Clock, ClockFile, boot_id
 from agent.core.compat import monotonic, wall_time
-from agent.core.store.fsio import OsFs
-from agent.core.poll.loop import Loop
+from agent.core.monitor.alarms import ActiveFile
 from agent.core.monitor.pipeline import SiteMonitor
+from agent.core.poll.loop import Loop
+from agent.core.store.fsio import OsFs
 from agent.core.store.store import Store
 
 DATA = "/data"
+# What a board does not do that the Pi does (docs/board.md has the same list as a table); said
+# once at every start, so a technician reading the log knows.
+LIMITS = ("SNMP v1/v2c only (snmp-lite; v3 needs the Pi)", "MQTT 3.1.1 only",
+          "no TCP/DNS/HTTP probes", "no Unix-socket console", "health without CPU, disk, RSS",
+          "uplink batches of at most %d records")  # fmt: skip
 HEALTH = {"id": "agent", "driver": "health", "interval": 60, "timeout": 10, "jitter": 0.1}
 BATCH_MAX = 25  # records per uplink message on a board (the table's batch_max may change it)
 UPLINK_STALL_S = 240  # the watchdog resets a board whose uplink made no progress this long
@@ -93,6 +98,7 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
     for w in cfg.warnings:
         log.warning("config", w)
     board_uart.configure(board["uarts"])
+    batch = board.get("batch_max", BATCH_MAX)
     tasks = []
     net = Network(board["network"], getattr(cfg, "network", None) or {}, log, network_mod,
                   pin=machine.Pin)  # fmt: skip
@@ -120,7 +126,7 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
         # Batches are the board's peak heap during a backlog drain (records read, decoded and
         # encoded at once): at most the board's batch_max per message.
         ucfg = dict(cfg.uplink)
-        ucfg["batch_max"] = min(ucfg.get("batch_max", 100), board.get("batch_max", BATCH_MAX))
+        ucfg["batch_max"] = min(ucfg.get("batch_max", 100), batch)
         uplink = BoardUplink(ucfg, cfg.site["id"], queue, log, tls=make_context,
                              mono=monotonic, wall=lambda: clock.now() or wall_time(),
                              link_up=net.up)  # fmt: skip
@@ -168,10 +174,11 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
     dog.start()
     tasks.append(asyncio.create_task(dog.run()))
     led.pattern = "run"
+    log.info("agent", "board limits", limits="; ".join(LIMITS) % batch)
     gc.collect()
     log.info("agent", "started", site=cfg.site["id"], devices=len(loop.drivers) - 1,
              board=board.get("name"), reset=boot["cause"], boots=boot["count"],
-             heap_free=gc.mem_free(), clock="trusted" if clock.trusted() else "untrusted")  # fmt: skip
+             heap_free=gc.mem_free(), clock="trusted" if clock.trusted() else "untrusted")
     while True:
         await asyncio.sleep(5)
         for t in tasks:
@@ -179,7 +186,7 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
                 try:
                     await t
                 except BaseException as e:
-                    raise RuntimeError("a task of the agent ended: %r" % (e,))
+                    raise RuntimeError("a task of the agent ended: %r" % (e,)) from None
                 raise RuntimeError("a task of the agent ended")
 
 

@@ -20,9 +20,9 @@ import asyncio
 import json
 
 from agent import __version__
+from agent.core.compat import monotonic, wall_time
 from agent.core.uplink import contract
 from agent.core.uplink.backoff import Backoff, ConnectLimiter
-from agent.core.compat import monotonic, wall_time
 
 SAFE = "safe"
 

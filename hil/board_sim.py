@@ -63,7 +63,7 @@ def micropython_exe():
 
 class SimBoard:
     def __init__(self, image_dir, work_dir, uarts=None, romfs=True, console=None,
-                 board_overrides=None, heap="2M", wifi_aps=None, fs_kb=None, pins=None):  # fmt: skip
+                 board_overrides=None, heap="2M", wifi_aps=None, fs_kb=None, pins=None):
         self.image = os.path.abspath(image_dir)
         self.dir = os.path.abspath(work_dir)
         os.makedirs(self.dir, exist_ok=True)
@@ -181,9 +181,10 @@ class SimBoard:
         self.boots.append((cause, why))
         self.lines.append("SIM power on: reset cause %s (%s)" % (cause, why))
         self.proc = subprocess.Popen(
-            [micropython_exe(), "-X", "heapsize=" + self.heap, os.path.join(VM_DIR, "sim_boot.py")],
+            [micropython_exe(), "-X", "heapsize=" + self.heap,
+             os.path.join(VM_DIR, "sim_boot.py")],
             env=dict(os.environ, SIM_CONFIG=cfg), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)  # fmt: skip
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         threading.Thread(target=self._read_out, args=(self.proc,), daemon=True).start()
 
     def _read_out(self, proc):

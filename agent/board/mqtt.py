@@ -131,7 +131,7 @@ def parse_publish(flags, body):
     try:
         topic = bytes(body[2 : 2 + n]).decode()
     except UnicodeError:
-        raise MqttError("PUBLISH topic is not UTF-8")
+        raise MqttError("PUBLISH topic is not UTF-8") from None
     i = 2 + n
     pid = 0
     if qos:
@@ -168,11 +168,11 @@ class MqttConn:
                 coro = asyncio.open_connection(host, port)
             r, w = await asyncio.wait_for(coro, timeout)
         except asyncio.TimeoutError:
-            raise MqttError("no connection within %gs" % timeout)
+            raise MqttError("no connection within %gs" % timeout) from None
         except OSError as e:
-            raise MqttError("connect failed: %s" % (e,))
+            raise MqttError("connect failed: %s" % (e,)) from None
         except ValueError as e:  # TLS refused (MicroPython raises ValueError/OSError)
-            raise MqttError("TLS failed: %s" % (e,))
+            raise MqttError("TLS failed: %s" % (e,)) from None
         return cls(r, w)
 
     def next_pid(self):
@@ -187,14 +187,14 @@ class MqttConn:
         try:
             self.w.write(data)
         except (OSError, ValueError) as e:
-            raise MqttError("send failed: %s" % (e,))
+            raise MqttError("send failed: %s" % (e,)) from None
         self.sent_bytes += len(data)
 
     async def flush(self):
         try:
             await self.w.drain()
         except (OSError, ValueError) as e:
-            raise MqttError("send failed: %s" % (e,))
+            raise MqttError("send failed: %s" % (e,)) from None
 
     def put_publish(self, topic, payload, qos, retain, pid):
         """Queue a PUBLISH as its head and its payload, without joining them."""
@@ -209,9 +209,9 @@ class MqttConn:
         try:
             data = await self.r.readexactly(n)
         except (OSError, ValueError, EOFError) as e:
-            raise MqttError("link closed: %s" % (e.__class__.__name__,))
+            raise MqttError("link closed: %s" % (e.__class__.__name__,)) from None
         except Exception as e:  # CPython's IncompleteReadError is an EOFError subclass
-            raise MqttError("link closed: %s" % (e.__class__.__name__,))
+            raise MqttError("link closed: %s" % (e.__class__.__name__,)) from None
         if len(data) < n:
             raise MqttError("link closed by the broker")
         return data
@@ -244,7 +244,7 @@ class MqttConn:
         try:
             kind, _, body = await asyncio.wait_for(self.read(), timeout)
         except asyncio.TimeoutError:
-            raise MqttError("no CONNACK within %gs (broker not answering)" % timeout)
+            raise MqttError("no CONNACK within %gs (broker not answering)" % timeout) from None
         if kind != CONNACK:
             raise MqttError("expected CONNACK, got packet type %d" % kind)
         return parse_connack(body)

@@ -18,8 +18,8 @@ Nothing here raises out of run(): a firmware error becomes a log line and a retr
 
 import asyncio
 
-from agent.core.uplink.backoff import Backoff
 from agent.core.compat import monotonic
+from agent.core.uplink.backoff import Backoff
 
 _PHY_NAMES = {"LAN8720": "PHY_LAN8720", "LAN8710": "PHY_LAN8710", "IP101": "PHY_IP101",
               "RTL8201": "PHY_RTL8201", "DP83848": "PHY_DP83848", "KSZ8041": "PHY_KSZ8041",

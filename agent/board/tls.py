@@ -55,7 +55,7 @@ def make_context(broker, read=_read):
     try:
         certs = split_der(read(ca))
     except ValueError as e:
-        raise ValueError("%s: %s" % (ca, e))
+        raise ValueError("%s: %s" % (ca, e)) from None
     for der in certs:
         ctx.load_verify_locations(cadata=der)
     if broker.get("cert_file"):

@@ -40,13 +40,13 @@ class UdpTransport:
             ai = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0]
             sock = socket.socket(ai[0], socket.SOCK_DGRAM)
         except OSError as e:
-            raise DeviceError("%s: %s" % (where, e))
+            raise DeviceError("%s: %s" % (where, e)) from None
         try:
             sock.connect(ai[-1])
             sock.setblocking(False)
         except OSError as e:
             sock.close()
-            raise DeviceError("%s: %s" % (where, e))
+            raise DeviceError("%s: %s" % (where, e)) from None
         return cls(sock, where)
 
     async def send(self, data):
@@ -56,7 +56,7 @@ class UdpTransport:
             self.sock.send(data)
         except OSError as e:  # EAGAIN: the stack's buffer is full; the client's retry decides
             self.errors += 1
-            raise DeviceError("%s: send failed: %s" % (self.where, e))
+            raise DeviceError("%s: send failed: %s" % (self.where, e)) from None
 
     async def _recv(self):
         while True:

@@ -19,10 +19,8 @@
 import json
 import os
 import socket
-import sys
-import time
-
 import termios
+import time
 
 PWRON_RESET = 1
 HARD_RESET = 2

@@ -168,9 +168,9 @@ class ReferenceSite:
                                 if self.solar_uart else ""))  # fmt: skip
         self.image = os.path.join(self.work, "image")
         self.manifest = build_image(self.toml, self.board, self.image)
-        self.up = Upstream(self.broker.host, self.broker.port, PREFIX, SITE,
-                           tls={"ca_file": self.pki["ca_file"], "cert_file": self.pki["client_cert"],
-                                "key_file": self.pki["client_key"]},
+        tls = {"ca_file": self.pki["ca_file"], "cert_file": self.pki["client_cert"],
+               "key_file": self.pki["client_key"]}
+        self.up = Upstream(self.broker.host, self.broker.port, PREFIX, SITE, tls=tls,
                            persistent=self.persistent, client_id="noc-observer")  # fmt: skip
         self.up.start()
         self.parts.append(self.up)

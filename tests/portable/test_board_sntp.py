@@ -12,7 +12,8 @@ NOW = 1796000000.25
 def _reply(sent_ts, t, mode=4, vn=4, li=0, stratum=2):
     sec, frac = sntp._to_ntp(t)
     first = (li << 6) | (vn << 3) | mode
-    return bytes((first, stratum, 6, 0xEC)) + bytes(20) + sent_ts + struct.pack("!II", sec, frac) * 2
+    stamp = struct.pack("!II", sec, frac)
+    return bytes((first, stratum, 6, 0xEC)) + bytes(20) + sent_ts + stamp * 2
 
 
 def test_request_is_a_v4_client_packet_carrying_our_transmit_time():
