@@ -157,10 +157,7 @@ def start(machine=None, network_mod=None):
         raise
     except BaseException as e:
         log.error("agent", "fatal error; resetting the board", error=repr(e))
-        try:
-            sys.print_exception(e)
-        except AttributeError:
-            import traceback
-
-            traceback.print_exc()
+        show = getattr(sys, "print_exception", None)  # MicroPython's traceback printer
+        if show is not None:
+            show(e)
     machine.reset()

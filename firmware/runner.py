@@ -20,7 +20,7 @@ from agent.board.health import BoardHealthDriver
 from agent.board.wdt import Watchdog
 from agent.core.clock import Clock, ClockFile, boot_id
 from agent.core.compat import monotonic, wall_time
-from agent.core.monitor.alarms import ActiveFile
+from agent.core.store.jsonfile import JsonFile
 from agent.core.monitor.pipeline import SiteMonitor
 from agent.core.poll.loop import Loop
 from agent.core.store.fsio import OsFs
@@ -111,7 +111,7 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
     monitor = SiteMonitor(cfg.site["id"], cfg.site["kind"], clock, cfg.alarms,
                           backhaul=cfg.site.get("backhaul"),
                           banks={d["id"]: d["battery"] for d in cfg.devices if d.get("battery")},
-                          active_file=ActiveFile(DATA + "/alarms.json"), log=log)  # fmt: skip
+                          active_file=JsonFile(DATA + "/alarms.json"), log=log)  # fmt: skip
     dog = Watchdog(machine.WDT, board.get("wdt_s", 60), log)
     loop = build_loop(cfg, queue, log, monitor, clock, dog.kick)
     dog.poke = loop._wake.set  # a pass on demand: the loop may sleep a whole commit interval

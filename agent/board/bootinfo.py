@@ -1,5 +1,5 @@
 """Boot record: how many times the board has booted, why, and whether it is in a boot loop
-(portable: a small JSON file through an fsio-style adapter).
+(portable: a small JSON file, replaced atomically by agent/core/store/jsonfile.py).
 
     rec = BootRecord("/data/boot.json", OsFs(), resets=5, window_s=600)
     info = rec.start("watchdog")    # {"count", "cause", "loop": bool, "recent": [...]}
@@ -17,7 +17,7 @@ Flash wear: one write at boot, then one every ran_step seconds until the boot ha
 than window_s (it can then no longer be part of a loop), then none.
 """
 
-import json
+from agent.core.store.jsonfile import JsonFile
 
 COUNTED = ("watchdog", "hard", "soft", "unknown")
 KEEP = 16
@@ -25,8 +25,7 @@ KEEP = 16
 
 class BootRecord:
     def __init__(self, path, fs, resets=5, window_s=600.0, ran_step=30.0):
-        self.path = path
-        self.fs = fs
+        self.file = JsonFile(path, fs)
         self.resets = resets
         self.window_s = float(window_s)
         self.ran_step = ran_step
@@ -35,26 +34,12 @@ class BootRecord:
         self._done = False
 
     def _load(self):
-        try:
-            f = self.fs.open(self.path, "rb")
-            try:
-                data = json.loads(f.read())
-            finally:
-                f.close()
-        except (OSError, ValueError):
-            return
+        data = self.file.load()  # None when absent or damaged: the count starts over
         if isinstance(data, dict) and data.get("v") == 1 and isinstance(data.get("boots"), list):
             self.state = data
 
     def _save(self):
-        tmp = self.path + ".tmp"
-        f = self.fs.open(tmp, "wb")
-        try:
-            f.write(json.dumps(self.state).encode())
-            f.flush()
-        finally:
-            f.close()
-        self.fs.rename(tmp, self.path)
+        self.file.save(self.state)
 
     def in_loop(self):
         """True when the boots before this one form a loop (see the module docstring)."""

@@ -131,7 +131,7 @@ def setup(extra_devices=0):
     from agent.core.clock import Clock, ClockFile
     from agent.core.facade import AgentFacade
     from agent.core.log import Log
-    from agent.core.monitor.alarms import ActiveFile
+    from agent.core.store.jsonfile import JsonFile
     from agent.core.monitor.pipeline import SiteMonitor
     from firmware import runner
     from firmware.main import load_config
@@ -149,7 +149,7 @@ def setup(extra_devices=0):
     clock = Clock("b0a7d00d", state=ClockFile("/data/clock.json"))
     clock.trust(1796000000.0, "sntp")
     monitor = SiteMonitor(cfg.site["id"], cfg.site["kind"], clock, cfg.alarms,
-                          active_file=ActiveFile("/data/alarms.json"), log=log)  # fmt: skip
+                          active_file=JsonFile("/data/alarms.json"), log=log)  # fmt: skip
     loop = runner.build_loop(cfg, queue, log, monitor, clock, None)
     for dev in cfg.devices:
         if dev["driver"] == "snmp-lite":
