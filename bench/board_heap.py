@@ -255,7 +255,8 @@ def main():
           % (args.cycles, kb(live[cn]), args.cycles, live[cn] - live[c100]))  # fmt: skip
     print("after a 200-cycle outage (backlog %s): %s" % (backlog, kb(heap["backlog"] - scaffold)))
     if peak:
-        print("backlog drain: peak (live + allocated per message, GC off) %s; %d messages"
+        print("backlog drain: peak (live + one message's allocations with the GC off + 3 "
+              "payloads in flight) %s; %d messages"
               % (kb(peak[0] - scaffold), peak[1]))  # fmt: skip
     print("after the drain + 100 cycles:        %s" % kb(heap["after-drain:100"] - scaffold))
     per_dev = (heap["extra:cycles"] - heap["after-drain:100"]) // 4

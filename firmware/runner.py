@@ -20,10 +20,10 @@ from agent.board.health import BoardHealthDriver
 from agent.board.wdt import Watchdog
 from agent.core.clock import Clock, ClockFile, boot_id
 from agent.core.compat import monotonic, wall_time
-from agent.core.store.jsonfile import JsonFile
 from agent.core.monitor.pipeline import SiteMonitor
 from agent.core.poll.loop import Loop
 from agent.core.store.fsio import OsFs
+from agent.core.store.jsonfile import JsonFile
 from agent.core.store.store import Store
 
 DATA = "/data"
