@@ -114,7 +114,7 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
                           active_file=JsonFile(DATA + "/alarms.json"), log=log)  # fmt: skip
     dog = Watchdog(machine.WDT, board.get("wdt_s", 60), log)
     loop = build_loop(cfg, queue, log, monitor, clock, dog.kick)
-    dog.poke = loop._wake.set  # a pass on demand: the loop may sleep a whole commit interval
+    dog.poke = loop.wake  # a pass on demand: the loop may sleep a whole commit interval
     for dev in cfg.devices:
         if dev.get("driver") == "snmp-lite":
             loop.drivers[dev["id"]].factory = open_udp

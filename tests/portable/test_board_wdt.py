@@ -64,3 +64,31 @@ def test_split_der_bundle():
     raises(ValueError, split_der, b"")
     raises(ValueError, split_der, a[:-1])
     raises(ValueError, split_der, b"-----BEGIN CERTIFICATE-----")
+
+
+def test_loop_wake_makes_it_pass_at_once_for_the_watchdog():
+    import asyncio
+
+    from agent.core.log import Log
+    from agent.core.poll.loop import Loop
+    from agent.core.store.queue import MemoryQueue
+
+    from support import run
+
+    passes = []
+
+    async def main():
+        loop = Loop("s", MemoryQueue(), lambda: 0.5, Log(write=lambda line: None),
+                    commit_interval=60, on_pass=lambda: passes.append(1))  # fmt: skip
+        task = asyncio.create_task(loop.run())
+        await asyncio.sleep(0.05)
+        before = len(passes)  # asleep now for up to a commit interval (60 s)
+        loop.wake()
+        await asyncio.sleep(0.05)
+        after = len(passes)
+        loop.stop()
+        await task
+        return before, after
+
+    before, after = run(main())
+    assert before >= 1 and after == before + 1

@@ -86,6 +86,11 @@ class Loop:
         self.sched.set_interval(dev_id, seconds, self.mono())
         self._wake.set()
 
+    def wake(self):
+        """Make the loop pass now (on_pass runs): the board's watchdog asks for a pass rather
+        than wait out a sleep as long as a commit interval."""
+        self._wake.set()
+
     def stop(self):
         self._stopping = True
         self._wake.set()
