@@ -169,6 +169,8 @@ def run(cycles, source=False, extra=4):
         for mark in marks:
             steps.append(["cycle:%d" % mark, "board_site.cycles(%d)" % (mark - done)])
             done = mark
+        steps.append(["ring", "print('RING', len(board_site.S['log'].ring), "
+                      "sum(len(x) for x in board_site.S['log'].ring))"])  # fmt: skip
         steps.append(["outage:200", "board_site.cycles(200, connected=False)"])
         backlog = "print('BACKLOG', board_site.S['queue'].stats()['depth'])"
         steps.append(["backlog", backlog])
@@ -253,6 +255,12 @@ def main():
     print("running site, live after cycle 100:  %s" % kb(live[c100]))
     print("running site, live after cycle %d: %s  (growth 100 -> %d: %+d B)"
           % (args.cycles, kb(live[cn]), args.cycles, live[cn] - live[c100]))  # fmt: skip
+    marks = sorted((int(k[6:]), v) for k, v in live.items())
+    print("   by cycle: " + ", ".join("%d: %.1f" % (c, v / 1024.0) for c, v in marks))
+    ring = re.search(r"RING (\d+) (\d+)", out)
+    if ring:
+        print("   of which the log's ring of recent lines (console `log`): %s lines, %s bytes of "
+              "text" % (ring.group(1), ring.group(2)))  # fmt: skip
     print("after a 200-cycle outage (backlog %s): %s" % (backlog, kb(heap["backlog"] - scaffold)))
     if peak:
         print("backlog drain: peak (live + one message's allocations with the GC off + 3 "
