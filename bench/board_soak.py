@@ -7,8 +7,9 @@ own health every 5 s. Prints the live heap the board reports (agent.heap_free af
     .venv/bin/python bench/board_soak.py [--cycles 1000] [--interval 1]
 
 A day of 30 s polls is 2,880 cycles; 1,000 cycles at 1 s (the shortest interval a config takes)
-are 8 hours of a 30 s site in 17 minutes. Heap figures for a 32-bit board come from bench/board_heap.py; this run is about
-behaviour: the heap must not grow, nothing confirmed may go missing.
+are 8 hours of a 30 s site in 17 minutes. Heap figures for a 32-bit board come from
+bench/board_heap.py; this run is about behaviour: the heap must not grow, nothing confirmed may
+go missing.
 """
 
 import argparse
