@@ -104,7 +104,7 @@ _STORED = re.compile(r"uplink: stored confirmed_seq=(\d+)")
 
 
 class ReferenceSite:
-    def __init__(self, work, board="esp32-s3-devkitc-n8r8", romfs=True, interval=2, extra="",
+    def __init__(self, work, board="esp32-s3-devkitc-n8r8", romfs=True, interval=3, extra="",
                  persistent=False, console=None, overrides=None, ups_uart="uart2",
                  solar_uart="uart1"):  # fmt: skip
         self.work = str(work)
@@ -158,7 +158,7 @@ class ReferenceSite:
         self.toml = os.path.join(conf, "site.toml")
         with open(self.toml, "w") as f:
             f.write(TOML.format(site=SITE, sntp=self.sntp.port, interval=self.interval,
-                                timeout=min(1.5, self.interval * 0.75),
+                                timeout=min(2.5, self.interval * 0.75),
                                 snmp_port=self.snmp.port,
                                 ups_rec=self.snmp.community_for(UPS_RECORDING),
                                 router_rec=self.snmp.community_for(ROUTER_RECORDING),
