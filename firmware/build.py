@@ -57,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 
+import drivers
 from agent import __version__
 from agent.core.config.validate import validate
 from agent.core.errors import ConfigError
@@ -143,7 +144,10 @@ def load_config(site_toml, secrets_dir=None, environ=None):
         with open(os.path.join(base, os.path.expanduser(name)), encoding="utf-8") as f:
             return f.read()
 
-    return validate(raw, source=site_toml, getenv=env.get, read_file=read_file), raw, base
+    # drivers.load: each driver checks its own options here, as `site-agent check` does.
+    cfg = validate(raw, source=site_toml, getenv=env.get, read_file=read_file,
+                   drivers=drivers.load)  # fmt: skip
+    return cfg, raw, base
 
 
 def profile_modules(name):

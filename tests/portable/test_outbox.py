@@ -75,7 +75,9 @@ def pump_all(out, s, wire, budget=None, acks=True):
 
 def test_order_after_connect_is_alarms_then_state_then_backlog():
     q = fill_queue()
-    out = Outbox(q, SITE, TOPICS, Log(), batch_max=2, rate_msgs=0, facade=Facade())
+    lines = []
+    out = Outbox(q, SITE, TOPICS, Log(write=lines.append), batch_max=2, rate_msgs=0,
+                 facade=Facade())  # fmt: skip
     s = Session()
     wire = Wire()
     pump_all(out, s, wire)
@@ -89,6 +91,8 @@ def test_order_after_connect_is_alarms_then_state_then_backlog():
     assert values == [220, 221, 222, 223, 224]
     # batch 1 holds the alarm and the first routine record: two messages, one ack to the queue
     assert q.depth() == 0 and out.acked == 3
+    # said once, for tools/flash.py and the technician: the first batch the broker took
+    assert len([x for x in lines if "uplink: first batch acknowledged" in x]) == 1, lines
 
 
 def test_window_limits_messages_in_flight_and_a_batch_waits_for_every_part():

@@ -18,7 +18,8 @@ from tools.flashing import deploy, firmware, ports, watch
 from tools.flashing.errors import EXIT_USAGE, FlashError
 from tools.flashing.link import BoardLink
 
-DEFAULT_BOARD = "esp32-devkitc"
+# The agent needs PSRAM (docs/board.md, "RAM"): the default is the ESP32-S3 board with 8 MB of it.
+DEFAULT_BOARD = "esp32-s3-devkitc-n8r8"
 
 
 def _board_table(name):

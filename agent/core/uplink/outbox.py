@@ -254,6 +254,8 @@ class Outbox:
             self.queue.ack(msg.batch)
             self.acked += 1
             self.last_publish = self.wall()
+            if self.acked == 1:  # the line tools/flash.py waits for after a deploy
+                self.log.info("uplink", "first batch acknowledged", broker=s.where)
         else:
             self._parts[msg.batch] = left
         return msg
