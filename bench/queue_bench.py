@@ -124,13 +124,13 @@ def bench_open(path, mb):
         i += 1
         if i % CYCLE == 0:
             st.commit()
-            if i % 100000 == 0 and st._used >= mb << 20:
+            if i % 100000 == 0 and st.used() >= mb << 20:
                 break
     st.commit()
     # crash: a torn half record at the tail, no close
     for lane in ("alarm", "routine"):
-        st._close_tail(lane)
-    tail = st._segs[LANE_ROUTINE][-1].path
+        st.files.close_tail(lane)
+    tail = st.files.segs[LANE_ROUTINE][-1].path
     with open(tail, "ab") as f:
         f.write(b"\xa7\x01\x50\x00torn")
     t0 = time.perf_counter()

@@ -111,7 +111,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def crash(self):
         for lane in LANES:
-            self.store._close_tail(lane)  # the process dies: its descriptors close
+            self.store.files.close_tail(lane)  # the process dies: its descriptors close
         self.store = self._open()
         self.pending = {}  # never confirmed: lost (their seq may not come back: see append)
         self.inflight = {}

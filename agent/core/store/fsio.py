@@ -9,6 +9,46 @@ substitute other adapters (littlefs-python images, fault injectors, MemFs) with 
 import os
 
 
+class Medium:
+    """The store's directory on one fs adapter: the two syncs and the I/O counters every file of
+    the store (segments, meta, snapshots) goes through.
+
+    sync(f): makes a flushed file durable (host: os.fsync(f.fileno()); littlefs: None, flush is
+    the sync). sync_dir(path): makes new or renamed directory entries durable (host only).
+    """
+
+    def __init__(self, fs, path, sync=None, sync_dir=None):
+        self.fs = fs
+        self.path = path
+        self.sync = sync
+        self.sync_dir = sync_dir
+        self.io = {"bytes": 0, "syncs": 0, "appended": 0}  # for the benchmark and stats
+
+    def p(self, name):
+        return self.path + "/" + name
+
+    def flush_sync(self, f):
+        f.flush()
+        if self.sync is not None:
+            self.sync(f)
+        self.io["syncs"] += 1
+
+    def dir_sync(self):
+        if self.sync_dir is not None:
+            self.sync_dir(self.path)
+
+    def read_small(self, name):
+        """(content, size) of a small file of the directory; (b"", 0) when absent or empty."""
+        size = self.fs.size(self.p(name))
+        if not size:
+            return b"", 0
+        f = self.fs.open(self.p(name), "rb")
+        try:
+            return f.read(), size
+        finally:
+            f.close()
+
+
 class OsFs:
     def open(self, path, mode):
         return open(path, mode)

@@ -1,0 +1,131 @@
+"""Reading the durable store out (portable): batches in read-out order, acknowledgements and
+requeue, over the store's segment files.
+
+Read-out order: the alarm lane in order; then, once per open, requeue() or begin_drain(), the
+latest confirmed record of every (device, metric) not yet delivered (pseudo-lane LANE_CURRENT:
+copies of backlog records, same seq); then the routine backlog, oldest first.
+Invariants:
+  * Delivered cursor per lane, D: every record of the lane with seq <= D was acknowledged. Acks
+    may arrive out of order; D moves over the acknowledged prefix of the batches handed out.
+  * Only confirmed records are read out (readers stop at each segment's confirmed end).
+"""
+
+from agent.core.errors import QueueError
+from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE, LANES
+
+LANE_CURRENT = "current"  # pseudo-lane of the read-out: latest value of every metric
+
+
+class ReadOut:
+    """Cursors and batches of Store `st` (its files, latest(), dropped counter and path)."""
+
+    def __init__(self, st):
+        self.st = st
+        self.D = {LANE_ALARM: -1, LANE_ROUTINE: -1}
+        self.undeliv = {LANE_ALARM: 0, LANE_ROUTINE: 0}  # records not yet acknowledged
+        self.issued = {LANE_ALARM: [], LANE_ROUTINE: []}  # [batch_id, hi seq, n, acked, pos]
+        self.inflight = {}  # batch_id -> lane
+        self.rd = {}  # lane -> reader position (segment name, offset)
+        self.dpos = {}  # lane -> reader position just after the delivered cursor
+        self.next_id = 1
+        self.cur = None
+        self.cur_armed = True
+
+    def count_undelivered(self, lane, pending):
+        """Recount the lane's undelivered records from its files (plus `pending` in RAM)."""
+        files = self.st.files
+        D = self.D[lane]
+        n = 0
+        for s in files.segs[lane]:
+            if s.first > D:
+                n += s.count
+            elif s.last > D:
+                n += files.count_after(s, D)
+        self.undeliv[lane] = n + pending
+
+    def cancel(self, lanes):
+        """Forget in-flight batches of these lanes: they will be read out again."""
+        for lane in lanes:
+            self.issued[lane] = []
+            self.rd[lane] = self.dpos[lane] = (-1, 0)
+        for bid in list(self.inflight):
+            if self.inflight[bid] in lanes:
+                del self.inflight[bid]
+
+    def read(self, lane, n, pos):
+        """Up to n confirmed, undelivered records of lane from reader position pos = (segment
+        name, offset). Returns (records, new position)."""
+        recs, pos, skipped = self.st.files.read(lane, n, pos, self.D[lane])
+        self.st.dropped += skipped
+        return recs, pos
+
+    def begin_drain(self):
+        self.cur = None
+        self.cur_armed = True
+
+    def next_batch(self, max_records):
+        if max_records <= 0:
+            return None
+        try:
+            recs, pos = self.read(LANE_ALARM, max_records, self.rd[LANE_ALARM])
+            if recs:
+                return self._issue(LANE_ALARM, recs, pos)
+            if self.cur_armed:
+                self.cur_armed = False
+                D = self.D[LANE_ROUTINE]
+                self.cur = [r for r in self.st.latest() if r["seq"] > D]
+            if self.cur:
+                recs = self.cur[:max_records]
+                self.cur = self.cur[max_records:]
+                bid = self.next_id
+                self.next_id += 1
+                self.inflight[bid] = LANE_CURRENT
+                return bid, recs
+            recs, pos = self.read(LANE_ROUTINE, max_records, self.rd[LANE_ROUTINE])
+            if recs:
+                return self._issue(LANE_ROUTINE, recs, pos)
+        except OSError as e:
+            raise QueueError("store %s: read failed: %s" % (self.st.path, e)) from e
+        return None
+
+    def _issue(self, lane, recs, pos):
+        bid = self.next_id
+        self.next_id += 1
+        self.inflight[bid] = lane
+        self.issued[lane].append([bid, recs[-1]["seq"], len(recs), False, pos])
+        self.rd[lane] = pos
+        return bid, recs
+
+    def ack(self, batch_id):
+        """True if batch_id was in flight. D moves over the acknowledged prefix of the lane's
+        batches; the store persists it lazily (meta_dirty)."""
+        lane = self.inflight.pop(batch_id, None)
+        if lane is None:
+            return False
+        if lane == LANE_CURRENT:
+            return True
+        issued = self.issued[lane]
+        for b in issued:
+            if b[0] == batch_id:
+                b[3] = True
+        while issued and issued[0][3]:
+            b = issued.pop(0)
+            self.D[lane] = b[1]
+            self.undeliv[lane] -= b[2]
+            self.dpos[lane] = b[4]
+            self.st.meta_dirty = True
+        return True
+
+    def requeue(self):
+        self.inflight = {}
+        for lane in LANES:
+            self.issued[lane] = []
+            self.rd[lane] = self.dpos[lane]
+        self.begin_drain()
+
+    def lane_depth(self, lane):
+        return self.undeliv[lane] - sum(b[2] for b in self.issued[lane] if b[3])
+
+    def first_undelivered(self, lane):
+        recs, _ = self.read(lane, 1, self.dpos[lane])
+        return recs[0] if recs else None
