@@ -32,3 +32,27 @@ class ParseError(DeviceError):
 
 class QueueError(AgentError):
     """The store could not do what was asked (I/O error, full medium, corrupt file)."""
+
+
+# errno -> what it means at a site, for messages a technician reads (same numbers on MicroPython)
+_OS_REASONS = {
+    2: "no such file or directory",
+    5: "I/O error (the medium may be failing)",
+    13: "permission denied",
+    17: "it already exists",
+    20: "a part of the path is not a directory",
+    21: "it is a directory",
+    28: "no space left on the medium",
+    30: "the medium is read-only",
+}
+
+
+def os_reason(e):
+    """What an OSError means, in words: no errno number, no Python wording."""
+    code = getattr(e, "errno", None)
+    if code is None and e.args and isinstance(e.args[0], int):
+        code = e.args[0]
+    if code in _OS_REASONS:
+        return _OS_REASONS[code]
+    text = getattr(e, "strerror", None)
+    return text[:1].lower() + text[1:] if text else str(e)

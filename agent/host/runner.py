@@ -68,10 +68,7 @@ def open_queue(cfg, log, volatile=False):
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise QueueError("storage.dir %s: cannot create: %s" % (path, e.strerror or e)) from e
-    return open_store(
-        path, int(st["budget_mb"] * 1024 * 1024), log=lambda msg: log.info("queue", msg),
-        wall=simtime.wall,
-    )
+    return open_store(path, int(st["budget_mb"] * 1024 * 1024), log=log, wall=simtime.wall)
 
 
 def make_loop(cfg, queue, log, monitor=None, clock=None, on_pass=None):
@@ -211,7 +208,10 @@ async def run_agent(cfg, log, stop=None):
     await asyncio.gather(*tasks[1:], return_exceptions=True)
     stopper.cancel()
     clock.checkpoint()
-    queue.close()
+    try:
+        queue.close()
+    except QueueError as e:  # what the medium could not take is named; the agent still stops
+        log.error("queue", "store closed with records not stored", error=str(e))
     restart = bool(restart_requested) and not signalled and code == 0
     log.info("agent", "stopped", site=cfg.site["id"], restart=restart)
     return EXIT_RESTART if restart else code

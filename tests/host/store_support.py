@@ -96,9 +96,19 @@ def mount_image(image, blocks):
 _KEEP = []
 
 
+def _lfs(fn, *args):
+    """Call littlefs-python; its errors become OSError(errno), as MicroPython's littlefs VFS
+    raises them (LFS_ERR_NOSPC -28 -> OSError(28), LFS_ERR_IO -5 -> OSError(5))."""
+    try:
+        return fn(*args)
+    except littlefs.errors.LittleFSError as e:
+        raise OSError(-e.code, "littlefs: %s" % e) from e
+
+
 class LfsFs:
     """The store's fs adapter over a littlefs-python filesystem. With a CutDevice, every call
-    after the power cut raises PowerCut, so a workload stops where the device died."""
+    after the power cut raises PowerCut, so a workload stops where the device died. space()
+    answers from the block count, as os.statvfs does on the board."""
 
     def __init__(self, lfs, dev=None):
         self.lfs = lfs
@@ -110,7 +120,7 @@ class LfsFs:
 
     def open(self, path, mode):
         self._alive()
-        f = self.lfs.open(path, mode)
+        f = _lfs(self.lfs.open, path, mode)
         if self.dev is not None:
             # A close that fails at the cut leaves littlefs-python's handle half-closed, and its
             # finaliser would close it again (a C assertion). Keep every handle of a device that
@@ -127,22 +137,31 @@ class LfsFs:
 
     def listdir(self, path):
         self._alive()
-        return self.lfs.listdir(path)
+        return _lfs(self.lfs.listdir, path)
 
     def mkdir(self, path):
         self._alive()
         try:
-            self.lfs.mkdir(path)
+            _lfs(self.lfs.mkdir, path)
         except FileExistsError:
             pass
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
 
     def rename(self, src, dst):
         self._alive()
-        self.lfs.rename(src, dst)
+        _lfs(self.lfs.rename, src, dst)
 
     def remove(self, path):
         self._alive()
-        self.lfs.remove(path)
+        _lfs(self.lfs.remove, path)
+
+    def space(self, path):
+        self._alive()
+        st = self.lfs.fs_stat()
+        free = st.block_count - self.lfs.used_block_count
+        return st.block_count * st.block_size, free * st.block_size, st.block_size
 
 
 class _LfsFile:
@@ -154,18 +173,30 @@ class _LfsFile:
         self._fs._alive()
         return getattr(self._f, name)
 
+    def read(self, *a):
+        self._fs._alive()
+        return _lfs(self._f.read, *a)
+
+    def write(self, b):
+        self._fs._alive()
+        return _lfs(self._f.write, b)
+
+    def seek(self, *a):
+        self._fs._alive()
+        return _lfs(self._f.seek, *a)
+
     def flush(self):
         # io.BufferedWriter.flush() does not flush its raw file: littlefs's sync is raw.flush().
         self._fs._alive()
-        self._f.flush()
+        _lfs(self._f.flush)
         raw = getattr(self._f, "raw", None)
         if raw is not None:
-            raw.flush()
+            _lfs(raw.flush)
 
     def close(self):
         if self._fs.dev is not None and self._fs.dev.dead:
             return
-        self._f.close()
+        _lfs(self._f.close)
 
 
 class FailFs(OsFs):

@@ -1,23 +1,71 @@
-"""The durable store's byte budget (portable): what is thinned or dropped to make room.
+"""The durable store's byte budget (portable): how big the store may be, and what is thinned or
+dropped to stay within it.
 
-Before a record would take the files past `budget - headroom` (headroom: half a segment, room
-for a thinned segment's temp copy):
-  1. the oldest sealed routine segment not yet thinned is thinned into per-window aggregates
-     (kept only if that saves 25%);
-  2. otherwise the oldest sealed routine segment is dropped;
-  3. alarm segments are dropped only when no routine data is left.
-Every thinned or dropped record is counted (store.thinned, store.dropped, persisted in meta).
+The effective budget is the smaller of the configured budget and what the medium can hold for
+the store: its own files plus the free space, less RESERVE_BLOCKS blocks (metadata, copy-on-write,
+the agent's other small files) and one block per file for rounding. fit() sets it at open, at
+every seal and whenever a write fails; the segment size follows it (budget/16 within 1 KB..4 MB,
+or the configured size if smaller than budget/4), so a tail is sealed at a size the medium holds.
+
+Before a record would take the files past `budget - headroom` (half a segment: room for a
+thinned segment's temp copy):
+  1. the oldest closed routine segment not yet thinned is thinned into per-window aggregates
+     (kept only if that saves 25%; skipped when the medium cannot take the copy);
+  2. otherwise the oldest closed routine segment is dropped (an open tail is sealed first);
+  3. for an alarm, and only when no routine data is left, the oldest alarm segment is dropped.
+A routine record that still does not fit is dropped itself: alarms are never dropped to make
+room for routine data. Every thinned or dropped record is counted (store.thinned, store.dropped,
+persisted in meta). While the medium fails, making room writes nothing: it only removes files.
 """
 
-from agent.core.errors import QueueError
+from agent.core.log import WARNING
 from agent.core.store import codec
 from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE
 
+RESERVE_BLOCKS = 8
+MIN_SEGMENT = 1024
+MAX_SEGMENT = 4 << 20
 _NUM = (int, float)
 
 
-def make_room(st, need):
-    """Thin, drop or seal in store st until `need` more bytes fit within its budget."""
+def segment_size(budget, configured=None):
+    if configured:
+        return min(configured, max(MIN_SEGMENT, budget // 4))
+    return max(MIN_SEGMENT, min(MAX_SEGMENT, budget // 16))
+
+
+def fit(st):
+    """Set st.budget to the smaller of st.configured and what the medium can hold, and the
+    segment size to match. True if the budget changed."""
+    eff = st.configured
+    sp = st.medium.space()
+    if sp is not None:
+        free, block = sp[1], sp[2]
+        files = len(st.files.segs[LANE_ALARM]) + len(st.files.segs[LANE_ROUTINE]) + 7
+        cap = st.used() - st.held_bytes + free - block * (files + RESERVE_BLOCKS)
+        if cap < eff:
+            eff = max(0, cap)
+            st.state("store.medium", WARNING, "the medium holds less than the configured "
+                     "budget; keeping within what it holds", budget=eff,
+                     configured=st.configured, free=free)  # fmt: skip
+        else:
+            st.clear("store.medium", "the medium holds the configured budget again", budget=eff)
+    changed = eff != st.budget
+    st.budget = eff
+    st.segment_bytes = segment_size(eff, st.seg_cfg)
+    st.headroom = st.segment_bytes // 2
+    return changed
+
+
+def over_budget(st, need):
+    st.state("store.budget", WARNING, "the budget cannot hold more records; new routine "
+             "readings are dropped, alarms kept", budget=st.budget, configured=st.configured,
+             used=st.used(), record_bytes=need)  # fmt: skip
+
+
+def make_room(st, need, lane=LANE_ALARM):
+    """Thin, drop or seal in store st until `need` more bytes fit within its budget. False if
+    they cannot: the caller then drops a routine record, or keeps an alarm."""
     files = st.files
     while st.used() + need + st.headroom > st.budget:
         r = [s for s in files.segs[LANE_ROUTINE] if s.sealed]
@@ -27,17 +75,33 @@ def make_room(st, need):
         if r:
             drop(st, r[0])
             continue
-        if st.pending[LANE_ROUTINE] or files.open_tail(LANE_ROUTINE) is not None:
-            st.commit_files(LANE_ROUTINE)
+        if _close(st, LANE_ROUTINE):
             continue
+        if lane != LANE_ALARM:
+            return False
         a = [s for s in files.segs[LANE_ALARM] if s.sealed]
         if a:
             drop(st, a[0])
             continue
-        if st.pending[LANE_ALARM] or files.open_tail(LANE_ALARM) is not None:
-            st.commit_files(LANE_ALARM)
+        if _close(st, LANE_ALARM):
             continue
-        raise QueueError("budget of %d bytes too small for a %d-byte record" % (st.budget, need))
+        return False
+    return True
+
+
+def _close(st, lane):
+    """Seal the lane's tail (writing what is pending) so that it can be dropped next; while the
+    medium fails, close it in RAM instead. False if there is nothing to close."""
+    if st.fault:
+        return st.files.close_open_tail(lane)
+    if not st.pending[lane] and st.files.open_tail(lane) is None:
+        return False
+    try:
+        st.commit_files(lane)
+    except OSError as e:
+        st.set_fault(e)
+        st.files.close_open_tail(lane)
+    return True
 
 
 def drop(st, seg):
@@ -45,11 +109,33 @@ def drop(st, seg):
     D = out.D[seg.lane]
     n = st.files.count_after(seg, D) if seg.first <= D else seg.count
     st.dropped += n
+    try:
+        st.write_meta(True)  # the count durable before the file goes
+    except OSError as e:
+        st.set_fault(e)  # a full medium: the file goes first; the count is written later
+    try:
+        st.files.remove(seg)
+    except OSError:
+        st.dropped -= n
+        raise
     out.undeliv[seg.lane] -= n
     out.cancel((seg.lane,))
-    st.say("dropped %d records of %s" % (n, seg.path))
-    st.write_meta(True)
-    st.files.remove(seg)
+    pressure(st, seg)
+
+
+def pressure(st, seg):
+    """One line when the budget starts to cost data, a reminder while it does (Log.state)."""
+    st.state("store.pressure", WARNING, "thinning and dropping the oldest records to stay "
+             "within the budget", thinned=st.thinned, dropped=st.dropped, budget=st.budget,
+             lane=seg.lane)  # fmt: skip
+
+
+def relieved(st):
+    """Called after a commit: pressure is over once the backlog is delivered (a store at its
+    budget does not log a line per segment)."""
+    if st.held() == 0 and st.depth() == 0:
+        st.clear("store.pressure", "backlog delivered: no more thinning or dropping")
+        st.clear("store.budget", "backlog delivered: the budget holds new records again")
 
 
 def aggregate(each, window):
@@ -101,7 +187,8 @@ def aggregate(each, window):
 
 
 def thin(st, seg):
-    """Replace a sealed routine segment by per-window aggregates. False if not worth it."""
+    """Replace a closed routine segment by per-window aggregates. False if not worth it or if
+    the medium cannot take the copy (the segment is then dropped when room is needed)."""
     D = st.out.D[LANE_ROUTINE]
     out, n_in = aggregate(lambda fn: st.files.each_record(seg, fn, after=D), st.thin_window)
     folded = 0
@@ -111,14 +198,20 @@ def thin(st, seg):
             folded += rec["count"]
         frames.append(codec.encode_record(rec, codec.AGG if "agg" in rec else codec.REC))
     size = sum(len(f) for f in frames) + codec.SEAL_FRAME
+    seg.thinned = True  # tried once: if it does not pay or fails, the next pressure drops it
     if not out or size > st.headroom or size * 4 > seg.size * 3:
-        seg.thinned = True  # not worth it: the next pressure drops it instead
         return False
-    st.files.replace(seg, frames, out[0]["seq"], out[-1]["seq"], codec.FLAG_THINNED)
+    try:
+        st.files.replace(seg, frames, out[0]["seq"], out[-1]["seq"], codec.FLAG_THINNED)
+    except OSError as e:
+        st.say("thinning skipped: the medium refused the copy", file=seg.path, error=str(e))
+        return False
     st.thinned += folded
     st.out.undeliv[LANE_ROUTINE] -= n_in - len(out)
-    seg.thinned = True
     st.out.cancel((LANE_ROUTINE,))
-    st.say("thinned %s: %d records into %d" % (seg.path, n_in, len(out)))
-    st.write_meta(True)
+    pressure(st, seg)
+    try:
+        st.write_meta(True)
+    except OSError as e:
+        st.set_fault(e)
     return True

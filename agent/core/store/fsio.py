@@ -1,12 +1,16 @@
 """The few file operations the durable store uses, behind one small adapter (portable).
 
 The store only calls: open(path, mode) -> file with read/write/seek/flush/close, size(path),
-listdir(dir), mkdir(dir), rename(src, dst) (replacing dst), remove(path). OsFs maps them onto the
-`os` module, which is the same spelling on CPython (ext4) and on MicroPython (littlefs VFS). Tests
-substitute other adapters (littlefs-python images, fault injectors, MemFs) with the same methods.
+listdir(dir), mkdir(dir), rename(src, dst) (replacing dst), remove(path), and optionally
+space(path) -> (total bytes, free bytes, block bytes) or None. OsFs maps them onto the `os`
+module, which is the same spelling on CPython (ext4) and on MicroPython (littlefs VFS, whose
+statvfs answers from the littlefs block count). Tests substitute other adapters (littlefs-python
+images, fault injectors, MemFs) with the same methods.
 """
 
 import os
+
+ENOSPC = 28  # errno: no space left on the medium (the same number on Linux and MicroPython)
 
 
 class Medium:
@@ -36,6 +40,17 @@ class Medium:
     def dir_sync(self):
         if self.sync_dir is not None:
             self.sync_dir(self.path)
+
+    def space(self):
+        """(total, free, block) bytes of the medium holding the directory, or None when the
+        adapter cannot tell."""
+        fn = getattr(self.fs, "space", None)
+        if fn is None:
+            return None
+        try:
+            return fn(self.path)
+        except OSError:
+            return None
 
     def read_small(self, name):
         """(content, size) of a small file of the directory; (b"", 0) when absent or empty."""
@@ -77,6 +92,14 @@ class OsFs:
     def remove(self, path):
         os.remove(path)
 
+    def space(self, path):
+        try:
+            st = os.statvfs(path)
+        except (AttributeError, OSError):  # no statvfs on this port
+            return None
+        block = st[1] or st[0]  # f_frsize, the unit of the counts (f_bsize where it is 0)
+        return st[2] * block, st[4] * block, block
+
 
 class _MemFile:
     def __init__(self, fs, path, mode):
@@ -103,8 +126,15 @@ class _MemFile:
     def write(self, b):
         if not self._w:
             raise OSError(9)
-        self._data[self._pos : self._pos + len(b)] = b
-        self._pos += len(b)
+        end = self._pos + len(b)
+        room = min(end, self._fs.limit(self._path)) - self._pos
+        if room < len(b):  # a full medium: the part that fits lands, then the error
+            room = max(0, room)
+            self._data[self._pos : self._pos + room] = b[:room]
+            self._pos += room
+            raise OSError(ENOSPC, "No space left on device")
+        self._data[self._pos : end] = b
+        self._pos = end
         return len(b)
 
     def seek(self, off, whence=0):
@@ -127,11 +157,33 @@ class _MemFile:
 
 class MemFs:
     """Files in a dict, for portable tests on runtimes without a writable filesystem. Every write
-    is immediately 'durable' here; crash semantics are tested on real media in tests/host."""
+    is immediately 'durable' here; crash semantics are tested on real media in tests/host.
+    capacity: a medium of that many bytes in blocks of `block` bytes (every file takes whole
+    blocks); a write past it lands in part and raises ENOSPC, as a full filesystem does."""
 
-    def __init__(self):
+    def __init__(self, capacity=None, block=256):
         self.files = {}
         self.dirs = set()
+        self.capacity = capacity
+        self.block = block
+
+    def _blocks(self, n):
+        return (n + self.block - 1) // self.block
+
+    def used(self):
+        return sum(self._blocks(len(d)) for d in self.files.values()) * self.block
+
+    def limit(self, path):
+        """The largest size `path` may grow to on this medium."""
+        if self.capacity is None:
+            return 1 << 62
+        mine = self._blocks(len(self.files[path])) * self.block
+        return (self.capacity - self.used() + mine) // self.block * self.block
+
+    def space(self, path):
+        if self.capacity is None:
+            return None
+        return self.capacity, self.capacity - self.used(), self.block
 
     def open(self, path, mode):
         return _MemFile(self, path, mode)

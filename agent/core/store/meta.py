@@ -26,6 +26,11 @@ class Slots:
     def bytes(self):
         return self.size[0] + self.size[1]
 
+    def restat(self):
+        """Read both files' sizes again (after a failed write)."""
+        for k in (0, 1):
+            self.size[k] = self.m.fs.size(self.m.p("%s.%d" % (self.name, k))) or 0
+
     def load(self):
         """The newest valid state (a dict), or None; notes both files' sizes."""
         best = None
@@ -70,7 +75,8 @@ class CurrentValues:
     def __init__(self, medium, files):
         self.files = files
         self.snaps = Slots(medium, "snap", codec.SNAP)
-        self.table = {}  # (device, metric) -> record
+        self.table = {}  # (device, metric) -> latest stored record
+        self.fresh = {}  # (device, metric) -> latest record appended since the last commit
         self.site = None  # the site of the records scanned at load
 
     def load(self):
@@ -95,17 +101,27 @@ class CurrentValues:
             self.site = rec.get("site")
 
     def put(self, record):
-        self.table[(record.get("device"), record.get("metric"))] = record
+        self.fresh[(record.get("device"), record.get("metric"))] = record
+
+    def confirm(self):
+        """Everything appended so far is stored: the fresh records become the latest."""
+        if self.fresh:
+            self.table.update(self.fresh)
+            self.fresh = {}
+
+    def forget(self, seq):
+        """A record appended but never stored (shed while the medium failed)."""
+        for key, rec in list(self.fresh.items()):
+            if rec["seq"] == seq:
+                del self.fresh[key]
 
     def snapshot(self, scan_from):
         """Persist the table; segments from `scan_from` on are scanned at the next load."""
         self.snaps.write({"g": 0, "from": scan_from, "l": list(self.table.values())}, True)
 
-    def confirmed(self, confirmed_seq):
-        """The latest confirmed record of every (device, metric), oldest seq first."""
-        recs = []
-        for r in self.table.values():
-            if r.get("seq") is not None and r["seq"] <= confirmed_seq:
-                recs.append(r)
+    def confirmed(self):
+        """The latest stored record of every (device, metric), oldest seq first: while the
+        medium fails, the last ones it took."""
+        recs = list(self.table.values())
         recs.sort(key=lambda r: r["seq"])
         return recs

@@ -7,10 +7,16 @@ copies of backlog records, same seq); then the routine backlog, oldest first.
 Invariants:
   * Delivered cursor per lane, D: every record of the lane with seq <= D was acknowledged. Acks
     may arrive out of order; D moves over the acknowledged prefix of the batches handed out.
-  * Only confirmed records are read out (readers stop at each segment's confirmed end).
+  * Only confirmed records are read out (readers stop at each segment's confirmed end), with
+    one exception: while the medium fails, alarms held in RAM are read out after the alarm
+    lane's stored records (from memory), if a durable lease covers their seq (so it is never
+    handed out again after a restart). They are acknowledged like any alarm batch (D moves over
+    them) and written when the medium works again; a record is never read out twice while in
+    flight, because a lane is read only past its last batch handed out.
 """
 
 from agent.core.errors import QueueError
+from agent.core.store import codec
 from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE, LANES
 
 LANE_CURRENT = "current"  # pseudo-lane of the read-out: latest value of every metric
@@ -52,12 +58,19 @@ class ReadOut:
             if self.inflight[bid] in lanes:
                 del self.inflight[bid]
 
-    def read(self, lane, n, pos):
-        """Up to n confirmed, undelivered records of lane from reader position pos = (segment
-        name, offset). Returns (records, new position)."""
-        recs, pos, skipped = self.st.files.read(lane, n, pos, self.D[lane])
+    def read(self, lane, n, pos, after=None):
+        """Up to n confirmed records of lane with seq > after (default: the delivered cursor)
+        from reader position pos = (segment name, offset). Returns (records, new position)."""
+        if after is None:
+            after = self.D[lane]
+        recs, pos, skipped = self.st.files.read(lane, n, pos, after)
         self.st.dropped += skipped
         return recs, pos
+
+    def _past(self, lane):
+        """Seq past which the lane is read: its last batch handed out, else its cursor."""
+        issued = self.issued[lane]
+        return issued[-1][1] if issued else self.D[lane]
 
     def begin_drain(self):
         self.cur = None
@@ -67,7 +80,10 @@ class ReadOut:
         if max_records <= 0:
             return None
         try:
-            recs, pos = self.read(LANE_ALARM, max_records, self.rd[LANE_ALARM])
+            past = self._past(LANE_ALARM)
+            recs, pos = self.read(LANE_ALARM, max_records, self.rd[LANE_ALARM], past)
+            if not recs and self.st.fault:
+                recs = self._held_alarms(past, max_records)
             if recs:
                 return self._issue(LANE_ALARM, recs, pos)
             if self.cur_armed:
@@ -81,12 +97,23 @@ class ReadOut:
                 self.next_id += 1
                 self.inflight[bid] = LANE_CURRENT
                 return bid, recs
-            recs, pos = self.read(LANE_ROUTINE, max_records, self.rd[LANE_ROUTINE])
+            past = self._past(LANE_ROUTINE)
+            recs, pos = self.read(LANE_ROUTINE, max_records, self.rd[LANE_ROUTINE], past)
             if recs:
                 return self._issue(LANE_ROUTINE, recs, pos)
         except OSError as e:
             raise QueueError("store %s: read failed: %s" % (self.st.path, e)) from e
         return None
+
+    def _held_alarms(self, after, n):
+        """Up to n alarms held in RAM with seq > after, below the durable lease."""
+        out = []
+        for seq, fr in self.st.pending[LANE_ALARM]:
+            if len(out) >= n or seq >= self.st.lease_end:
+                break
+            if seq > after:
+                out.append(codec.loads(fr[codec.HEADER :]))
+        return out
 
     def _issue(self, lane, recs, pos):
         bid = self.next_id

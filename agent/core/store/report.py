@@ -50,7 +50,9 @@ def stats(st):
         "latest": len(st.current.table),
         "thinned": st.thinned,
         "dropped": st.dropped,
-        "fault": st.fault,
+        "fault": st.fault is not None,
+        "held": st.held(),
+        "configured_budget": st.configured,
         "io": dict(st.io),
         "durable": True,
     }
@@ -63,6 +65,21 @@ def counters(st):
         "agent.queue.thinned": st.thinned,
         "agent.queue.dropped": st.dropped,
     }
+
+
+def counter_records(st):
+    """The thinned and dropped counters as routine readings of device st.counter_device, so
+    the operations centre learns what the budget cost."""
+    now = st.wall()
+    out = []
+    for metric, value in (
+        ("agent.queue.thinned", st.thinned),
+        ("agent.queue.dropped", st.dropped),
+    ):
+        rec = {"site": st.site, "device": st.counter_device, "metric": metric, "value": value}
+        rec.update({"unit": "", "time": now, "quality": "good", "seq": None})
+        out.append(rec)
+    return out
 
 
 def records(st, lane):
@@ -87,3 +104,4 @@ def export(st, out_path, fs=None):
     finally:
         out.close()
     return n
+

@@ -92,22 +92,35 @@ class SegmentFiles:
     # --- opening -----------------------------------------------------------------------------
     def load(self, names, readonly):
         """Forget the lists in RAM and read the segments among `names` (directory entries)
-        again; a leftover .tmp is removed unless readonly."""
+        again; a leftover .tmp is removed unless readonly. Reads only (a full medium is fine):
+        a torn end is cut in RAM, and every segment but each lane's last is closed."""
         self.tail = {LANE_ALARM: None, LANE_ROUTINE: None}
         self.segs = {LANE_ALARM: [], LANE_ROUTINE: []}
         self.bytes = 0
         for nm in sorted(names):
             if nm.endswith(".tmp") and not readonly:
-                self.fs.remove(self.m.p(nm))
+                self._discard(self.m.p(nm))
             elif nm.endswith(".seg") and len(nm) == 25 and nm[0] in LANE_OF:
                 lane = LANE_OF[nm[0]]
                 seg = Segment(lane, int(nm[1:21]), self.m.p(nm))
                 if self._open_seg(seg, readonly):
                     self.segs[lane].append(seg)
                     self.bytes += seg.size
+        for segs in self.segs.values():
+            for seg in segs[:-1]:
+                seg.sealed = True  # closed by an I/O fault in an earlier run: never written again
+
+    def _discard(self, path):
+        """Remove a file that holds nothing of value; a medium that refuses is not an error."""
+        try:
+            self.fs.remove(path)
+        except OSError:
+            pass
 
     def _open_seg(self, seg, readonly):
-        """Read a segment's SEAL or scan it; cut a torn tail. False if it holds no record."""
+        """Read a segment's SEAL or scan it. A torn end (a write cut short) is cut in RAM only:
+        the segment is closed there and never appended to again, so opening needs no free space.
+        False if it holds no record (then it is removed unless readonly)."""
         fs = self.fs
         size = fs.size(seg.path) or 0
         seg.size = size
@@ -139,35 +152,52 @@ class SegmentFiles:
         finally:
             r.close()
         seg.conf = end
-        if end < size:
-            self.say("%s: torn tail cut at %d of %d bytes" % (seg.path, end, size))
-            if not readonly:
-                self._copy_prefix(seg.path, end)
-                seg.size = end
         if seg.count == 0:
             if not readonly:
-                fs.remove(seg.path)
+                self._discard(seg.path)
             return False
+        if end < size:
+            self.say("torn tail cut", file=seg.path, at=end, size=size)
+            seg.sealed = True
         return True
 
-    def _copy_prefix(self, path, end):
-        tmp = path + ".tmp"
-        src = self.fs.open(path, "rb")
-        dst = self.fs.open(tmp, "wb")
-        try:
-            left = end
-            while left > 0:
-                b = src.read(min(self.chunk, left))
-                if not b:
-                    break
-                dst.write(b)
-                left -= len(b)
-            self.m.flush_sync(dst)
-        finally:
-            src.close()
-            dst.close()
-        self.fs.rename(tmp, path)
-        self.m.dir_sync()
+    def recover_tail(self, lane):
+        """After a failed write: read the lane's open tail again as its file holds it. Whole
+        frames count (a write that failed may have landed in part); a torn end closes it there;
+        the frames written since the last sync are synced now (their records are confirmed only
+        once that works). A tail that holds no record is removed. Returns its last seq, or -1.
+        The list in RAM is updated only when the file could be read."""
+        self.close_tail(lane)
+        seg = self.open_tail(lane)
+        if seg is None:
+            return -1
+        fresh = Segment(lane, seg.name, seg.path)
+        if self.fs.size(seg.path) is None or not self._open_seg(fresh, False):
+            self.segs[lane].pop()  # created by the write that failed: nothing of ours in it
+            self.bytes -= seg.size
+            return -1
+        self.segs[lane][-1] = fresh
+        self.bytes += fresh.size - seg.size
+        if fresh.conf > seg.conf:
+            end = fresh.conf
+            fresh.conf = seg.conf  # not confirmed until the sync below works
+            f = self.fs.open(fresh.path, "ab")
+            try:
+                self.m.flush_sync(f)
+            finally:
+                f.close()
+            fresh.conf = end
+        return fresh.last
+
+    def close_open_tail(self, lane):
+        """Close the lane's open tail in RAM without writing (no SEAL frame): what is written
+        after its confirmed end no longer counts, and it can be dropped like a sealed segment."""
+        seg = self.open_tail(lane)
+        if seg is None:
+            return False
+        self.close_tail(lane)
+        seg.sealed = True
+        return True
 
     # --- reading -----------------------------------------------------------------------------
     def each_record(self, seg, fn, after=-1):
@@ -223,7 +253,7 @@ class SegmentFiles:
                 finally:
                     r.close()
                 if len(out) < n and off < s.conf:
-                    self.say("%s: unreadable frame at %d, skipping the rest" % (s.path, off))
+                    self.say("unreadable frame, skipping the rest", file=s.path, at=off)
                     skipped += 1
                     off = s.conf
             if len(out) >= n or i + 1 >= len(segs):
@@ -294,14 +324,18 @@ class SegmentFiles:
         """Replace sealed segment seg whole by `frames` and a SEAL (write tmp, sync, rename)."""
         size = sum(len(f) for f in frames) + codec.SEAL_FRAME
         tmp = seg.path + ".tmp"
-        f = self.fs.open(tmp, "wb")
         try:
-            for fr in frames:
-                f.write(fr)
-            f.write(codec.seal_frame(len(frames), first, last, flags))
-            self.m.flush_sync(f)
-        finally:
-            f.close()
+            f = self.fs.open(tmp, "wb")
+            try:
+                for fr in frames:
+                    f.write(fr)
+                f.write(codec.seal_frame(len(frames), first, last, flags))
+                self.m.flush_sync(f)
+            finally:
+                f.close()
+        except OSError:
+            self._discard(tmp)  # a full medium: the half copy must not keep the space
+            raise
         self.m.io["bytes"] += size
         self.fs.rename(tmp, seg.path)
         self.m.dir_sync()

@@ -2,35 +2,39 @@
 
 Same interface as agent.core.store.queue.MemoryQueue (append, commit, confirmed_seq, next_batch,
 ack, requeue, stats, close) plus begin_drain, export, latest and counters. docs/queue.md is the
-prose.
+prose. This module owns opening, appending, committing and the I/O-fault state; one part per
+seam: segments.py (segment files, the tails), meta.py (meta and snapshots), readout.py (cursors
+and batches), budget.py (the budget: thinning, dropping), report.py (stats and export).
 
 Layout of the data directory (only open/read/write/seek/flush/close, rename, remove, stat):
     a<first seq, 20 digits>.seg   alarm lane segments      (frames: agent.core.store.codec)
     r<first seq, 20 digits>.seg   routine lane segments
     meta.0, meta.1                cursors, seq floor, counters: ping-pong, newest valid gen wins
     snap.0, snap.1                latest record per (device, metric): ping-pong
-The parts, one seam each: segments.py (segment files, frame reading, the tails), meta.py (meta
-and snapshots), readout.py (cursors and batches), budget.py (thinning and dropping), report.py
-(stats and export). This module owns opening, appending, committing and the I/O-fault state.
 Invariants:
-  * A segment is appended to only while it is its lane's tail; a full tail gets a SEAL frame and
-    is never written again, except that thinning replaces a sealed routine segment whole
-    (write tmp, sync, rename). So old data is not rewritten except during thinning.
+  * A segment is appended to only while it is its lane's tail; a full tail gets a SEAL frame
+    (a torn or failed one is closed in RAM without) and is never written again, except that
+    thinning replaces a closed routine segment whole (write tmp, sync, rename).
   * confirmed_seq covers a record only after the sync of the file holding it.
   * Unsynced meta writes go to the slot that is not the last synced one, so one valid meta always
-    survives. A segment is removed only after a synced meta records that it was delivered.
+    survives. A segment is removed only after a synced meta records that it was delivered, or
+    dropped, unless the medium refuses that meta: then the file goes first (it frees space;
+    delivered or dropped records may go, and a crash then costs only duplicates or a count).
   * Sequence numbers are leased: before handing out seq n, a synced meta holds a floor > n
-    (one extra sync per seq_lease appends), and open() starts at or above that floor. So no
-    number is handed out twice, even one whose record was lost unconfirmed in a crash; the cost is
-    a gap of up to seq_lease numbers after each restart.
-  * Delivered cursor per lane: every record of the lane with seq <= D was acknowledged
-    (readout.py).
+    (renewed at half use: one extra sync per seq_lease/2 appends), and open() starts at or
+    above that floor. So no number is handed out twice, even one whose record was lost
+    unconfirmed in a crash; the cost is a gap of up to seq_lease numbers after each restart.
+  * A full or failing medium never stops the store: opening writes nothing it needs; a failed
+    write leaves the records in RAM (at most max_pending bytes, routine data shed first) and
+    the next commit() reads the tails again and retries; the budget shrinks to what the medium
+    holds; delivered files go even when a commit fails; the read-out goes on from the files,
+    with the alarms held in RAM (readout.py).
 """
 
 from agent.core.compat import wall_time
-from agent.core.errors import QueueError
+from agent.core.errors import QueueError, os_reason
 from agent.core.store import codec, report
-from agent.core.store.budget import make_room
+from agent.core.store.budget import fit, make_room, over_budget, relieved, segment_size
 from agent.core.store.fsio import Medium, OsFs
 from agent.core.store.meta import CurrentValues, Slots
 from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE, LANES
@@ -43,56 +47,47 @@ class Store:
 
     sync(f): makes a flushed file durable (host: os.fsync(f.fileno()); littlefs: None, flush is
     the sync). sync_dir(path): makes new or renamed directory entries durable (host only).
-    segment_bytes: size at which a tail segment is sealed (default budget/16 within 1 KB..4 MB).
+    segment_bytes: size at which a tail segment is sealed (default budget/16 within 1 KB..4 MB);
+    both shrink to what the medium can hold (budget.py).
     thin_window: seconds per aggregate when thinning (0 disables thinning: drop only).
     flush_bytes: pending bytes written (unsynced) to the tail before commit.
     max_pending: while the medium fails, records buffered in RAM beyond this are dropped.
     readonly: inspect a stopped agent's directory without repairing or writing anything.
-    Attributes without a leading underscore are shared with the store's other modules; the
-    queue interface is the public API.
+    log: an agent.core.log.Log (conditions are logged once per change, see Log.state).
+    wall: the wall clock for the time of the counter records (site time under a drill).
+    Attributes without a leading underscore are shared with the store's parts.
     """
 
-    def __init__(
-        self,
-        path,
-        budget_bytes,
-        sync=None,
-        fs=None,
-        sync_dir=None,
-        segment_bytes=None,
-        thin_window=900,
-        flush_bytes=65536,
-        max_pending=262144,
-        read_chunk=16384,
-        counter_device="agent",
-        seq_lease=1024,
-        readonly=False,
-        log=None,
-    ):
+    def __init__(self, path, budget_bytes, sync=None, fs=None, sync_dir=None, segment_bytes=None,
+                 thin_window=900, flush_bytes=65536, max_pending=262144, read_chunk=16384,
+                 counter_device="agent", seq_lease=1024, readonly=False, log=None,
+                 wall=wall_time):  # fmt: skip
         self.path = path.rstrip("/") or "/"
-        self.budget = budget_bytes
+        self.wall = wall  # the time on the counter records it makes (the site's wall clock)
+        self.configured = budget_bytes
+        self.budget = budget_bytes  # effective: fit() lowers it to what the medium holds
         self.fs = fs if fs is not None else OsFs()
         self.medium = Medium(self.fs, self.path, sync, sync_dir)
         self.io = self.medium.io  # bytes written, syncs, bytes appended: for the benchmark
-        seg = segment_bytes or max(1024, min(4 << 20, budget_bytes // 16))
-        self.segment_bytes = seg
-        self.headroom = seg // 2  # room for a thinned segment's tmp copy
+        self.seg_cfg = segment_bytes
+        self.segment_bytes = segment_size(budget_bytes, segment_bytes)
+        self.headroom = self.segment_bytes // 2  # room for a thinned segment's tmp copy
         self.thin_window = thin_window
         self.flush_bytes = flush_bytes
         self.max_pending = max_pending
         self.counter_device = counter_device
         self.seq_lease = seq_lease
-        self._lease_end = 0  # a synced meta promises no seq below this was ever handed out
+        self.lease_end = 0  # a synced meta promises no seq below this was ever handed out
         self.readonly = readonly
-        self._log = log
+        self.log = log  # agent.core.log.Log, or None
         self.thinned = 0  # routine readings folded into aggregates
         self.dropped = 0  # records dropped to stay within the budget (or unreadable)
         self.site = None
         self.next_seq = 0
         self.pending = {LANE_ALARM: [], LANE_ROUTINE: []}  # [(seq, frame)] not yet written
-        self._pending_bytes = 0
+        self.held_bytes = 0  # of the records in pending
         self.newest = {LANE_ALARM: None, LANE_ROUTINE: None}
-        self.fault = False
+        self.fault = None  # the OSError of the last failed write while the medium fails
         self.meta_dirty = False
         self._emitted = (0, 0)
         self.files = SegmentFiles(self.medium, read_chunk, self.say)
@@ -100,24 +95,31 @@ class Store:
         self.current = CurrentValues(self.medium, self.files)
         self.out = ReadOut(self)
         try:
-            self._load(True)
+            self._load()
         except OSError as e:
-            raise QueueError("cannot open store %s: %s" % (self.path, e)) from e
+            raise QueueError("cannot open store %s: %s" % (self.path, os_reason(e))) from e
+        if not readonly:
+            self._settle()
 
-    def say(self, msg):
-        if self._log:
-            self._log("store: " + msg)
+    def say(self, message, **fields):
+        if self.log is not None:
+            self.log.info("queue", message, **fields)
+
+    def state(self, key, level, message, **fields):
+        if self.log is not None:
+            self.log.state(key, level, "queue", message, **fields)
+
+    def clear(self, key, message, **fields):
+        if self.log is not None:
+            self.log.clear(key, "queue", message, **fields)
 
     def used(self):
         """Bytes of every file of the store plus the records waiting in RAM."""
-        return (
-            self.files.bytes + self.meta.bytes() + self.current.snaps.bytes() + self._pending_bytes
-        )
+        return self.files.bytes + self.meta.bytes() + self.current.snaps.bytes() + self.held_bytes
 
     # --- opening and recovery ------------------------------------------------------------
-    def _load(self, first):
-        """Build the state from the files. first=False: re-load after an I/O fault, keeping
-        pending records, counters, cursors known in RAM and the sequence high-water mark."""
+    def _load(self):
+        """Build the state from the files. Reads only: a full medium can be opened."""
         if not self.readonly:
             self.fs.mkdir(self.path)
         names = self.fs.listdir(self.path)
@@ -126,75 +128,92 @@ class Store:
         m = self.meta.load()
         if m is not None:
             floor = m["s"]
-            if first:
-                D[LANE_ALARM], D[LANE_ROUTINE] = m["d"]
-                self.thinned, self.dropped = m["t"], m["x"]
-            else:
-                for k, lane in enumerate(LANES):
-                    D[lane] = max(D[lane], m["d"][k])
+            D[LANE_ALARM], D[LANE_ROUTINE] = m["d"]
+            self.thinned, self.dropped = m["t"], m["x"]
         self.files.load(names, self.readonly)
         top = floor
-        self._pending_bytes = 0
         for lane in LANES:
-            segs = self.files.segs[lane]
-            for s in segs:
+            for s in self.files.segs[lane]:
                 top = max(top, s.last + 1)
-            pend = self.pending[lane]
-            while pend and pend[0][0] <= (segs[-1].last if segs else -1):
-                pend.pop(0)  # written whole before the fault: already in the file
-            for _, fr in pend:
-                self._pending_bytes += len(fr)
-            self.out.count_undelivered(lane, len(pend))
-        self.next_seq = max(self.next_seq, top)
-        self.confirmed_seq = self.next_seq - 1
-        for lane in LANES:
-            if self.pending[lane]:
-                self.confirmed_seq = min(self.confirmed_seq, self.pending[lane][0][0] - 1)
+            self.out.count_undelivered(lane, 0)
+        self.next_seq = top
+        self.confirmed_seq = top - 1
         self.current.load()
-        if self.site is None:
-            self.site = self.current.site
+        self.site = self.current.site
         self.out.cancel(LANES)
         self.out.begin_drain()
-        if not self.readonly:
-            # Make the meta we trust durable now: an unsynced write we just read may not be.
+
+    def _settle(self):
+        """The writes of an open. A medium that refuses them leaves the store open and faulted
+        (commit() retries); delivered segments go and the budget is fitted to the medium."""
+        try:
+            # Make the meta we trust durable now (an unsynced write we just read may not be)
+            # and lease the first sequence numbers.
             self.write_meta(True)
-            self._remove_delivered()
+        except OSError as e:
+            self.set_fault(e)
+        self._housekeep()
+        self._refit()
 
     def _recover(self):
+        """Bring RAM in line with the files after a failed write, then lease and write the
+        cursor (raises OSError while the medium still fails; nothing in RAM is lost then)."""
         for lane in LANES:
-            self.files.close_tail(lane)
+            last = self.files.recover_tail(lane)
+            pend = self.pending[lane]
+            while pend and pend[0][0] <= last:
+                self.held_bytes -= len(pend.pop(0)[1])  # whole in the file already
+        self.meta.restat()
+        self.current.snaps.restat()
+        for lane in LANES:
+            self.out.count_undelivered(lane, len(self.pending[lane]))
+        self.write_meta(True)
+        self.fault = None
+
+    def _refit(self):
+        """Fit the budget to the medium and make room within it. True if files were freed."""
+        before = self.used()
         try:
-            self._load(False)
+            fit(self)
+            if self.used() + self.headroom > self.budget:
+                lane = LANE_ALARM if self.pending[LANE_ALARM] else LANE_ROUTINE
+                if not make_room(self, 0, lane):
+                    over_budget(self, None)
         except OSError as e:
-            raise QueueError("store %s still failing: %s" % (self.path, e)) from e
-        self.fault = False
-        self.say("recovered after I/O fault")
+            self.set_fault(e)
+        return self.used() < before
 
     # --- writing ------------------------------------------------------------------------
     def append(self, lane, record):
         """Queue a record dict; sets and returns record["seq"]. Not stored until commit().
-        I/O errors are not raised here: they surface from commit()."""
+        Never raises for I/O or space: a failing medium surfaces from commit(); a record the
+        budget cannot hold is dropped and counted if routine, kept if an alarm."""
         if lane not in PREFIX:
             raise ValueError("unknown lane %r" % (lane,))
         if self.readonly:
             raise QueueError("store opened read-only")
         seq = self.next_seq
-        if seq >= self._lease_end and not self.fault:
+        if seq >= self.lease_end - self.seq_lease // 2 and not self.fault:
             try:
-                self.write_meta(True)  # lease the next seq_lease numbers: one sync per lease
+                self.write_meta(True)  # renew the lease at half use: one sync per seq_lease/2
             except OSError as e:
-                self._set_fault(e)
+                self.set_fault(e)
         record["seq"] = seq
         fr = codec.encode_record(record)
         self.next_seq = seq + 1
         n = len(fr)
-        if self.used() + n + self.headroom > self.budget and not self.fault:
+        if self.used() + n + self.headroom > self.budget:
             try:
-                make_room(self, n)
+                fits = make_room(self, n, lane)
             except OSError as e:
-                self._set_fault(e)
+                self.set_fault(e)
+                fits = False
+            if not fits and lane == LANE_ROUTINE:
+                self.dropped += 1
+                over_budget(self, n)
+                return seq
         self.pending[lane].append((seq, fr))
-        self._pending_bytes += n
+        self.held_bytes += n
         self.out.undeliv[lane] += 1
         self.io["appended"] += n
         self.newest[lane] = record
@@ -208,28 +227,32 @@ class Store:
             try:
                 self._write_pending(lane)
             except OSError as e:
-                self._set_fault(e)
+                self.set_fault(e)
         return seq
 
-    def _set_fault(self, e):
-        self.say("I/O error: %s" % (e,))
-        self.fault = True
+    def set_fault(self, e):
+        """The medium failed a write: records stay in RAM until commit() succeeds again."""
+        self.fault = e
         for lane in LANES:
             self.files.close_tail(lane)
 
     def _shed(self):
         # The medium is failing: keep at most max_pending bytes in RAM, routine data goes first.
-        while self._pending_bytes > self.max_pending:
+        D = self.out.D[LANE_ALARM]
+        while self.held_bytes > self.max_pending:
             lane = LANE_ROUTINE if self.pending[LANE_ROUTINE] else LANE_ALARM
-            _, fr = self.pending[lane].pop(0)
-            self._pending_bytes -= len(fr)
-            self.out.undeliv[lane] -= 1
-            self.dropped += 1
+            seq, fr = self.pending[lane].pop(0)
+            self.held_bytes -= len(fr)
+            if lane == LANE_ROUTINE:
+                self.current.forget(seq)
+            if lane == LANE_ROUTINE or seq > D:  # an alarm acked from memory is not lost
+                self.out.undeliv[lane] -= 1
+                self.dropped += 1
 
     def _write_pending(self, lane):
         pend = self.pending[lane]
         if pend:
-            self._pending_bytes -= self.files.write(lane, pend)
+            self.held_bytes -= self.files.write(lane, pend)
             self.pending[lane] = []
 
     def commit_files(self, seal_lane=None):
@@ -239,57 +262,62 @@ class Store:
             self._write_pending(lane)
             self.files.sync_tail(lane)
         self.confirmed_seq = conf
+        self.current.confirm()
         for lane in LANES:
             seg = self.files.open_tail(lane)
             if seg is not None and (seg.size >= self.segment_bytes or lane == seal_lane):
                 self.files.seal(seg)
                 if lane == LANE_ROUTINE:
                     self.current.snapshot(seg.last + 1)
+                fit(self)  # one statvfs per seal: follows a medium that others fill
 
     def commit(self):
         """Group commit: write and sync everything appended so far. Returns confirmed_seq. Raises
         QueueError if the medium fails; the records stay in RAM and the next commit() retries
-        (re-opening the files) once the medium works again."""
+        (reading the tails again) once the medium works again. A full medium first shrinks the
+        budget to what it holds and makes room by the budget policy, then one retry."""
         if self.readonly:
             raise QueueError("store opened read-only")
-        try:
-            if self.fault:
-                self._recover()
-            self.commit_files()
-            self._housekeep()
-            if (self.thinned, self.dropped) != self._emitted and self.site is not None:
-                self._emit_counters()
-                self.commit_files()
-        except OSError as e:
-            self._set_fault(e)
-            raise QueueError("store %s: commit failed: %s" % (self.path, e)) from e
+        err = self._commit()
+        if err is not None:
+            raise QueueError("store %s: commit failed, %d records held in RAM: %s"
+                             % (self.path, self.held(), os_reason(err))) from err  # fmt: skip
+        if (self.thinned, self.dropped) != self._emitted and self.site is not None:
+            self._emitted = (self.thinned, self.dropped)
+            for rec in report.counter_records(self):
+                self.append(LANE_ROUTINE, rec)
+            self._commit()  # a failure leaves the counters in RAM: the readings are stored
         return self.confirmed_seq
 
-    def _emit_counters(self):
-        self._emitted = (self.thinned, self.dropped)
-        now = wall_time()
-        for metric, value in (
-            ("agent.queue.thinned", self.thinned),
-            ("agent.queue.dropped", self.dropped),
-        ):
-            self.append(
-                LANE_ROUTINE,
-                {
-                    "site": self.site,
-                    "device": self.counter_device,
-                    "metric": metric,
-                    "value": value,
-                    "unit": "",
-                    "time": now,
-                    "quality": "good",
-                    "seq": None,
-                },
-            )
+    def _commit(self):
+        """Write and sync what is pending (after a fault, recover first; after a failure, fit
+        the budget to the medium and retry once if that freed room). Delivered files go in any
+        case. Returns None, or the OSError that left records in RAM."""
+        err = None
+        for attempt in (1, 2):
+            try:
+                if self.fault is not None:
+                    self._recover()
+                self.commit_files()
+                err = None
+                break
+            except OSError as e:
+                err = e
+                self.set_fault(e)
+                if attempt == 2 or not self._refit():
+                    break
+        self._housekeep()  # even when the commit failed: removing delivered files frees space
+        relieved(self)
+        return err
+
+    def held(self):
+        """Records waiting in RAM (appended, not yet written)."""
+        return len(self.pending[LANE_ALARM]) + len(self.pending[LANE_ROUTINE])
 
     def write_meta(self, durable):
         """Write the cursors, counters and sequence floor; durable=True also leases the next
         seq_lease sequence numbers."""
-        floor = self._lease_end
+        floor = self.lease_end
         if durable:
             floor = max(floor, self.next_seq + self.seq_lease)
         D = self.out.D
@@ -298,29 +326,26 @@ class Store:
              "x": self.dropped}  # fmt: skip
         self.meta.write(m, durable)
         if durable:
-            self._lease_end = s
+            self.lease_end = s
         self.meta_dirty = False
 
-    def _delivered_segs(self):
-        out = []
-        for lane in LANES:
-            for s in self.files.segs[lane]:
-                if s.sealed and s.last <= self.out.D[lane]:
-                    out.append(s)
-        return out
-
-    def _remove_delivered(self):
-        for s in self._delivered_segs():
-            self.files.remove(s)
-
     def _housekeep(self):
-        gone = self._delivered_segs()
-        if gone:
-            self.write_meta(True)  # durable D and seq floor before any file goes
+        """Remove delivered segments, after a durable meta records the cursor if the medium
+        takes it (else first: delivered records may go), and write a cursor that moved."""
+        try:
+            D = self.out.D
+            gone = [s for lane in LANES for s in self.files.segs[lane]
+                    if s.sealed and s.last <= D[lane]]  # fmt: skip
+            if gone or self.meta_dirty:
+                try:
+                    self.write_meta(bool(gone))
+                except OSError as e:
+                    self.set_fault(e)
+                    self.meta_dirty = True
             for s in gone:
                 self.files.remove(s)
-        elif self.meta_dirty:
-            self.write_meta(False)
+        except OSError as e:
+            self.set_fault(e)
 
     # --- reading out (readout.py) and inspection (report.py) --------------------------------
     def begin_drain(self):
@@ -331,7 +356,7 @@ class Store:
 
     def latest(self):
         """The latest confirmed routine record of every (device, metric), oldest seq first."""
-        return self.current.confirmed(self.confirmed_seq)
+        return self.current.confirmed()
 
     def next_batch(self, max_records):
         """(batch_id, records) of confirmed records in read-out order, or None."""
@@ -367,15 +392,19 @@ class Store:
         return report.export(self, out_path, fs)
 
     def close(self):
-        """Commit what is pending, make the cursor durable and close the files."""
+        """Commit what is pending (recovering the medium if it can), make the cursor durable
+        and close the files. Raises QueueError naming what could not be stored."""
         try:
-            if not self.readonly and not self.fault:
+            if not self.readonly:
+                err = self._commit()
+                if err is not None:
+                    raise QueueError("store %s: closed with %d records (%d alarms) not stored: %s"
+                                     % (self.path, self.held(), len(self.pending[LANE_ALARM]),
+                                        os_reason(err))) from err  # fmt: skip
                 try:
-                    self.commit_files()
-                    self._housekeep()
                     self.write_meta(True)
                 except OSError as e:
-                    raise QueueError("store %s: close failed: %s" % (self.path, e)) from e
+                    self.say("cursor not written at close", error=os_reason(e))
         finally:
             for lane in LANES:
                 self.files.close_tail(lane)
