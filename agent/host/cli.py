@@ -8,7 +8,7 @@ import sys
 
 from agent import __version__
 from agent.core.console import fmt
-from agent.core.errors import ConfigError
+from agent.core.errors import ConfigError, QueueError
 from agent.core.log import DEBUG, ERROR, INFO, WARNING, Log
 from agent.fleet.cli import add_parser as add_fleet_parser
 from agent.fleet.cli import cmd_fleet
@@ -260,7 +260,11 @@ def cmd_queue(args, log):
             sys.stdout.write(queue_cli.format_stats(stats))
         return EXIT_OK
     if args.queue_command == "export":
-        n = queue_cli.export(args.data_dir, args.out)
+        try:
+            n = queue_cli.export(args.data_dir, args.out)
+        except QueueError as e:
+            sys.stderr.write("site-agent queue export: %s\n" % e)
+            return EXIT_RUNTIME
         sys.stderr.write("exported %d records to %s\n" % (n, args.out))
         return EXIT_OK
     sys.stderr.write("site-agent queue: say stats or export (see site-agent queue --help)\n")

@@ -107,9 +107,10 @@ async def start_consoles(cfg, facade, log, sock_path=None):
 
 
 async def mqtt_probe(uplink_cfg, site_id, say, live=None, timeout=10.0):
-    """Connect to each broker in order with the agent's settings (but another client id, so the
+    """Connect to every broker in order with the agent's settings (but another client id, so the
     live session is not kicked off) and publish one QoS 1 probe to the reply topic; say() each
-    step. True when a broker acknowledged the probe."""
+    step, then one line per broker. True when every broker acknowledged its probe: a backup
+    that fails is a failed test, even when the preferred broker answers."""
     from agent.core.uplink import contract
     from agent.host import mqtt_client
 
@@ -123,13 +124,17 @@ async def mqtt_probe(uplink_cfg, site_id, say, live=None, timeout=10.0):
         uplink_cfg.get("contract", 1))
     topic = contract.topic(prefix, site_id, "reply")
     cid = (uplink_cfg.get("client_id") or site_id) + "-console-test"
-    for i, b in enumerate(uplink_cfg["brokers"]):
+    brokers = uplink_cfg["brokers"]
+    results = []
+    for i, b in enumerate(brokers):
         how = "PLAIN TEXT" if b.get("insecure") else "TLS"
-        say("broker %d: %s, %s" % (i + 1, mqtt_client.where(b), how))
+        say("broker %d of %d: %s, %s" % (i + 1, len(brokers), mqtt_client.where(b), how))
         ok = await asyncio.to_thread(_probe_one, b, cid, topic, site_id, say, timeout)
-        if ok:
-            return True
-    return False
+        results.append(ok)
+    for i, b in enumerate(brokers):
+        verdict = "passed" if results[i] else "FAILED"
+        say("broker %d %s: %s" % (i + 1, mqtt_client.where(b), verdict))
+    return all(results)
 
 
 def _probe_one(b, cid, topic, site_id, say, timeout):
@@ -142,13 +147,17 @@ def _probe_one(b, cid, topic, site_id, say, timeout):
 
     try:
         client = mqtt_client.new_client(b, cid, timeout)
-        if not b.get("insecure"):
-            say("  TLS set up (CA %s%s)" % (b.get("ca_file") or "system store",
-                ", client certificate" if b.get("cert_file") else ""))  # fmt: skip
+    except ValueError as e:
+        say("  FAILED: TLS setup: %s" % e)
+        return False
+    if not b.get("insecure"):
+        say("  TLS set up (CA %s%s)" % (b.get("ca_file") or "system store",
+            ", client certificate" if b.get("cert_file") else ""))  # fmt: skip
+    try:
         say("  connecting ...")
         client.connect(b["host"], b["port"], 30)
     except (OSError, ssl.SSLError, ValueError) as e:
-        say("  FAILED to connect after %s: %s" % (ms(), e))
+        say("  FAILED to connect after %s: %s" % (ms(), mqtt_client.connect_reason(b, e, timeout)))
         return False
     got = {}
     client.on_connect = lambda c, u, f, rc, p=None: got.setdefault("connack", rc)

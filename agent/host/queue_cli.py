@@ -4,6 +4,7 @@ factory (os.fsync for files, fsync of the directory for new and renamed entries)
 import os
 import time
 
+from agent.core.store.report import export_failed
 from agent.core.store.store import Store
 
 QUEUE_SUBDIR = "queue"  # storage.dir also holds clock.json, alarms.json and console.sock
@@ -54,10 +55,17 @@ def stats(data_dir):
 
 
 def export(data_dir, out_path):
-    """Write the backlog (alarms, then routine, oldest first) as JSON lines. Returns the count."""
+    """Write the backlog (alarms, then routine, oldest first) as JSON lines. Returns the count.
+    Raises QueueError saying what to do when out_path cannot be written (nothing left behind)."""
     st = _inspect(data_dir)
     try:
         return st.export(out_path)
+    except OSError as e:
+        try:
+            os.remove(out_path)
+        except OSError:
+            pass
+        raise export_failed(out_path, e) from e
     finally:
         st.close()
 

@@ -36,7 +36,7 @@ import paho.mqtt.client as mqtt
 
 from agent import __version__
 from agent.core import simtime
-from agent.core.log import INFO
+from agent.core.log import ERROR, INFO, WARNING
 from agent.core.uplink import contract
 from agent.core.uplink.backoff import Backoff, ByteBudget, ConnectLimiter, LinkWatch
 from agent.core.uplink.outbox import Message, Outbox
@@ -271,9 +271,10 @@ class MqttUplink:
         box = [None]
         try:
             client = self._make_client(b, box)
-        except (OSError, ssl.SSLError, ValueError) as e:
+        except (OSError, ssl.SSLError, ValueError) as e:  # a TLS file missing or unusable: named
             self.last_error = "TLS setup failed: %s" % e
-            self.log.error("uplink", "cannot set up TLS", broker=self._where(b), error=str(e))
+            self.log.repeating(("uplink", "connect", idx), ERROR, "uplink", "cannot set up TLS",
+                               broker=self._where(b), error=str(e))  # fmt: skip
             return None
         s = _Session(idx, b, client, self._where(b))
         box[0] = s
@@ -286,7 +287,7 @@ class MqttUplink:
             # No TCP (a timeout, refused, no route): nothing answers there; TLS failures are
             # ssl.SSLError, an OSError too, but mean the broker did answer.
             self.unreachable = not isinstance(e, (ssl.SSLError, ValueError))
-            return self._give_up(s, "connect failed: %s" % (e,))
+            return self._give_up(s, mqtt_client.connect_reason(b, e, self.connect_timeout))
         client.loop_start()
         deadline = time.monotonic() + self.connect_timeout
         while s.connack is None and time.monotonic() < deadline:
@@ -319,9 +320,12 @@ class MqttUplink:
         return s
 
     def _give_up(self, s, why):
+        """The attempt failed for `why` (in words: DNS, TLS, refused, timeout): one line per
+        broker, then a summary per window while it keeps failing (Log.repeating)."""
         self.last_error = why
-        self.log.warning("uplink", "connection attempt failed", broker=self._where(s.broker),
-                         reason=why)  # fmt: skip
+        self.log.repeating(("uplink", "connect", s.idx), WARNING, "uplink",
+                           "connection attempt failed", broker=self._where(s.broker),
+                           reason=why)  # fmt: skip
         return None
 
     async def _close(self, s, why, goodbye=None):
@@ -538,8 +542,9 @@ class MqttUplink:
                 # preferred broker again; after a refused connect, the next broker).
                 self._next_idx = 0 if served else (idx + 1) % len(self.brokers)
                 delay = self.backoff.next_delay()
-                self.log.info("uplink", "next attempt", broker=self._where(
-                    self.brokers[self._next_idx]), delay_s=round(delay, 2))  # fmt: skip
+                self.log.repeating(("uplink", "next"), INFO, "uplink", "next attempt",
+                                   broker=self._where(self.brokers[self._next_idx]),
+                                   delay_s=round(delay, 2))  # fmt: skip
         finally:
             await self._shutdown()
 

@@ -16,6 +16,7 @@ import sys
 
 from agent.core.errors import QueueError
 from agent.core.facade import AgentFacade
+from agent.core.store.report import export_failed
 
 
 def _runtime():
@@ -116,7 +117,7 @@ class ConsoleFacade(AgentFacade):
                 fs.remove(part)
             except OSError:
                 pass
-            raise QueueError("%s: %s" % (path, e)) from e
+            raise export_failed(path, e) from e
         self.changed("backlog exported", by, where, path=path, records=n)
         return n
 

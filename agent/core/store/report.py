@@ -1,6 +1,7 @@
 """Inspecting the durable store (portable): depth, bytes, oldest and newest record, counters, the
 backlog as records, and its export as JSON lines. Reads files; never writes the store's own."""
 
+from agent.core.errors import QueueError, os_reason
 from agent.core.store import codec
 from agent.core.store.queue import LANES
 
@@ -105,3 +106,25 @@ def export(st, out_path, fs=None):
         out.close()
     return n
 
+
+# errno -> what a technician can do about a failed export
+_EXPORT_HINTS = {
+    2: "the folder does not exist: is the USB stick mounted (see `ls /media`)?",
+    5: "the stick or card may be failing: try another one",
+    13: "the agent may not write there: choose a folder it can write, or fix the permissions",
+    1: "the agent may not write there: choose a folder it can write, or fix the permissions",
+    20: "a part of the path is a file, not a folder: check the path",
+    21: "that is a folder: give a file name, e.g. <folder>/backlog.jsonl",
+    28: "the stick is full: free some space or use another stick",
+    30: "the stick is mounted read-only: remount it read-write or use another stick",
+}
+
+
+def export_failed(path, e):
+    """A QueueError saying why writing `path` failed and what to do, without errno text."""
+    code = getattr(e, "errno", None)
+    if code is None and e.args and isinstance(e.args[0], int):
+        code = e.args[0]
+    hint = _EXPORT_HINTS.get(code, "check the path and the medium, then try again")
+    return QueueError("cannot write %s (%s): %s; nothing was left behind" % (path, os_reason(e),
+                      hint))  # fmt: skip
