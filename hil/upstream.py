@@ -29,6 +29,7 @@ class Upstream:
         self.arrivals = []
         self.replies = []
         self.retained = {}  # topic kind -> last payload (status, state, alarms)
+        self.states = []  # every state payload received, decoded, in arrival order
         self.alarm_events = []  # every alarm event record received, in arrival order
         self.latest = {}  # (device, metric) -> (record, arrival time)
         self.seqs = {}  # seq -> times received
@@ -67,6 +68,11 @@ class Upstream:
             with self.lock:
                 self.retained[kind] = bytes(msg.payload)
                 self.arrivals.append((kind, kind, 0, len(msg.payload)))
+                if kind == "state" and msg.payload:
+                    try:
+                        self.states.append(contract.decode_batch(msg.payload))
+                    except ValueError:
+                        self.bad_payloads += 1
         if kind == "reply":
             try:
                 rep = json.loads(msg.payload)

@@ -28,6 +28,7 @@ import asyncio
 from agent.board.uart import PINS, _sleep_ms, uart_id
 from agent.core.compat import monotonic
 from agent.core.console.output import DROP_NOTE, BoundedOutput, LineLost  # noqa: F401 (re-exported)
+from agent.core.log import WARNING
 
 
 class UartOut(BoundedOutput):
@@ -110,18 +111,16 @@ class UartConsole:
         self.breaks += 1  # a soft IRQ: count only; the serve loop ends the session
 
     async def run(self):
-        down = False
         while True:
             try:
                 uart = self._open()
             except (ImportError, OSError, ValueError, TypeError) as e:
-                if not down:
-                    down = True
-                    self.log.warning("console", "serial port unavailable; retrying",
-                                     port=self.port, error=str(e))  # fmt: skip
+                self.log.state("console.port", WARNING, "console",
+                               "serial port unavailable; retrying", port=self.port,
+                               error=str(e))  # fmt: skip
                 await _sleep_ms(int(self.reopen_s * 1000))
                 continue
-            down = False
+            self.log.clear("console.port", "console", "serial port back", port=self.port)
             self.uart = uart
             self.sessions += 1
             self.log.info("console", "serial console open", port=self.port, baud=self.baud)

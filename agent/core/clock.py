@@ -25,6 +25,8 @@ Invariants:
 
 from agent.core import readings as rd
 from agent.core.compat import monotonic, wall_time
+from agent.core.errors import os_reason
+from agent.core.log import ERROR
 
 MIN_EPOCH = 1704067200  # 2024-01-01T00:00:00Z: any earlier "time" is a clock that was never set
 STEP_TOLERANCE = 2.0  # seconds of disagreement between wall and monotonic counted as a step
@@ -203,7 +205,11 @@ class Clock:
                 self.store.save({"v": 1, "boots": self.boots})
             except OSError as e:  # time bookkeeping must not stop the agent
                 if self.log is not None:
-                    self.log.error("clock", "cannot save anchors", error=repr(e))
+                    self.log.state("clock.save", ERROR, "clock", "cannot save anchors",
+                                   error=os_reason(e))  # fmt: skip
+                return
+            if self.log is not None:
+                self.log.clear("clock.save", "clock", "anchors saved again")
 
 
 class ClockFile:

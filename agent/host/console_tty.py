@@ -32,6 +32,7 @@ import termios
 
 from agent.core.config.tables import STANDARD_BAUDS
 from agent.core.console.output import DROP_NOTE, BoundedOutput, LineLost  # noqa: F401 (re-exported)
+from agent.core.log import WARNING
 
 # The config's rates (one list for every serial port) as termios speeds; a test checks that each
 # has its constant here, so a rate `check` accepts is one the console can set.
@@ -193,18 +194,16 @@ class TtyConsole:
         self.resets = 0  # sessions ended by a break or a carrier drop
 
     async def run(self):
-        down_since = None
         while True:
             try:
                 fd = open_raw(self.path, self.baud)
             except OSError as e:
-                if down_since is None:
-                    down_since = True
-                    self.log.warning("console", "serial port unavailable; retrying",
-                                     port=self.path, error=e.strerror or str(e))  # fmt: skip
+                self.log.state("console.port", WARNING, "console",
+                               "serial port unavailable; retrying", port=self.path,
+                               error=e.strerror or str(e))  # fmt: skip
                 await asyncio.sleep(self.reopen_s)
                 continue
-            down_since = None
+            self.log.clear("console.port", "console", "serial port back", port=self.path)
             self.sessions += 1
             self.log.info("console", "serial console open", port=self.path, baud=self.baud)
             try:

@@ -172,6 +172,7 @@ async def run_agent(cfg, log, stop=None):
         uplink.attach(facade)
         loop.listeners.append(uplink.notify)
         loop.alarm_listeners.append(uplink.alarms_changed)
+        loop.cycle_listeners.append(uplink.state_changed)
         tasks.append(asyncio.create_task(uplink.run()))
     if watchdog is not None:
         tasks.append(asyncio.create_task(watchdog.run()))

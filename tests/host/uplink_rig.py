@@ -73,6 +73,7 @@ class Agent:
         self.facade = AgentFacade(self.cfg, self.loop, self.queue, self.uplink, log=self.log)
         self.uplink.attach(self.facade)
         self.loop.listeners.append(self.uplink.notify)
+        self.loop.cycle_listeners.append(self.uplink.state_changed)  # as agent/host/runner.py
         self.loop_task = None
         self.up_task = None
 

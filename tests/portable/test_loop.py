@@ -2,7 +2,7 @@
 # device is marked stale with its reason and never holds up the others.
 import asyncio
 
-from agent.core.errors import DeviceError
+from agent.core.errors import DeviceError, QueueError
 from agent.core.log import Log
 from agent.core.poll.loop import STALE_METRIC, Loop
 from agent.core.store.queue import MemoryQueue
@@ -144,6 +144,34 @@ def test_store_failure_is_reported_and_polling_continues():
     assert q.confirmed_seq == 2  # nothing appended while the medium failed was lost
 
 
+def test_a_failing_store_logs_once_and_is_retried_per_commit_interval_not_per_poll():
+    class Full(MemoryQueue):
+        commits = 0
+
+        def commit(self):
+            self.commits += 1  # the message carries a count that changes every time
+            raise QueueError("commit failed, %d records held in RAM" % (self.commits * 7))
+
+    q = Full()
+    lines = []
+    loop = Loop("site-1", q, lambda: 0.0, Log(write=lines.append), commit_interval=0.2,
+                commit_records=1)  # fmt: skip
+    for d in ("a", "b", "c"):
+        loop.add_device(dev(d, 0.01, 0.5), Scripted(dev(d, 0.01, 0.5), [[("ups.load", 1, "%")]]))
+
+    async def main():
+        task = asyncio.create_task(loop.run())
+        await asyncio.sleep(1.0)
+        loop.stop()
+        await task
+
+    run(main())
+    polls = sum(st.polls for st in loop.sched.devices.values())
+    assert polls >= 30, polls
+    assert q.commits <= 12, (q.commits, polls)  # about one per 0.2 s, not one per poll
+    assert len([line for line in lines if "store failed" in line]) == 1, lines
+
+
 def test_listeners_hear_only_after_commit():
     q = MemoryQueue()
     loop = make_loop(q)
@@ -171,3 +199,18 @@ def test_a_finished_poll_reschedules_without_waiting_for_the_commit_interval():
     # 0.5 s at a 0.05 s interval: about 10 polls. Without the wake-up after each poll the loop
     # slept until the poll's hung deadline (budget * 1.5 + 1 s) and managed one.
     assert d.calls >= 5, d.calls
+
+
+def test_the_first_complete_poll_cycle_is_told_once():
+    loop = make_loop()
+    told = []
+    loop.cycle_listeners.append(lambda: told.append(loop.sched.state("b").polls))
+    loop.add_device(dev("a"), Scripted(dev("a"), [[("ups.load", 1, "%")]]))
+    loop.add_device(dev("b"), Scripted(dev("b"), [[("ups.load", 2, "%")]]))
+    run(loop.poll_device("a"))
+    loop.commit()
+    assert told == []  # b has not been polled yet
+    run(loop.poll_all())
+    run(loop.poll_all())
+    assert told == [1]
+    assert loop.latest[("a", "ups.load")].seq is not None  # the latest values carry their seq

@@ -2,7 +2,9 @@
 queue, requeue on a lost link, byte budgets and commands. Portable: pytest and MicroPython."""
 
 from agent.core.log import Log
+from agent.core.store.fsio import MemFs
 from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE, MemoryQueue
+from agent.core.store.store import Store
 from agent.core.uplink import contract
 from agent.core.uplink.backoff import ByteBudget
 from agent.core.uplink.outbox import Outbox
@@ -180,3 +182,36 @@ def test_retained_state_goes_again_when_the_site_state_changes():
     kinds = [m.topic.split("/")[-1] for _, m in wire.sent]
     assert kinds == ["state", "alarms", "state", "alarms"], kinds
     assert b'"battery"' in wire.sent[2][1].payload
+
+
+def test_the_retained_state_comes_from_the_stored_latest_values_with_their_seq():
+    class Empty(Facade):
+        def readings(self):  # right after a start the loop has polled nothing yet
+            return []
+
+    q = Store("/q", 1 << 20, fs=MemFs())  # what the store persisted before the restart
+    for i in range(5):
+        q.append(LANE_ROUTINE, rec("input.voltage", 220 + i))
+    q.append(LANE_ALARM, rec("ups.status", "OB", alarm=True))
+    q.commit()
+    out = Outbox(q, SITE, TOPICS, Log(), batch_max=10, rate_msgs=0, facade=Empty())
+    s = Session()
+    wire = Wire()
+    pump_all(out, s, wire)
+    states = [m for _, m in wire.sent if m.topic == TOPICS["state"]]
+    assert len(states) == 1 and states[0].retain
+    recs = contract.decode_batch(states[0].payload)["readings"]
+    assert [(r["metric"], r["value"], r["seq"]) for r in recs] == [("input.voltage", 224, 4)]
+    # the first complete poll cycle: published again, with the new values
+    q.append(LANE_ROUTINE, rec("input.voltage", 230))
+    q.append(LANE_ROUTINE, rec("battery.charge", 88))
+    q.commit()
+    out.state_changed()
+    pump_all(out, s, wire)
+    states = [m for _, m in wire.sent if m.topic == TOPICS["state"]]
+    assert len(states) == 2
+    recs = contract.decode_batch(states[1].payload)["readings"]
+    assert sorted((r["metric"], r["value"]) for r in recs) == [("battery.charge", 88),
+                                                               ("input.voltage", 230)]  # fmt: skip
+    assert all(isinstance(r["seq"], int) for r in recs)
+    assert [m.topic for _, m in wire.sent].count(TOPICS["alarms"]) == 2  # the set goes with it

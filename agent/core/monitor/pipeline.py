@@ -14,6 +14,8 @@ Invariant: the active set is saved (JsonFile, atomically) whenever an event was 
 then, so a restart neither re-raises active alarms nor wears flash on every reading.
 """
 
+from agent.core.errors import os_reason
+from agent.core.log import ERROR
 from agent.core.monitor.alarms import AlarmEngine, rules_for
 from agent.core.monitor.sitestate import SiteState
 
@@ -44,9 +46,12 @@ class SiteMonitor:
         if events and self.active_file is not None:
             try:
                 self.active_file.save(self.engine.snapshot())
+                if self.log is not None:
+                    self.log.clear("alarm.save", "alarm", "active alarms saved again")
             except OSError as e:  # alarms still flow; only restart memory is at risk
                 if self.log is not None:
-                    self.log.error("alarm", "cannot save active alarms", error=repr(e))
+                    self.log.state("alarm.save", ERROR, "alarm", "cannot save active alarms",
+                                   error=os_reason(e))  # fmt: skip
         return derived, events
 
     def take_changed(self):

@@ -16,7 +16,7 @@ import asyncio
 
 from agent.core import readings as rd
 from agent.core.compat import monotonic, wall_time
-from agent.core.log import INFO, WARNING
+from agent.core.log import ERROR, INFO, WARNING
 from agent.core.poll.scheduler import Scheduler
 from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE
 
@@ -52,11 +52,14 @@ class Loop:
         self.drivers = {}
         self.latest = {}  # (device, metric) -> Reading, newest value of every series
         self.last_result = {}  # device -> PollResult
-        self.listeners = []  # called as fn(confirmed_seq) after each commit
+        self.listeners = []  # called as fn(confirmed_seq) after each commit, failed ones too
         self.monitor = monitor  # SiteMonitor: site state and alarm events from each poll result
         self.clock = clock  # Clock: (boot, mono) stamps on records made before time is trusted
         self.on_pass = on_pass  # called on every loop pass (the watchdog's proof of progress)
         self.alarm_listeners = []  # called as fn() after a commit when the active set changed
+        self.cycle_listeners = []  # called once as fn() after the first commit that follows a
+        # complete poll cycle (every device polled once): the retained state is then fresh
+        self._cycle_told = False
         self._alarms_changed = False
         self.store_error = None  # last queue error text, None when the store works
         self._tasks = {}
@@ -189,9 +192,11 @@ class Loop:
             self._store_failed(e)
 
     def _store_failed(self, e):
+        # One line when the store starts failing, a reminder while it does (Log.state): the
+        # error text may carry counts, so it is a field, never the key.
         text = "%s: %s" % (e.__class__.__name__, e)
-        if text != self.store_error:
-            self.log.error("queue", "store failed", error=text)
+        self.log.state("loop.store", ERROR, "queue", "store failed; readings wait in RAM and "
+                       "alarms still go upstream", error=text)  # fmt: skip
         self.store_error = text
 
     def commit(self):
@@ -202,15 +207,25 @@ class Loop:
             seq = self.queue.commit()
         except Exception as e:
             self._store_failed(e)
-            return
-        if self.store_error:
-            self.log.info("queue", "store working again")
-            self.store_error = None
-        self._pending = 0
+            # The readings wait in the store's RAM, but alarms it could not write are read out
+            # from memory: the uplink is woken all the same.
+            seq = getattr(self.queue, "confirmed_seq", None)
+        else:
+            if self.store_error:
+                self.log.clear("loop.store", "queue", "store working again")
+                self.store_error = None
+            self._pending = 0
         self._tell(self.listeners, seq)
+        if not self._cycle_told and self.store_error is None and self._cycle_complete():
+            self._cycle_told = True
+            self._tell(self.cycle_listeners)
         if self._alarms_changed:
             self._alarms_changed = False
             self._tell(self.alarm_listeners)
+
+    def _cycle_complete(self):
+        devs = self.sched.devices
+        return bool(devs) and all(st.polls for st in devs.values())
 
     def _tell(self, listeners, *args):
         for fn in listeners:
@@ -232,8 +247,8 @@ class Loop:
                 self.sched.finished(dev_id, self.mono(), False, "internal error: %r" % e)
         finally:
             self._tasks.pop(dev_id, None)
-            if self._pending >= self.commit_records:
-                self.commit()
+            if self._pending >= self.commit_records and self.store_error is None:
+                self.commit()  # a failing store is retried at the commit interval, not per poll
             # The loop slept until this poll's hung deadline; the device's next due time is new.
             self._wake.set()
 

@@ -9,6 +9,7 @@ uplink use only these:
     batch = q.next_batch(n)          # (batch_id, [record, ...]) of confirmed records, or None
     q.ack(batch_id)                  # the uplink got PUBACK for that batch: the records leave
     q.requeue()                      # link lost: in-flight batches will be read out again
+    q.latest()                       # durable store only: latest stored record of every series
     q.stats()                        # {"depth": {lane: n}, "bytes": b, "oldest": t, ...}
     q.close()
 

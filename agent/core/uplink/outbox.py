@@ -7,6 +7,7 @@ object decides everything that is not the wire, so the two uplinks cannot drift 
     wait = out.pump(session, budget, publish, fmt)    # while session.ready; publish(msg) -> mid
     out.on_puback(session, mid)                        # PUBACK with a success code
     out.end_session(session)                           # link lost or switched: requeue
+    out.alarms_changed(); out.state_changed()          # publish a retained set again
 
 A session is any object with `ready`, `failed` (None or why it must end), `inflight`
 ({mid: Message}), `state_sent` (False at connect) and `where` (broker name for the log).
@@ -27,9 +28,16 @@ Invariants:
   encoder leaves out is always relative to messages of the same connection. The retained series
   table goes after every message that numbered new series or changed a static value.
 - times (budget windows, payload times) come from `wall`: the site's wall clock.
+- the retained state is the durable queue's latest stored record of every series
+  (queue.latest()), each with the seq it was stored under: right after a start it holds what
+  the store persisted, not an empty list (a volatile queue has no latest(): the loop's latest
+  readings, with their seq, stand in). It is published at each connect and again on
+  state_changed() (the loop calls it after the first complete poll cycle).
 """
 
 from agent.core.compat import monotonic, wall_time
+from agent.core.errors import QueueError
+from agent.core.log import ERROR
 from agent.core.uplink import contract
 from agent.core.uplink.backoff import TokenBucket
 from agent.core.uplink.commands import Remote
@@ -88,6 +96,7 @@ class Outbox:
         self._inbox = []  # command payloads (appended from any thread; list ops are atomic)
         self._alarms_dirty = False
         self._state_sig = None  # STATE_KEYS' values in the retained state last sent
+        self._state_dirty = False
 
     def attach(self, facade):
         """Commands, the retained state and active alarms work through the AgentFacade."""
@@ -100,10 +109,15 @@ class Outbox:
         has sent its state, else with the state after the connect)."""
         self._alarms_dirty = True
 
+    def state_changed(self):
+        """The latest values changed as a whole (the first complete poll cycle after a start):
+        publish the retained state again (at once when a session has sent its state)."""
+        self._state_dirty = True
+
     def _state_msgs(self, fmt):
         if self.facade is None:
             return []
-        readings = self.facade.readings()
+        readings = self._readings()
         self._state_sig = self._sig(readings)
         payload = contract.encode_batch(self.site_id, 0, readings, contract.KIND_STATE, fmt,
                                         self.version)  # fmt: skip
@@ -153,6 +167,13 @@ class Outbox:
         return contract.encode_batch(self.site_id, batch_id, routine, "data", fmt,
                                      self.version), None  # fmt: skip
 
+    def _readings(self):
+        """The state's records: the durable queue's latest stored ones (with their seq), so a
+        state sent right after a start, or when the site's state changed (after the commit
+        that stored it), says what is stored; a volatile queue: the loop's latest readings."""
+        latest = getattr(self.queue, "latest", None)
+        return self._resolve(latest()) if latest is not None else self.facade.readings()
+
     @staticmethod
     def _sig(readings):
         return tuple(r.get("value") for r in readings
@@ -161,10 +182,15 @@ class Outbox:
     def _fill(self, s, fmt):
         """Move the next batch from the queue into the outbox, in contract order."""
         if not self._alarms_dirty and s.state_sent and self.facade is not None:
-            if self._sig(self.facade.readings()) != self._state_sig:
+            if self._sig(self._readings()) != self._state_sig:
                 self._alarms_dirty = True  # the site's state changed: send it again
         if self._series_msg(s, fmt):
             return True
+        if self._state_dirty and s.state_sent:
+            self._state_dirty = False
+            self._msgs.extend(self._state_msgs(fmt))  # the active-alarm set goes with it
+            self._alarms_dirty = False
+            return bool(self._msgs)
         if self._alarms_dirty and self.facade is not None:
             self._alarms_dirty = False
             if s.state_sent:  # else the state about to go out carries the new set anyway
@@ -172,7 +198,12 @@ class Outbox:
                 # or back, a link down or up), and the retained state must say so too.
                 self._msgs.extend(self._state_msgs(fmt))
                 return True
-        batch = self.queue.next_batch(self.batch_max)
+        try:
+            batch = self.queue.next_batch(self.batch_max)
+        except QueueError as e:  # the medium fails reads too: the backlog waits, the link stays
+            self.log.state("uplink.read", ERROR, "uplink", "cannot read the queue", error=str(e))
+            return False
+        self.log.clear("uplink.read", "uplink", "queue readable again")
         if batch is None:
             if not s.state_sent:
                 s.state_sent = True
