@@ -207,6 +207,7 @@ class Outbox:
         if batch is None:
             if not s.state_sent:
                 s.state_sent = True
+                self._state_dirty = False  # this state is the fresh one
                 self._msgs.extend(self._state_msgs(fmt))
                 return bool(self._msgs)
             return False
@@ -221,6 +222,7 @@ class Outbox:
             parts.append(Message(self.topics["alarm"], payload, urgent=True, batch=batch_id))
         if routine and not s.state_sent:
             s.state_sent = True
+            self._state_dirty = False
             self._msgs.extend(parts)
             parts = []
             self._msgs.extend(self._state_msgs(fmt))
