@@ -273,6 +273,30 @@ def test_alarms_go_out_from_memory_only_under_a_durable_lease():
     assert st2.append(LANE_ROUTINE, reading(0)) > late
 
 
+def test_the_lease_grows_with_the_append_rate_so_alarms_go_out_during_a_long_fault():
+    fs = Flaky()
+    clock = [0.0]
+    st = Store("/q", 1 << 30, fs=fs, seq_lease=8, thin_window=0, mono=lambda: clock[0])
+    for i in range(200):  # 10 readings a second
+        clock[0] += 0.1
+        st.append(LANE_ROUTINE, reading(i))
+        st.commit()
+    assert st.lease == 64 * 8  # 10/s for 15 minutes is more than the cap: the cap
+    fs.failing = EIO  # a medium gone read-only
+    for i in range(200, 400):  # 20 s of readings that cannot be stored
+        clock[0] += 0.1
+        st.append(LANE_ROUTINE, reading(i))
+    seq = st.append(LANE_ALARM, alarm(0))
+    raises(QueueError, st.commit)
+    b = st.next_batch(10)
+    assert b is not None and [r["seq"] for r in b[1]] == [seq]  # still under the lease
+    fs.failing = None
+    st.commit()
+    st.close()
+    st2 = Store("/q", 1 << 30, fs=fs, seq_lease=8, thin_window=0)
+    assert st2.append(LANE_ROUTINE, reading(0)) > seq
+
+
 def test_a_full_medium_is_logged_once_per_change_not_once_per_attempt():
     lines = []
     fs = Flaky()

@@ -18,6 +18,7 @@ room for routine data. Every thinned or dropped record is counted (store.thinned
 persisted in meta). While the medium fails, making room writes nothing: it only removes files.
 """
 
+from agent.core.errors import os_reason
 from agent.core.log import WARNING
 from agent.core.store import codec
 from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE
@@ -204,7 +205,7 @@ def thin(st, seg):
     try:
         st.files.replace(seg, frames, out[0]["seq"], out[-1]["seq"], codec.FLAG_THINNED)
     except OSError as e:
-        st.say("thinning skipped: the medium refused the copy", file=seg.path, error=str(e))
+        st.say("thinning skipped: the medium refused the copy", file=seg.path, error=os_reason(e))
         return False
     st.thinned += folded
     st.out.undeliv[LANE_ROUTINE] -= n_in - len(out)

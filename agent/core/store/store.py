@@ -21,9 +21,11 @@ Invariants:
     dropped, unless the medium refuses that meta: then the file goes first (it frees space;
     delivered or dropped records may go, and a crash then costs only duplicates or a count).
   * Sequence numbers are leased: before handing out seq n, a synced meta holds a floor > n
-    (renewed at half use: one extra sync per seq_lease/2 appends), and open() starts at or
-    above that floor. So no number is handed out twice, even one whose record was lost
-    unconfirmed in a crash; the cost is a gap of up to seq_lease numbers after each restart.
+    (renewed at half use), and open() starts at or above that floor. So no number is handed
+    out twice, even one whose record was lost unconfirmed in a crash. A lease covers about
+    LEASE_S seconds of appends at the recent rate (seq_lease..64*seq_lease numbers), so alarms
+    read out from memory while the medium fails stay under it for that long; the cost is a
+    gap of up to one lease after each restart.
   * A full or failing medium never stops the store: opening writes nothing it needs; a failed
     write leaves the records in RAM (at most max_pending bytes, routine data shed first) and
     the next commit() reads the tails again and retries; the budget shrinks to what the medium
@@ -31,7 +33,7 @@ Invariants:
     with the alarms held in RAM (readout.py).
 """
 
-from agent.core.compat import wall_time
+from agent.core.compat import monotonic, wall_time
 from agent.core.errors import QueueError, os_reason
 from agent.core.store import codec, report
 from agent.core.store.budget import fit, make_room, over_budget, relieved, segment_size
@@ -40,6 +42,8 @@ from agent.core.store.meta import CurrentValues, Slots
 from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE, LANES
 from agent.core.store.readout import LANE_CURRENT, ReadOut  # noqa: F401 (LANE_CURRENT re-exported)
 from agent.core.store.segments import PREFIX, SegmentFiles
+
+LEASE_S = 900  # a sequence lease covers about this many seconds of appends
 
 
 class Store:
@@ -61,7 +65,7 @@ class Store:
     def __init__(self, path, budget_bytes, sync=None, fs=None, sync_dir=None, segment_bytes=None,
                  thin_window=900, flush_bytes=65536, max_pending=262144, read_chunk=16384,
                  counter_device="agent", seq_lease=1024, readonly=False, log=None,
-                 wall=wall_time):  # fmt: skip
+                 wall=wall_time, mono=monotonic):  # fmt: skip
         self.path = path.rstrip("/") or "/"
         self.wall = wall  # the time on the counter records it makes (the site's wall clock)
         self.configured = budget_bytes
@@ -78,6 +82,9 @@ class Store:
         self.counter_device = counter_device
         self.seq_lease = seq_lease
         self.lease_end = 0  # a synced meta promises no seq below this was ever handed out
+        self.lease = seq_lease  # numbers the next renewal leases (grows with the append rate)
+        self._mono = mono
+        self._lease_mark = None  # (next_seq, monotonic time) at the last renewal
         self.readonly = readonly
         self.log = log  # agent.core.log.Log, or None
         self.thinned = 0  # routine readings folded into aggregates
@@ -193,9 +200,9 @@ class Store:
         if self.readonly:
             raise QueueError("store opened read-only")
         seq = self.next_seq
-        if seq >= self.lease_end - self.seq_lease // 2 and not self.fault:
+        if seq >= self.lease_end - self.lease // 2 and not self.fault:
             try:
-                self.write_meta(True)  # renew the lease at half use: one sync per seq_lease/2
+                self._renew()  # at half use: one sync per half lease
             except OSError as e:
                 self.set_fault(e)
         record["seq"] = seq
@@ -229,6 +236,16 @@ class Store:
             except OSError as e:
                 self.set_fault(e)
         return seq
+
+    def _renew(self):
+        """Lease about LEASE_S seconds of sequence numbers at the rate since the last renewal."""
+        now = self._mono()
+        mark = self._lease_mark
+        if mark is not None and now > mark[1]:
+            rate = (self.next_seq - mark[0]) / (now - mark[1])
+            self.lease = max(self.seq_lease, min(64 * self.seq_lease, int(rate * LEASE_S)))
+        self.write_meta(True)
+        self._lease_mark = (self.next_seq, now)
 
     def set_fault(self, e):
         """The medium failed a write: records stay in RAM until commit() succeeds again."""
@@ -316,10 +333,10 @@ class Store:
 
     def write_meta(self, durable):
         """Write the cursors, counters and sequence floor; durable=True also leases the next
-        seq_lease sequence numbers."""
+        `lease` sequence numbers."""
         floor = self.lease_end
         if durable:
-            floor = max(floor, self.next_seq + self.seq_lease)
+            floor = max(floor, self.next_seq + self.lease)
         D = self.out.D
         s = max(floor, self.next_seq)
         m = {"g": 0, "d": [D[LANE_ALARM], D[LANE_ROUTINE]], "s": s, "t": self.thinned,
