@@ -281,7 +281,7 @@ def test_the_lease_grows_with_the_append_rate_so_alarms_go_out_during_a_long_fau
         clock[0] += 0.1
         st.append(LANE_ROUTINE, reading(i))
         st.commit()
-    assert st.lease == 64 * 8  # 10/s for 15 minutes is more than the cap: the cap
+    assert st.meta.lease == 64 * 8  # 10/s for 15 minutes is more than the cap: the cap
     fs.failing = EIO  # a medium gone read-only
     for i in range(200, 400):  # 20 s of readings that cannot be stored
         clock[0] += 0.1

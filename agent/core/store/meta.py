@@ -7,8 +7,11 @@ Invariant: a write goes to the slot that does not hold the last durable state, s
 middle of a write (or an unsynced write lost in a crash) leaves the previous state readable.
 """
 
+from agent.core.compat import monotonic
 from agent.core.store import codec
-from agent.core.store.queue import LANE_ROUTINE
+from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE
+
+LEASE_S = 900  # a sequence lease covers about this many seconds of appends
 
 
 class Slots:
@@ -66,6 +69,49 @@ class Slots:
         self.m.io["bytes"] += len(data)
         if durable:
             self.slot = slot
+
+
+class Meta(Slots):
+    """meta.0/meta.1: the delivered cursors, the counters and the sequence floor, which is also
+    the lease: a durable write promises that no seq below `lease_end` was handed out, so the
+    store hands out only seqs below it. A renewal leases about LEASE_S seconds of appends at
+    the rate since the last one, between seq_lease and 64 x seq_lease numbers."""
+
+    def __init__(self, medium, seq_lease, mono=monotonic):
+        Slots.__init__(self, medium, "meta", codec.META)
+        self.seq_lease = seq_lease
+        self.lease = seq_lease  # numbers the next durable write leases
+        self.lease_end = 0
+        self.dirty = False  # a cursor moved since the last write
+        self._mono = mono
+        self._mark = None  # (next seq, monotonic time) at the last renewal
+
+    def due(self, seq):
+        """The lease is half used at seq: renew it."""
+        return seq >= self.lease_end - self.lease // 2
+
+    def renew(self, st):
+        now = self._mono()
+        mark = self._mark
+        if mark is not None and now > mark[1]:
+            rate = (st.next_seq - mark[0]) / (now - mark[1])
+            self.lease = max(self.seq_lease, min(64 * self.seq_lease, int(rate * LEASE_S)))
+        self.save(st, True)
+        self._mark = (st.next_seq, now)
+
+    def save(self, st, durable):
+        """Write store st's cursors, counters and floor; durable=True syncs it and leases."""
+        floor = self.lease_end
+        if durable:
+            floor = max(floor, st.next_seq + self.lease)
+        D = st.out.D
+        s = max(floor, st.next_seq)
+        m = {"g": 0, "d": [D[LANE_ALARM], D[LANE_ROUTINE]], "s": s, "t": st.thinned,
+             "x": st.dropped}  # fmt: skip
+        self.write(m, durable)
+        if durable:
+            self.lease_end = s
+        self.dirty = False
 
 
 class CurrentValues:

@@ -109,7 +109,7 @@ class ReadOut:
         """Up to n alarms held in RAM with seq > after, below the durable lease."""
         out = []
         for seq, fr in self.st.pending[LANE_ALARM]:
-            if len(out) >= n or seq >= self.st.lease_end:
+            if len(out) >= n or seq >= self.st.meta.lease_end:
                 break
             if seq > after:
                 out.append(codec.loads(fr[codec.HEADER :]))
@@ -125,7 +125,7 @@ class ReadOut:
 
     def ack(self, batch_id):
         """True if batch_id was in flight. D moves over the acknowledged prefix of the lane's
-        batches; the store persists it lazily (meta_dirty)."""
+        batches; the store persists it lazily (meta.dirty)."""
         lane = self.inflight.pop(batch_id, None)
         if lane is None:
             return False
@@ -140,7 +140,7 @@ class ReadOut:
             self.D[lane] = b[1]
             self.undeliv[lane] -= b[2]
             self.dpos[lane] = b[4]
-            self.st.meta_dirty = True
+            self.st.meta.dirty = True
         return True
 
     def requeue(self):

@@ -20,12 +20,11 @@ Invariants:
     survives. A segment is removed only after a synced meta records that it was delivered, or
     dropped, unless the medium refuses that meta: then the file goes first (it frees space;
     delivered or dropped records may go, and a crash then costs only duplicates or a count).
-  * Sequence numbers are leased: before handing out seq n, a synced meta holds a floor > n
-    (renewed at half use), and open() starts at or above that floor. So no number is handed
-    out twice, even one whose record was lost unconfirmed in a crash. A lease covers about
-    LEASE_S seconds of appends at the recent rate (seq_lease..64*seq_lease numbers), so alarms
-    read out from memory while the medium fails stay under it for that long; the cost is a
-    gap of up to one lease after each restart.
+  * Sequence numbers are leased (meta.Meta): before handing out seq n, a synced meta holds a
+    floor > n, and open() starts at or above that floor. So no number is handed out twice, even
+    one whose record was lost unconfirmed in a crash; a lease covers about 15 minutes of
+    appends, so alarms read out from memory while the medium fails stay under it that long.
+    The cost is a gap of up to one lease after each restart.
   * A full or failing medium never stops the store: opening writes nothing it needs; a failed
     write leaves the records in RAM (at most max_pending bytes, routine data shed first) and
     the next commit() reads the tails again and retries; the budget shrinks to what the medium
@@ -38,12 +37,10 @@ from agent.core.errors import QueueError, os_reason
 from agent.core.store import codec, report
 from agent.core.store.budget import fit, make_room, over_budget, relieved, segment_size
 from agent.core.store.fsio import Medium, OsFs
-from agent.core.store.meta import CurrentValues, Slots
+from agent.core.store.meta import CurrentValues, Meta
 from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE, LANES
 from agent.core.store.readout import LANE_CURRENT, ReadOut  # noqa: F401 (LANE_CURRENT re-exported)
 from agent.core.store.segments import PREFIX, SegmentFiles
-
-LEASE_S = 900  # a sequence lease covers about this many seconds of appends
 
 
 class Store:
@@ -80,11 +77,6 @@ class Store:
         self.flush_bytes = flush_bytes
         self.max_pending = max_pending
         self.counter_device = counter_device
-        self.seq_lease = seq_lease
-        self.lease_end = 0  # a synced meta promises no seq below this was ever handed out
-        self.lease = seq_lease  # numbers the next renewal leases (grows with the append rate)
-        self._mono = mono
-        self._lease_mark = None  # (next_seq, monotonic time) at the last renewal
         self.readonly = readonly
         self.log = log  # agent.core.log.Log, or None
         self.thinned = 0  # routine readings folded into aggregates
@@ -95,10 +87,9 @@ class Store:
         self.held_bytes = 0  # of the records in pending
         self.newest = {LANE_ALARM: None, LANE_ROUTINE: None}
         self.fault = None  # the OSError of the last failed write while the medium fails
-        self.meta_dirty = False
         self._emitted = (0, 0)
         self.files = SegmentFiles(self.medium, read_chunk, self.say)
-        self.meta = Slots(self.medium, "meta", codec.META)
+        self.meta = Meta(self.medium, seq_lease, mono)
         self.current = CurrentValues(self.medium, self.files)
         self.out = ReadOut(self)
         try:
@@ -200,9 +191,9 @@ class Store:
         if self.readonly:
             raise QueueError("store opened read-only")
         seq = self.next_seq
-        if seq >= self.lease_end - self.lease // 2 and not self.fault:
+        if self.meta.due(seq) and not self.fault:
             try:
-                self._renew()  # at half use: one sync per half lease
+                self.meta.renew(self)  # at half use: one sync per half lease
             except OSError as e:
                 self.set_fault(e)
         record["seq"] = seq
@@ -236,16 +227,6 @@ class Store:
             except OSError as e:
                 self.set_fault(e)
         return seq
-
-    def _renew(self):
-        """Lease about LEASE_S seconds of sequence numbers at the rate since the last renewal."""
-        now = self._mono()
-        mark = self._lease_mark
-        if mark is not None and now > mark[1]:
-            rate = (self.next_seq - mark[0]) / (now - mark[1])
-            self.lease = max(self.seq_lease, min(64 * self.seq_lease, int(rate * LEASE_S)))
-        self.write_meta(True)
-        self._lease_mark = (self.next_seq, now)
 
     def set_fault(self, e):
         """The medium failed a write: records stay in RAM until commit() succeeds again."""
@@ -332,19 +313,7 @@ class Store:
         return len(self.pending[LANE_ALARM]) + len(self.pending[LANE_ROUTINE])
 
     def write_meta(self, durable):
-        """Write the cursors, counters and sequence floor; durable=True also leases the next
-        `lease` sequence numbers."""
-        floor = self.lease_end
-        if durable:
-            floor = max(floor, self.next_seq + self.lease)
-        D = self.out.D
-        s = max(floor, self.next_seq)
-        m = {"g": 0, "d": [D[LANE_ALARM], D[LANE_ROUTINE]], "s": s, "t": self.thinned,
-             "x": self.dropped}  # fmt: skip
-        self.meta.write(m, durable)
-        if durable:
-            self.lease_end = s
-        self.meta_dirty = False
+        self.meta.save(self, durable)
 
     def _housekeep(self):
         """Remove delivered segments, after a durable meta records the cursor if the medium
@@ -353,12 +322,12 @@ class Store:
             D = self.out.D
             gone = [s for lane in LANES for s in self.files.segs[lane]
                     if s.sealed and s.last <= D[lane]]  # fmt: skip
-            if gone or self.meta_dirty:
+            if gone or self.meta.dirty:
                 try:
                     self.write_meta(bool(gone))
                 except OSError as e:
                     self.set_fault(e)
-                    self.meta_dirty = True
+                    self.meta.dirty = True
             for s in gone:
                 self.files.remove(s)
         except OSError as e:
