@@ -132,11 +132,13 @@ def pressure(st, seg):
 
 
 def relieved(st):
-    """Called after a commit: pressure is over once the backlog is delivered (a store at its
-    budget does not log a line per segment)."""
+    """Called after a commit. Pressure is over once the backlog is delivered (a store at its
+    budget does not log a line per segment); a budget too small, once it holds a segment more
+    than the store uses (a medium others filled does not flap between the two lines)."""
     if st.held() == 0 and st.depth() == 0:
         st.clear("store.pressure", "backlog delivered: no more thinning or dropping")
-        st.clear("store.budget", "backlog delivered: the budget holds new records again")
+    if st.used() + st.headroom + st.segment_bytes <= st.budget:
+        st.clear("store.budget", "the budget holds new records again", budget=st.budget)
 
 
 def aggregate(each, window):
