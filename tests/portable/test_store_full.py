@@ -204,6 +204,25 @@ def test_alarms_are_never_dropped_to_make_room_for_routine_data():
     assert st.stats()["dropped"] > 0
 
 
+def test_a_new_alarm_on_a_full_medium_never_evicts_an_undelivered_one():
+    fs = MemFs(capacity=32 * 1024)
+    st = Store("/q", 1 << 20, fs=fs, thin_window=0)
+    first = st.append(LANE_ALARM, alarm(0))
+    st.commit()
+    fill(fs)  # others take the medium: the budget is now what the store already uses
+    later = [st.append(LANE_ALARM, alarm(i)) for i in (1, 2, 3)]
+    try:
+        st.commit()
+    except QueueError:
+        pass  # held in RAM
+    assert seqs(st, LANE_ALARM) == [first]  # the stored, undelivered alarm stays
+    got = drain(st)  # the stored one, then the held ones from memory
+    assert [r["seq"] for r in got if "alarm" in r] == [first] + later
+    fs.capacity += 16 * 1024  # room again (a log rotated)
+    st.commit()
+    assert st.stats()["held"] == 0 and drain(st) == []  # written, and not sent again
+
+
 def test_an_alarm_raised_while_writes_fail_goes_out_first_from_memory():
     fs = Flaky()
     st = Store("/q", 1 << 20, fs=fs, segment_bytes=1024, thin_window=0)

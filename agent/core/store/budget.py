@@ -12,9 +12,11 @@ thinned segment's temp copy):
   1. the oldest closed routine segment not yet thinned is thinned into per-window aggregates
      (kept only if that saves 25%; skipped when the medium cannot take the copy);
   2. otherwise the oldest closed routine segment is dropped (an open tail is sealed first);
-  3. for an alarm, and only when no routine data is left, the oldest alarm segment is dropped.
+  3. for an alarm, when no routine data is left, alarm segments already delivered are dropped.
 A routine record that still does not fit is dropped itself: alarms are never dropped to make
-room for routine data. Every thinned or dropped record is counted (store.thinned, store.dropped,
+room for routine data, and an undelivered alarm is never dropped to store another one. An
+alarm that does not fit stays in RAM (read out from memory, bounded by max_pending) and is
+written as soon as the medium takes it, over the budget if it must. Every thinned or dropped record is counted (store.thinned, store.dropped,
 persisted in meta). While the medium fails, making room writes nothing: it only removes files.
 """
 
@@ -80,11 +82,10 @@ def make_room(st, need, lane=LANE_ALARM):
             continue
         if lane != LANE_ALARM:
             return False
-        a = [s for s in files.segs[LANE_ALARM] if s.sealed]
+        D = st.out.D[LANE_ALARM]
+        a = [s for s in files.segs[LANE_ALARM] if s.sealed and s.last <= D]
         if a:
-            drop(st, a[0])
-            continue
-        if _close(st, LANE_ALARM):
+            drop(st, a[0])  # delivered alarms only: they cost nothing upstream
             continue
         return False
     return True
