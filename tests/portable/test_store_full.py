@@ -35,6 +35,8 @@ class Flaky(MemFs):
     def __init__(self, capacity=None):
         MemFs.__init__(self, capacity)
         self.failing = None
+        self.at_flush = False  # True: writes land in a buffer, the flush fails (and loses them)
+        self.synced = {}  # path -> bytes that reached the medium at the last flush
 
     def open(self, path, mode):
         f = MemFs.open(self, path, mode)
@@ -47,14 +49,17 @@ class _FlakyFile:
         self._f = f
 
     def write(self, b):
-        if self._fs.failing is not None:
+        if self._fs.failing is not None and not self._fs.at_flush:
             self._f.write(b[: len(b) // 2])
             raise OSError(self._fs.failing, "injected")
         return self._f.write(b)
 
     def flush(self):
         if self._fs.failing is not None:
+            if self._fs.at_flush:  # the buffered bytes never reach the medium
+                del self._fs.files[self._f._path][self._fs.synced.get(self._f._path, 0) :]
             raise OSError(self._fs.failing, "injected")
+        self._fs.synced[self._f._path] = len(self._fs.files[self._f._path])
 
     def __getattr__(self, name):
         return getattr(self._f, name)
@@ -163,6 +168,23 @@ def test_a_failed_recovery_keeps_every_stored_record_readable():
     st.close()
     st2 = Store("/q", 1 << 20, fs=fs, segment_bytes=1024, thin_window=0)
     assert {lane: seqs(st2, lane) for lane in got} == got  # no record twice, none lost
+
+
+def test_records_whose_flush_fails_stay_in_ram_and_are_written_later():
+    fs = Flaky()
+    st = Store("/q", 1 << 20, fs=fs, thin_window=0)
+    for i in range(5):
+        st.append(LANE_ROUTINE, reading(i))
+    st.commit()
+    fs.failing, fs.at_flush = 28, True  # a full disk seen only when the buffer is flushed
+    a = st.append(LANE_ALARM, alarm(0))
+    r = st.append(LANE_ROUTINE, reading(5))
+    raises(QueueError, st.commit)
+    assert st.stats()["held"] == 2  # not forgotten with the lost buffer
+    assert [x["seq"] for x in st.next_batch(10)[1]] == [a]  # and the alarm goes from memory
+    fs.failing = None
+    st.commit()
+    assert seqs(st, LANE_ROUTINE) == [0, 1, 2, 3, 4, r] and a in seqs(st, LANE_ALARM)
 
 
 def test_delivery_and_housekeeping_go_on_while_writes_fail():

@@ -84,6 +84,7 @@ class Store:
         self.site = None
         self.next_seq = 0
         self.pending = {LANE_ALARM: [], LANE_ROUTINE: []}  # [(seq, frame)] not yet written
+        self.unsynced = {LANE_ALARM: [], LANE_ROUTINE: []}  # written, not yet synced
         self.held_bytes = 0  # of the records in pending
         self.newest = {LANE_ALARM: None, LANE_ROUTINE: None}
         self.fault = None  # the OSError of the last failed write while the medium fails
@@ -229,10 +230,16 @@ class Store:
         return seq
 
     def set_fault(self, e):
-        """The medium failed a write: records stay in RAM until commit() succeeds again."""
+        """The medium failed a write: records stay in RAM until commit() succeeds again, those
+        written but not yet synced too (a buffered write fails only at the flush)."""
         self.fault = e
         for lane in LANES:
             self.files.close_tail(lane)
+            back = self.unsynced[lane]
+            if back:
+                self.pending[lane] = back + self.pending[lane]
+                self.held_bytes += sum(len(fr) for _, fr in back)
+                self.unsynced[lane] = []
 
     def _shed(self):
         # The medium is failing: keep at most max_pending bytes in RAM, routine data goes first.
@@ -251,6 +258,7 @@ class Store:
         pend = self.pending[lane]
         if pend:
             self.held_bytes -= self.files.write(lane, pend)
+            self.unsynced[lane].extend(pend)  # kept until the sync: see set_fault
             self.pending[lane] = []
 
     def commit_files(self, seal_lane=None):
@@ -259,6 +267,7 @@ class Store:
         for lane in LANES:
             self._write_pending(lane)
             self.files.sync_tail(lane)
+            self.unsynced[lane] = []
         self.confirmed_seq = conf
         self.current.confirm()
         for lane in LANES:
