@@ -37,7 +37,7 @@ Invariants:
 
 from agent.core.compat import monotonic, wall_time
 from agent.core.errors import QueueError
-from agent.core.log import ERROR
+from agent.core.log import ERROR, WARNING
 from agent.core.uplink import contract
 from agent.core.uplink.backoff import TokenBucket
 from agent.core.uplink.commands import Remote
@@ -244,11 +244,10 @@ class Outbox:
             nbytes = contract.publish_bytes(msg.topic, len(msg.payload))
             now = self.wall()
             if not budget.allows(now, nbytes, msg.urgent):
-                if not self.budget_blocked:
-                    self.budget_blocked = True
-                    self.log.warning(
-                        "uplink", "byte budget used up; routine backlog waits, alarms still go",
-                        broker=s.where, used=budget.used, limit=budget.limit)  # fmt: skip
+                self.budget_blocked = True
+                self.log.state("uplink.budget", WARNING, "uplink", "byte budget used up; "
+                               "routine backlog waits, alarms still go", broker=s.where,
+                               used=budget.used, limit=budget.limit)  # fmt: skip
                 if not s.inflight:
                     # Give the routine batch back so that alarms arriving later are not stuck
                     # behind it; the queue reads alarms out first.
@@ -273,6 +272,8 @@ class Outbox:
             self.published += 1
             if self.budget_blocked and not msg.urgent:
                 self.budget_blocked = False
+                self.log.clear("uplink.budget", "uplink", "byte budget open again",
+                               broker=s.where)  # fmt: skip
         return None
 
     def on_puback(self, s, mid):
