@@ -115,12 +115,11 @@ class UartConsole:
             try:
                 uart = self._open()
             except (ImportError, OSError, ValueError, TypeError) as e:
-                self.log.state("console.port", WARNING, "console",
-                               "serial port unavailable; retrying", port=self.port,
-                               error=str(e))  # fmt: skip
+                self.log.repeating(("console", "port"), WARNING, "console",
+                                   "serial port unavailable; retrying", port=self.port,
+                                   error=str(e))  # fmt: skip
                 await _sleep_ms(int(self.reopen_s * 1000))
                 continue
-            self.log.clear("console.port", "console", "serial port back", port=self.port)
             self.uart = uart
             self.sessions += 1
             self.log.info("console", "serial console open", port=self.port, baud=self.baud)

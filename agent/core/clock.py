@@ -26,7 +26,7 @@ Invariants:
 from agent.core import readings as rd
 from agent.core.compat import monotonic, wall_time
 from agent.core.errors import os_reason
-from agent.core.log import ERROR
+from agent.core.log import ERROR, INFO
 
 MIN_EPOCH = 1704067200  # 2024-01-01T00:00:00Z: any earlier "time" is a clock that was never set
 STEP_TOLERANCE = 2.0  # seconds of disagreement between wall and monotonic counted as a step
@@ -66,6 +66,7 @@ class Clock:
         self.wall = wall
         self.store = state
         self.log = log
+        self._save_failed = False  # the last save failed: say when one works again
         self.source = None  # what made the clock trusted: "ntp", "broker", "console", ...
         self.offset = None  # wall - mono now (follows steps); None while untrusted
         self.steps = 0
@@ -204,12 +205,14 @@ class Clock:
             try:
                 self.store.save({"v": 1, "boots": self.boots})
             except OSError as e:  # time bookkeeping must not stop the agent
+                self._save_failed = True
                 if self.log is not None:
-                    self.log.state("clock.save", ERROR, "clock", "cannot save anchors",
-                                   error=os_reason(e))  # fmt: skip
+                    self.log.repeating(("clock", "save"), ERROR, "clock", "cannot save anchors",
+                                       error=os_reason(e))  # fmt: skip
                 return
-            if self.log is not None:
-                self.log.clear("clock.save", "clock", "anchors saved again")
+            if self._save_failed and self.log is not None:
+                self.log.repeating(("clock", "saved"), INFO, "clock", "anchors saved again")
+            self._save_failed = False
 
 
 class ClockFile:

@@ -12,11 +12,6 @@ key, or at tick(), which the poll loop calls every pass), the latest held line i
 at the highest level held, with `repeats=<lines it stands for>` and `in_s=<window>`, and a new
 window starts with it. A key with nothing held when its window passes is forgotten, so the next
 line for it goes out at once. A device flapping every 5 s for an hour: 24 lines, not 1,440.
-
-Conditions that last (a full disk, a broker that does not answer) go through state()/clear():
-one line when the condition begins or its message changes, a reminder every `remind_s` while it
-lasts (with how often it recurred), one line when it ends. A condition is named by its key,
-never by its text, so numbers that vary belong in the fields, not in the message.
 """
 
 import sys
@@ -51,14 +46,12 @@ def _timestamp(t):
 
 class Log:
     def __init__(self, write=None, level=INFO, ring=100, clock=wall_time, mono=monotonic,
-                 repeat_s=REPEAT_S, remind_s=600.0):  # fmt: skip
+                 repeat_s=REPEAT_S):  # fmt: skip
         self.write = write or (lambda line: sys.stderr.write(line + "\n"))
         self.level = level
         self.clock = clock
         self.mono = mono
         self.repeat_s = repeat_s
-        self.remind_s = remind_s
-        self._conds = {}  # key -> [message, began, last line, times since the last line]
         self.ring = []
         self.ring_size = ring
         # key -> [window start, lines written in it, lines held, (level, component, message,
@@ -140,36 +133,6 @@ class Log:
 
     def error(self, component, message, **f):
         self.log(ERROR, component, message, **f)
-
-    def state(self, key, level, component, message, **fields):
-        """Condition `key` holds (again): a line when it begins or its message changes, then
-        at most one reminder per remind_s ("still: ...", with repeated= and since_s=)."""
-        now = self.mono()
-        c = self._conds.get(key)
-        if c is not None and c[0] == message:
-            c[3] += 1
-            if now - c[2] < self.remind_s:
-                return
-            fields["repeated"] = c[3]
-            fields["since_s"] = int(now - c[1])
-            c[2] = now
-            c[3] = 0
-            self.log(level, component, "still: " + message, **fields)
-            return
-        self._conds[key] = [message, now, now, 0]
-        self.log(level, component, message, **fields)
-
-    def clear(self, key, component, message, level=INFO, **fields):
-        """Condition `key` is over: one line (with after_s=), only if it had begun. True if so."""
-        c = self._conds.pop(key, None)
-        if c is None:
-            return False
-        fields["after_s"] = int(self.mono() - c[1])
-        self.log(level, component, message, **fields)
-        return True
-
-    def holds(self, key):
-        return key in self._conds
 
     def tail(self, n=20):
         return self.ring[-n:]

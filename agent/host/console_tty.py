@@ -198,12 +198,13 @@ class TtyConsole:
             try:
                 fd = open_raw(self.path, self.baud)
             except OSError as e:
-                self.log.state("console.port", WARNING, "console",
-                               "serial port unavailable; retrying", port=self.path,
-                               error=e.strerror or str(e))  # fmt: skip
+                # One line, then a summary per window while it stays away (Log.repeating);
+                # "serial console open" says when it is back.
+                self.log.repeating(("console", "port"), WARNING, "console",
+                                   "serial port unavailable; retrying", port=self.path,
+                                   error=e.strerror or str(e))  # fmt: skip
                 await asyncio.sleep(self.reopen_s)
                 continue
-            self.log.clear("console.port", "console", "serial port back", port=self.path)
             self.sessions += 1
             self.log.info("console", "serial console open", port=self.path, baud=self.baud)
             try:

@@ -1,7 +1,7 @@
 # Log lines and the summary of repeats: the first lines go out, the rest are counted and written
 # as one line per window (agent/core/log.py), and the poll loop uses it for a flapping device.
 from agent.core.errors import DeviceError
-from agent.core.log import ERROR, INFO, WARNING, Log
+from agent.core.log import INFO, WARNING, Log
 from agent.core.poll.loop import Loop
 from agent.core.store.queue import MemoryQueue
 from drivers.base import Driver
@@ -110,57 +110,3 @@ def test_an_alarm_that_flaps_with_its_device_is_summarised_in_the_log_not_in_the
         log.tick()
     assert events == 119  # every raise and clear still goes upstream (the first reading is OL)
     assert 4 <= len(lines) <= 8, lines
-
-
-# --- conditions: state() and clear() -------------------------------------------------------
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
-
-
-def make_cond():
-    lines = []
-    mono = Clock()
-    log = Log(write=lines.append, clock=lambda: 0.0, mono=mono, remind_s=600)
-    return log, lines, mono
-
-
-def test_a_lasting_condition_logs_once_then_a_reminder_then_its_end():
-    log, lines, mono = make_cond()
-    for i in range(270):  # a minute of a full disk, one failure per poll
-        mono.t += 60.0 / 270
-        log.state("queue.commit", ERROR, "queue", "commit failed", error="No space", n=i)
-    assert len(lines) == 1 and "ERROR queue: commit failed" in lines[0]
-    for _ in range(12 * 10):  # ten more minutes, a failure every 5 s
-        mono.t += 5
-        log.state("queue.commit", ERROR, "queue", "commit failed", error="No space")
-    assert len(lines) == 2
-    assert "still: commit failed" in lines[1] and "repeated=" in lines[1]
-    assert "since_s=" in lines[1]
-    assert log.holds("queue.commit")
-    assert log.clear("queue.commit", "queue", "commit works again")
-    assert "commit works again" in lines[2] and "after_s=" in lines[2]
-    assert not log.clear("queue.commit", "queue", "commit works again")  # only once
-    assert len(lines) == 3
-
-
-def test_a_varying_number_in_the_fields_is_not_a_new_state():
-    log, lines, mono = make_cond()
-    for size in (220, 231, 219, 245):
-        log.state("queue.budget", WARNING, "queue", "budget too small", record_bytes=size)
-    assert len(lines) == 1 and "record_bytes=220" in lines[0]
-
-
-def test_a_changed_message_is_a_new_state_and_keys_are_independent():
-    log, lines, mono = make_cond()
-    log.state("uplink.0", WARNING, "uplink", "broker refused the connection")
-    log.state("uplink.1", WARNING, "uplink", "broker refused the connection")
-    log.state("uplink.0", WARNING, "uplink", "no CONNACK")
-    log.state("uplink.0", WARNING, "uplink", "no CONNACK")
-    assert len(lines) == 3
-    assert not log.clear("other", "x", "gone")

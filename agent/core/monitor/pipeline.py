@@ -15,7 +15,7 @@ then, so a restart neither re-raises active alarms nor wears flash on every read
 """
 
 from agent.core.errors import os_reason
-from agent.core.log import ERROR
+from agent.core.log import ERROR, INFO
 from agent.core.monitor.alarms import AlarmEngine, rules_for
 from agent.core.monitor.sitestate import SiteState
 
@@ -25,6 +25,7 @@ class SiteMonitor:
                  log=None, banks=None):  # fmt: skip
         self.clock = clock
         self.log = log
+        self._save_failed = False  # the last save failed: say when one works again
         self.engine = AlarmEngine(site_id, rules_for(kind, alarms_cfg), clock, log)
         if backhaul:
             self.site = SiteState(site_id, clock, backhaul=backhaul, banks=banks)
@@ -46,12 +47,16 @@ class SiteMonitor:
         if events and self.active_file is not None:
             try:
                 self.active_file.save(self.engine.snapshot())
-                if self.log is not None:
-                    self.log.clear("alarm.save", "alarm", "active alarms saved again")
+                if self._save_failed and self.log is not None:
+                    self.log.repeating(("alarm", "saved"), INFO, "alarm",
+                                       "active alarms saved again")  # fmt: skip
+                self._save_failed = False
             except OSError as e:  # alarms still flow; only restart memory is at risk
+                self._save_failed = True
                 if self.log is not None:
-                    self.log.state("alarm.save", ERROR, "alarm", "cannot save active alarms",
-                                   error=os_reason(e))  # fmt: skip
+                    self.log.repeating(("alarm", "save"), ERROR, "alarm",
+                                       "cannot save active alarms",
+                                       error=os_reason(e))  # fmt: skip
         return derived, events
 
     def take_changed(self):

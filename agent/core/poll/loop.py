@@ -195,8 +195,8 @@ class Loop:
         # One line when the store starts failing, a reminder while it does (Log.state): the
         # error text may carry counts, so it is a field, never the key.
         text = "%s: %s" % (e.__class__.__name__, e)
-        self.log.state("loop.store", ERROR, "queue", "store failed; readings wait in RAM and "
-                       "alarms still go upstream", error=text)  # fmt: skip
+        self.log.repeating(("queue", "store"), ERROR, "queue", "store failed; readings wait in "
+                           "RAM and alarms still go upstream", error=text)  # fmt: skip
         self.store_error = text
 
     def commit(self):
@@ -212,7 +212,7 @@ class Loop:
             seq = getattr(self.queue, "confirmed_seq", None)
         else:
             if self.store_error:
-                self.log.clear("loop.store", "queue", "store working again")
+                self.log.repeating(("queue", "store", "ok"), INFO, "queue", "store working again")
                 self.store_error = None
             self._pending = 0
         self._tell(self.listeners, seq)

@@ -16,8 +16,9 @@ thinned segment's temp copy):
 A routine record that still does not fit is dropped itself: alarms are never dropped to make
 room for routine data, and an undelivered alarm is never dropped to store another one. An
 alarm that does not fit stays in RAM (read out from memory, bounded by max_pending) and is
-written as soon as the medium takes it, over the budget if it must. Every thinned or dropped record is counted (store.thinned, store.dropped,
-persisted in meta). While the medium fails, making room writes nothing: it only removes files.
+written as soon as the medium takes it, over the budget if it must. Every thinned or dropped
+record is counted (store.thinned, store.dropped, persisted in meta). While the medium fails,
+making room writes nothing: it only removes files.
 """
 
 from agent.core.errors import os_reason

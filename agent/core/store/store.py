@@ -34,6 +34,7 @@ Invariants:
 
 from agent.core.compat import monotonic, wall_time
 from agent.core.errors import QueueError, os_reason
+from agent.core.log import INFO
 from agent.core.store import codec, report
 from agent.core.store.budget import fit, make_room, over_budget, relieved, segment_size
 from agent.core.store.fsio import Medium, OsFs
@@ -89,6 +90,7 @@ class Store:
         self.newest = {LANE_ALARM: None, LANE_ROUTINE: None}
         self.fault = None  # the OSError of the last failed write while the medium fails
         self._emitted = (0, 0)
+        self._conds = {}  # conditions logged as holding (state/clear)
         self.files = SegmentFiles(self.medium, read_chunk, self.say)
         self.meta = Meta(self.medium, seq_lease, mono)
         self.current = CurrentValues(self.medium, self.files)
@@ -105,12 +107,15 @@ class Store:
             self.log.info("queue", message, **fields)
 
     def state(self, key, level, message, **fields):
+        """A condition holds (again): Log.repeating, one line then a summary per window."""
+        self._conds[key] = True
         if self.log is not None:
-            self.log.state(key, level, "queue", message, **fields)
+            self.log.repeating(("queue", key), level, "queue", message, **fields)
 
     def clear(self, key, message, **fields):
-        if self.log is not None:
-            self.log.clear(key, "queue", message, **fields)
+        """The condition is over: one line if it held."""
+        if self._conds.pop(key, None) and self.log is not None:
+            self.log.repeating(("queue", key, "over"), INFO, "queue", message, **fields)
 
     def used(self):
         """Bytes of every file of the store plus the records waiting in RAM."""

@@ -37,7 +37,7 @@ Invariants:
 
 from agent.core.compat import monotonic, wall_time
 from agent.core.errors import QueueError
-from agent.core.log import ERROR, WARNING
+from agent.core.log import ERROR, INFO, WARNING
 from agent.core.uplink import contract
 from agent.core.uplink.backoff import TokenBucket
 from agent.core.uplink.commands import Remote
@@ -201,9 +201,9 @@ class Outbox:
         try:
             batch = self.queue.next_batch(self.batch_max)
         except QueueError as e:  # the medium fails reads too: the backlog waits, the link stays
-            self.log.state("uplink.read", ERROR, "uplink", "cannot read the queue", error=str(e))
+            self.log.repeating(("uplink", "read"), ERROR, "uplink", "cannot read the queue",
+                               error=str(e))  # fmt: skip
             return False
-        self.log.clear("uplink.read", "uplink", "queue readable again")
         if batch is None:
             if not s.state_sent:
                 s.state_sent = True
@@ -245,9 +245,9 @@ class Outbox:
             now = self.wall()
             if not budget.allows(now, nbytes, msg.urgent):
                 self.budget_blocked = True
-                self.log.state("uplink.budget", WARNING, "uplink", "byte budget used up; "
-                               "routine backlog waits, alarms still go", broker=s.where,
-                               used=budget.used, limit=budget.limit)  # fmt: skip
+                self.log.repeating(("uplink", "budget"), WARNING, "uplink", "byte budget used "
+                                   "up; routine backlog waits, alarms still go", broker=s.where,
+                                   used=budget.used, limit=budget.limit)  # fmt: skip
                 if not s.inflight:
                     # Give the routine batch back so that alarms arriving later are not stuck
                     # behind it; the queue reads alarms out first.
@@ -272,8 +272,8 @@ class Outbox:
             self.published += 1
             if self.budget_blocked and not msg.urgent:
                 self.budget_blocked = False
-                self.log.clear("uplink.budget", "uplink", "byte budget open again",
-                               broker=s.where)  # fmt: skip
+                self.log.repeating(("uplink", "budget", "open"), INFO, "uplink",
+                                   "byte budget open again", broker=s.where)  # fmt: skip
         return None
 
     def on_puback(self, s, mid):
