@@ -57,7 +57,8 @@ class _FlakyFile:
     def flush(self):
         if self._fs.failing is not None:
             if self._fs.at_flush:  # the buffered bytes never reach the medium
-                del self._fs.files[self._f._path][self._fs.synced.get(self._f._path, 0) :]
+                keep = self._fs.synced.get(self._f._path, 0)
+                self._fs.files[self._f._path][keep:] = b""  # (MicroPython has no del on slices)
             raise OSError(self._fs.failing, "injected")
         self._fs.synced[self._f._path] = len(self._fs.files[self._f._path])
 

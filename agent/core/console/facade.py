@@ -68,8 +68,8 @@ class ConsoleFacade(AgentFacade):
         return {"version": __version__, "runtime": self.runtime}
 
     async def uplink_test(self, say):
-        """Connect to each broker and publish a probe, calling say(text) for every step.
-        Returns True when a broker accepted the probe."""
+        """Connect to every broker in order and publish a probe, calling say(text) for every
+        step. Returns True when every broker accepted its probe."""
         if not self.cfg.uplink:
             say("no [uplink] in the config: readings are stored only")
             return False
