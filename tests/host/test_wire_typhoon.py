@@ -138,7 +138,7 @@ class Agent:
         # Segments of a quarter of the budget: a sealed one holds several polls of every series,
         # so the store thins it into 15-minute aggregates rather than dropping it.
         self.store = Store(path, budget, segment_bytes=budget // 4, thin_window=900,
-                           log=lambda msg: None)  # fmt: skip
+                           log=Log(write=lambda line: None))  # fmt: skip
         self.latest = {}
         for r in self.store.latest():
             self.latest[(r["device"], r["metric"])] = r
