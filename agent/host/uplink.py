@@ -254,6 +254,13 @@ class MqttUplink:
         if self._wake is not None:
             self._wake.set()
 
+    def state_changed(self):
+        """Called by the loop after the first complete poll cycle: the retained state is
+        published again from the stored latest values."""
+        self.out.state_changed()
+        if self._wake is not None:
+            self._wake.set()
+
     def _publish(self, s, msg):
         info = s.client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:

@@ -192,7 +192,7 @@ class Loop:
             self._store_failed(e)
 
     def _store_failed(self, e):
-        # One line when the store starts failing, a reminder while it does (Log.state): the
+        # One line when the store starts failing, a summary while it does (Log.repeating): the
         # error text may carry counts, so it is a field, never the key.
         text = "%s: %s" % (e.__class__.__name__, e)
         self.log.repeating(("queue", "store"), ERROR, "queue", "store failed; readings wait in "

@@ -127,7 +127,7 @@ def drop(st, seg):
 
 
 def pressure(st, seg):
-    """One line when the budget starts to cost data, a reminder while it does (Log.state)."""
+    """One line when the budget starts to cost data, a summary while it does (Log.repeating)."""
     st.state("store.pressure", WARNING, "thinning and dropping the oldest records to stay "
              "within the budget", thinned=st.thinned, dropped=st.dropped, budget=st.budget,
              lane=seg.lane)  # fmt: skip

@@ -55,7 +55,7 @@ class Store:
     flush_bytes: pending bytes written (unsynced) to the tail before commit.
     max_pending: while the medium fails, records buffered in RAM beyond this are dropped.
     readonly: inspect a stopped agent's directory without repairing or writing anything.
-    log: an agent.core.log.Log (conditions are logged once per change, see Log.state).
+    log: an agent.core.log.Log (conditions go through Log.repeating: a line, then summaries).
     wall: the wall clock for the time of the counter records (site time under a drill).
     Attributes without a leading underscore are shared with the store's parts.
     """
