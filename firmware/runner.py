@@ -166,6 +166,7 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
         uplink.attach(facade)
         loop.listeners.append(uplink.notify)
         loop.alarm_listeners.append(uplink.alarms_changed)
+        loop.cycle_listeners.append(uplink.state_changed)
         tasks.append(asyncio.create_task(uplink.run()))
         led.extra = lambda: uplink.state()["connected"]
     if cfg.console.get("enabled"):

@@ -9,6 +9,7 @@ the transport differs: agent/board/mqtt.py on asyncio streams instead of paho's 
     up = BoardUplink(cfg.uplink, site_id, queue, log, tls=make_context)   # tls(broker) ->
     up.attach(facade)                                                     # (ctx, server name)
     loop.listeners.append(up.notify); loop.alarm_listeners.append(up.alarms_changed)
+    loop.cycle_listeners.append(up.state_changed)
     task = asyncio.create_task(up.run())
 
 Invariants (the host's, kept here line for line):
@@ -150,6 +151,11 @@ class BoardUplink:
 
     def alarms_changed(self):
         self.out.alarms_changed()
+        self._set_wake()
+
+    def state_changed(self):
+        """The loop's first complete poll cycle: the retained state is published again."""
+        self.out.state_changed()
         self._set_wake()
 
     def drain(self):

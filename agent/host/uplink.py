@@ -92,6 +92,7 @@ class MqttUplink:
         self.ack_timeout = float(uplink_cfg.get("ack_timeout", 8))
         self.unreachable = False  # the last failure: no broker answered TCP (else it refused)
         self.probes = 0
+        self.probe_failures = {}
         self.budgets = []
         for b in self.brokers:
             limit = b.get("budget_bytes", 0)
@@ -385,33 +386,46 @@ class MqttUplink:
             await asyncio.sleep(min(wait, 1.0))
 
     async def _probe(self, b):
-        """One cheap look at broker b: does anything accept TCP there? (No TLS, no MQTT.)"""
+        """One cheap look at broker b: does anything accept TCP there? (No TLS, no MQTT.)
+        Returns None when something does, else why not in words (DNS, refused, no answer, a
+        TLS file missing: no attempt could succeed until a technician fixes it)."""
         self.probes += 1
+        if not b.get("insecure"):
+            for key, what in (("ca_file", "CA file"), ("cert_file", "client certificate"),
+                              ("key_file", "client key")):  # fmt: skip
+                path = b.get(key)
+                if path and not os.path.isfile(path):
+                    return "TLS setup failed: %s %s not found (uplink.brokers %s)" % (
+                        what, path, key)
         try:
             async with asyncio.timeout(self.watch.every):
                 _r, w = await asyncio.open_connection(b["host"], b["port"])
-        except (OSError, TimeoutError):
-            return False
+        except (OSError, TimeoutError) as e:
+            return mqtt_client.connect_reason(b, e, self.watch.every)
         w.close()
         try:
             await w.wait_closed()
         except OSError:
             pass
-        return True
+        return None
 
     async def _probe_round(self):
         """Probe every broker at once; the index of the first to answer (among those answering
         together, the most preferred), or None when none does within the probe timeout. A dead
         preferred link costs no wait: a backup that answers first is taken, and the preferred
-        broker is probed again from there (_probe_due)."""
+        broker is probed again from there (_probe_due). Why each broker did not answer is in
+        self.probe_failures (index -> reason)."""
         tasks = [asyncio.ensure_future(self._probe(b)) for b in self.brokers]
+        self.probe_failures = {}
         try:
             pending = set(tasks)
             while pending:
                 _done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for idx, t in enumerate(tasks):
-                    if t.done() and not t.cancelled() and t.exception() is None and t.result():
-                        return idx
+                    if t.done() and not t.cancelled() and t.exception() is None:
+                        if t.result() is None:
+                            return idx
+                        self.probe_failures[idx] = t.result()
             return None
         finally:
             for t in tasks:
@@ -427,9 +441,15 @@ class MqttUplink:
             if idx is not None:
                 return idx
             delay = self.watch.probe_delay()
-            # One line, then a count now and then (Log.repeating): a round every few seconds.
-            self.log.repeating("uplink.probe", INFO, "uplink", "next attempt",
-                               probe="every broker", delay_s=round(delay, 2))  # fmt: skip
+            # One line per broker and reason, then a count now and then (Log.repeating): a
+            # round every few seconds. The reason is in the key: a change (DNS fixed, now
+            # refused) is a new line.
+            for i, why in sorted(self.probe_failures.items()):
+                self.last_error = why
+                self.log.repeating(("uplink", "connect", i, why), WARNING, "uplink",
+                                   "connection attempt failed", broker=self._where(
+                                       self.brokers[i]), reason=why,
+                                   next_attempt_s=round(delay, 2))  # fmt: skip
             end = time.monotonic() + delay
             while time.monotonic() < end:
                 if self._drain_requested:  # a technician's drain: probe again now

@@ -49,7 +49,7 @@ def test_a_missing_ca_file_is_named_by_the_probe_and_the_live_uplink(tmp_path):
     async def main():
         agent = Agent(uplink_cfg([b]), devices=1)
         await agent.start()
-        await until(lambda: agent.uplink.backoff.failures >= 3, 20, "failed attempts", agent)
+        await until(lambda: agent.uplink.probes >= 3, 30, "failed attempts", agent)
         await agent.stop()
         return agent
 
@@ -68,7 +68,7 @@ def test_a_dns_failure_names_the_broker_and_the_next_attempt():
     async def main():
         agent = Agent(uplink_cfg([b]), devices=1)
         await agent.start()
-        await until(lambda: agent.uplink.backoff.failures >= 2, 30, "failed attempts", agent)
+        await until(lambda: agent.uplink.probes >= 2, 30, "failed attempts", agent)
         await agent.stop()
         return agent
 

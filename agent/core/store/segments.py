@@ -280,16 +280,18 @@ class SegmentFiles:
         elif f is None:
             f = self.fs.open(seg.path, "ab")
             self.tail[lane] = f
-        buf = b"".join([fr for _, fr in pend])
-        f.write(buf)
+        n = 0
+        for _, fr in pend:  # frame by frame: no buffer the size of a whole commit (board heap)
+            f.write(fr)
+            n += len(fr)
         if seg.first < 0:
             seg.first = pend[0][0]
         seg.last = pend[-1][0]
         seg.count += len(pend)
-        seg.size += len(buf)
-        self.bytes += len(buf)
-        self.m.io["bytes"] += len(buf)
-        return len(buf)
+        seg.size += n
+        self.bytes += n
+        self.m.io["bytes"] += n
+        return n
 
     def open_tail(self, lane):
         """The lane's last segment if it is still written to, else None."""
