@@ -16,6 +16,7 @@ from pathlib import Path
 
 from littlefs.context import UserContext
 
+from agent.core.errors import QueueError
 from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE
 from agent.core.store.store import Store
 
@@ -181,3 +182,79 @@ def test_littlefs_with_a_tiny_block_count_keeps_within_it_and_opens_when_full():
     assert [r["seq"] for r in st2.records(LANE_ROUTINE)][-1] == st2.confirmed_seq
     assert [r["n"] for r in st2.records(LANE_ALARM)] == [0]
     st2.close()
+
+
+def test_space_others_free_is_taken_up_again_by_a_store_that_writes_nothing():
+    # The field drill: the agent restarts on a medium others filled; its own backlog was
+    # delivered, so it has nothing to drop and its budget is 0: every routine reading is
+    # dropped, nothing is written, no segment is ever sealed. When the other file goes, the
+    # store must notice within REFIT_S and store readings again (not wait for a restart).
+    blocks = 64
+    ctx = UserContext(buffsize=blocks * BLOCK)
+    lfs = new_lfs(ctx, blocks)
+    fs = LfsFs(lfs)
+    fs.mkdir("/q")  # the agent ran here before
+    others = []
+    try:
+        while True:  # one block per file: each write that fits stays
+            with lfs.open("/other%d" % len(others), "wb") as f:
+                f.write(b"x" * BLOCK)
+            others.append("/other%d" % len(others))
+    except Exception:  # littlefs-python's LFS_ERR_NOSPC
+        pass
+    now = [0.0]
+    st = Store("/q", 1 << 20, fs=fs, thin_window=60, mono=lambda: now[0])
+    assert st.budget == 0
+    for i in range(20):
+        st.append(LANE_ROUTINE, _reading(i))
+    st.commit()
+    assert st.stats()["dropped"] == 20 and st.stats()["depth"]["routine"] == 0
+    for name in others:
+        lfs.remove(name)
+    now[0] += 31  # REFIT_S later: a commit looks at the medium again
+    st.commit()
+    assert 0 < st.budget < blocks * BLOCK
+    for i in range(20, 40):
+        st.append(LANE_ROUTINE, _reading(i))
+    st.commit()
+    values = [r["value"] for r in st.records(LANE_ROUTINE) if r["device"] == "dc"]
+    assert values[-1] == _reading(39)["value"]
+    assert st.stats()["depth"]["routine"] >= 20
+    st.close()
+
+
+def test_a_store_opens_on_a_medium_too_full_for_its_folder_and_stores_once_there_is_room():
+    # The first start on a medium others filled: there is no room even for the store's
+    # folder. The store opens empty and faulted (the agent runs, alarms go upstream from RAM)
+    # and writes everything once room appears.
+    blocks = 64
+    ctx = UserContext(buffsize=blocks * BLOCK)
+    lfs = new_lfs(ctx, blocks)
+    fs = LfsFs(lfs)
+    others = []
+    try:
+        while True:
+            with lfs.open("/other%d" % len(others), "wb") as f:
+                f.write(b"x" * BLOCK)
+            others.append("/other%d" % len(others))
+    except Exception:  # littlefs-python's LFS_ERR_NOSPC
+        pass
+    now = [0.0]
+    st = Store("/q", 1 << 20, fs=fs, thin_window=60, mono=lambda: now[0])
+    assert st.fault is not None
+    st.append(LANE_ALARM, _alarm(0))
+    st.append(LANE_ROUTINE, _reading(0))
+    for _ in range(2):
+        try:
+            st.commit()
+        except QueueError as e:
+            assert "no space left" in str(e)
+    assert len(st.pending[LANE_ALARM]) == 1  # in RAM, not lost (routine: dropped, budget 0)
+    for name in others[: len(others) // 2]:
+        lfs.remove(name)
+    now[0] += 31
+    assert st.commit() == st.next_seq - 1
+    st.close()
+    st = Store("/q", 1 << 20, fs=fs, thin_window=60)
+    assert [r["n"] for r in st.records(LANE_ALARM)] == [0]
+    st.close()

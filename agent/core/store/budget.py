@@ -42,6 +42,7 @@ def fit(st):
     """Set st.budget to the smaller of st.configured and what the medium can hold, and the
     segment size to match. True if the budget changed."""
     eff = st.configured
+    st.fit_at = st.mono()
     sp = st.medium.space()
     if sp is not None:
         free, block = sp[1], sp[2]

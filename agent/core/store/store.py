@@ -43,6 +43,8 @@ from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE, LANES
 from agent.core.store.readout import LANE_CURRENT, ReadOut  # noqa: F401 (LANE_CURRENT re-exported)
 from agent.core.store.segments import PREFIX, SegmentFiles
 
+REFIT_S = 30  # while the medium holds less than the configured budget: look again this often
+
 
 class Store:
     """Durable queue in directory `path`, never larger than `budget_bytes`.
@@ -68,6 +70,8 @@ class Store:
         self.wall = wall  # the time on the counter records it makes (the site's wall clock)
         self.configured = budget_bytes
         self.budget = budget_bytes  # effective: fit() lowers it to what the medium holds
+        self.mono = mono
+        self.fit_at = mono()  # last fit(); while the medium limits the budget, one per REFIT_S
         self.fs = fs if fs is not None else OsFs()
         self.medium = Medium(self.fs, self.path, sync, sync_dir)
         self.io = self.medium.io  # bytes written, syncs, bytes appended: for the benchmark
@@ -125,8 +129,16 @@ class Store:
     def _load(self):
         """Build the state from the files. Reads only: a full medium can be opened."""
         if not self.readonly:
-            self.fs.mkdir(self.path)
-        names = self.fs.listdir(self.path)
+            try:
+                self.fs.mkdir(self.path)
+            except OSError as e:
+                self.fault = e  # no room even for the folder: open empty, commit() retries
+        try:
+            names = self.fs.listdir(self.path)
+        except OSError:
+            if self.fault is None:
+                raise
+            names = []
         D = self.out.D
         floor = 0
         m = self.meta.load()
@@ -162,6 +174,7 @@ class Store:
     def _recover(self):
         """Bring RAM in line with the files after a failed write, then lease and write the
         cursor (raises OSError while the medium still fails; nothing in RAM is lost then)."""
+        self.fs.mkdir(self.path)  # a store opened on a medium too full for its folder
         for lane in LANES:
             last = self.files.recover_tail(lane)
             pend = self.pending[lane]
@@ -319,6 +332,13 @@ class Store:
                 if attempt == 2 or not self._refit():
                     break
         self._housekeep()  # even when the commit failed: removing delivered files frees space
+        if self.budget < self.configured and self.mono() - self.fit_at >= REFIT_S:
+            # Others may have freed the medium. A store that writes nothing (every record
+            # dropped at a budget of 0) never seals, so the seal's fit() would never see it.
+            try:
+                fit(self)
+            except OSError as e:
+                self.set_fault(e)
         relieved(self)
         return err
 
