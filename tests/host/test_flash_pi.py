@@ -319,7 +319,8 @@ def test_installed_agent_runs_from_the_root_under_its_unit(root, bundle, site, t
         assert first["site"] == "demo-bts-01" and first["lane"] in ("alarm", "routine")
         assert int(re.search(r"wrote (\d+) records", done).group(1)) > 0
         con.say("export /opt/backlog.jsonl")
-        assert "Read-only file system" in con.expect("]>")
+        text = con.expect("]>")  # the unit's ProtectSystem: /opt is read-only to the agent
+        assert "cannot write /opt/backlog.jsonl" in text and "read-only" in text, text
         con.s.close()
     finally:
         site.broker.restart()
