@@ -31,14 +31,14 @@ import time
 
 from drivers.proto import ber
 from hil.emulators.power import Battery, ModelTime, SitePower
-from hil.emulators.snmp_agent import SnmpAgent
+from hil.emulators.snmp_agent import SnmpAgent, SnmpDevice
 
 E = "1.3.6.1.4.1.12148.9."
 SYS_OBJECT_ID = "1.3.6.1.4.1.12148.9"
 ALARM_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 18)
 
 
-class EltekPlant:
+class EltekPlant(SnmpDevice):
     def __init__(
         self,
         capacity_ah=210.0,
@@ -76,28 +76,7 @@ class EltekPlant:
         self._lock = threading.RLock()
         self.agent = SnmpAgent(self.table, community=community, slow_s=slow_s)
 
-    # --- lifecycle and API ----------------------------------------------------------------
-    @property
-    def port(self):
-        return self.agent.port
-
-    def start(self):
-        return self.agent.start()
-
-    def stop(self):
-        self.agent.stop()
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    def set_fault(self, name):
-        self.agent.set_fault(name)
-
+    # --- the model (start, stop, port, faults: SnmpDevice) ----------------------------------
     # The model's state, as attributes (the shared model in hil/emulators/power.py holds it).
     capacity_ah = property(lambda self: self.power.battery.capacity_ah)
     soc = property(lambda self: self.power.battery.soc)  # percent

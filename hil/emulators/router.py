@@ -11,37 +11,16 @@ Served per interface i: ifDescr (.2.2.1.2.i), ifOperStatus (.2.2.1.8.i: 1 up, 2 
 """
 
 from drivers.proto import ber
-from hil.emulators.snmp_agent import SnmpAgent
+from hil.emulators.snmp_agent import SnmpAgent, SnmpDevice
 
 IF_UP, IF_DOWN = 1, 2
 
 
-class Router:
+class Router(SnmpDevice):
     def __init__(self, interfaces=((1, "wan0"), (2, "sat0")), community="public"):
         self.interfaces = list(interfaces)
         self.oper = {name: IF_UP for _i, name in self.interfaces}
         self.agent = SnmpAgent(self.table, community=community)
-
-    @property
-    def port(self):
-        return self.agent.port
-
-    def start(self):
-        return self.agent.start()
-
-    def stop(self):
-        self.agent.stop()
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    def set_fault(self, name):
-        self.agent.set_fault(name)
 
     def set_oper(self, name, up):
         self.oper[name] = IF_UP if up else IF_DOWN

@@ -207,3 +207,31 @@ class SnmpAgent:
             if all(vb[1] == ber.END_OF_MIB_VIEW_TAG for vb in row):
                 break
         return out
+
+
+class SnmpDevice:
+    """What every emulated SNMP device shares: its SnmpAgent in self.agent (the subclass makes
+    it with its own table), the port it answers on, start/stop, a context manager, faults."""
+
+    agent = None
+
+    @property
+    def port(self):
+        return self.agent.port
+
+    def start(self):
+        return self.agent.start()
+
+    def stop(self):
+        self.agent.stop()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def set_fault(self, name):
+        self.agent.set_fault(name)
