@@ -10,29 +10,12 @@ from agent.core.log import Log
 from agent.core.poll.loop import Loop
 from agent.core.store.queue import LANE_ALARM, MemoryQueue
 from agent.host.uplink import MqttUplink
-from drivers.base import Driver
+
+from counting import Counting  # noqa: F401 (tests import it from here too)
 
 SITE = "bts-test-01"
 PREFIX = "site-agent/v1"
 PASSWORD = "pw-Zq8!secret-7731"
-
-
-class Counting(Driver):
-    INFO = {"name": "counting", "version": "1", "maturity": "experimental", "transport": "none"}
-
-    def __init__(self, device):
-        Driver.__init__(self, device)
-        self.calls = 0
-
-    async def open(self):
-        pass
-
-    async def close(self):
-        pass
-
-    async def read(self):
-        self.calls += 1
-        return [("battery.charge", 50.0 + self.calls % 50, "%"), ("battery.voltage", 53.2, "V")]
 
 
 def broker_cfg(broker, name="primary", **kw):

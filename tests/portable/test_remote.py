@@ -9,29 +9,15 @@ from agent.core.log import Log
 from agent.core.poll.loop import Loop
 from agent.core.store.queue import MemoryQueue
 from agent.core.uplink.commands import MAX_BYTES, Remote
-from drivers.base import Driver
 
+from counting import Counting as _Counting
 from support import raises, run
 
 SECRET = "hunter2-do-not-leak"
 
 
-class Counting(Driver):
-    INFO = {"name": "counting", "version": "1", "maturity": "experimental", "transport": "none"}
-
-    def __init__(self, device):
-        Driver.__init__(self, device)
-        self.calls = 0
-
-    async def open(self):
-        pass
-
-    async def close(self):
-        pass
-
-    async def read(self):
-        self.calls += 1
-        return [("battery.charge", 90.0 + self.calls, "%")]
+def Counting(device):
+    return _Counting(device, lambda calls: [("battery.charge", 90.0 + calls, "%")])
 
 
 class Clock:
