@@ -17,10 +17,17 @@ by a file). Only the silicon is simulated (hil/board_vm/machine.py, network.py):
   the timeout kills the VM (SIGKILL) and powers it on again with reset cause "watchdog";
 - machine.reset() kills and restarts it with reset cause "hard" (the ESP32's after a reset);
 - a power cut is SIGKILL at any moment; `cut_after=N` cuts at the Nth write to the flash,
-  tearing that write; either way the next start() is a power-on;
+  tearing that write, and `cut_at_next_write()` at the next write of the running VM; either way
+  the next start() is a power-on (at once, or when start() is called with `hold_after_cut`);
 - a link cut is a file (`link_down()` / `link_up()`) the stand-in network module looks at.
 Every start and its reason is in `sim.boots`: [(reset cause, reason)]. The VM never outlives
 this object (PR_SET_PDEATHSIG and stop()).
+
+In a HIL drill (hil/drill/board.py) the VM runs in the site's network namespace (`netns`: the
+supervisor's socket is made there too, so the stand-in machine module reaches it on the
+namespace's loopback), with extra environment (`env`: the drill's SITE_AGENT_TIME_SCALE), and
+every line goes to `on_line(line)` as it comes (the drill's agent.log). `copy_out(dir)` copies
+the board's /data off its littlefs onto the host (the store, for the drill's backlog export).
 
 The VM's heap (`heap`, 2 MB) is larger than an ESP32's: the unix port is 64-bit, keeps the ROMFS
 image in its heap (a board maps the flash) and mbedTLS's buffers too (an ESP32 gives them its
@@ -42,6 +49,7 @@ import threading
 import time
 import tty
 
+from hil import netns as netns_mod
 from hil.proc import die_with_parent
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -63,7 +71,8 @@ def micropython_exe():
 
 class SimBoard:
     def __init__(self, image_dir, work_dir, uarts=None, romfs=True, console=None,
-                 board_overrides=None, heap="2M", wifi_aps=None, fs_kb=None, pins=None):
+                 board_overrides=None, heap="2M", wifi_aps=None, fs_kb=None, pins=None,
+                 netns=None, env=None, on_line=None, hold_after_cut=False):  # fmt: skip
         self.image = os.path.abspath(image_dir)
         self.dir = os.path.abspath(work_dir)
         os.makedirs(self.dir, exist_ok=True)
@@ -82,6 +91,12 @@ class SimBoard:
         self.flash_path = os.path.join(self.dir, "flash.bin")
         self.hang_file = os.path.join(self.dir, "hang")
         self.link_file = os.path.join(self.dir, "link_down")
+        self.cut_file = os.path.join(self.dir, "cut_next_write")
+        self.netns = netns
+        self.env = dict(env or {})
+        self.on_line = on_line
+        self.hold_after_cut = hold_after_cut  # a flash cut leaves the board off until start()
+        self._reader = None
         self.lines = []  # every line the board printed, across boots
         self.boots = []  # [(reset cause, why)]
         self.proc = None
@@ -93,7 +108,7 @@ class SimBoard:
             tty.setraw(self._console_slave)
             self.console_fd = self._console_master
             self.uarts[console] = os.ttyname(self._console_slave)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock = netns_mod.call_in(netns, socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(("127.0.0.1", 0))
         self._sock.settimeout(0.1)
         self.port = self._sock.getsockname()[1]
@@ -113,6 +128,7 @@ class SimBoard:
             "vm_dir": VM_DIR, "flash": self.flash_path, "block_size": BLOCK,
             "blocks": self.fs_kb * 1024 // BLOCK, "supervisor_port": self.port,
             "uarts": self.uarts, "hang_file": self.hang_file, "link_down_file": self.link_file,
+            "cut_file": self.cut_file,
             "wifi_aps": self.wifi_aps if self.wifi_aps is not None else self._default_aps(),
             "pins": {str(k): v for k, v in self.pins.items()},
         }  # fmt: skip
@@ -157,6 +173,18 @@ class SimBoard:
                                % (r.stdout, r.stderr))  # fmt: skip
         return r.stdout
 
+    def copy_out(self, dest, path="/data"):
+        """Copy `path` (a directory) from the board's littlefs to `dest` on the host, as a
+        technician would read the flash of a board with its power off."""
+        os.makedirs(dest, exist_ok=True)
+        cfg = self._config(copy_out=[path, os.path.abspath(dest)])
+        r = subprocess.run([micropython_exe(), os.path.join(VM_DIR, "sim_boot.py")],
+                           env=dict(os.environ, SIM_CONFIG=cfg), capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+        if r.returncode != 0 or "SIM copied" not in r.stdout:
+            raise RuntimeError("reading the simulated board's flash failed:\n%s%s"
+                               % (r.stdout, r.stderr))  # fmt: skip
+
     def remove_files(self, names):
         """Delete files from the board's littlefs (e.g. what a failed flash leaves out)."""
         cfg = self._config(remove=list(names))
@@ -179,18 +207,24 @@ class SimBoard:
         self._wdt = None
         self._expect_exit = None
         self.boots.append((cause, why))
-        self.lines.append("SIM power on: reset cause %s (%s)" % (cause, why))
+        self._line("SIM power on: reset cause %s (%s)" % (cause, why))
+        argv = [micropython_exe(), "-X", "heapsize=" + self.heap,
+                os.path.join(VM_DIR, "sim_boot.py")]  # fmt: skip
         self.proc = subprocess.Popen(
-            [micropython_exe(), "-X", "heapsize=" + self.heap,
-             os.path.join(VM_DIR, "sim_boot.py")],
-            env=dict(os.environ, SIM_CONFIG=cfg), stdin=subprocess.DEVNULL,
+            netns_mod.exec_argv(self.netns, argv),
+            env=dict(os.environ, SIM_CONFIG=cfg, **self.env), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-        threading.Thread(target=self._read_out, args=(self.proc,), daemon=True).start()
+        self._reader = threading.Thread(target=self._read_out, args=(self.proc,), daemon=True)
+        self._reader.start()
+
+    def _line(self, line):
+        self.lines.append(line)
+        if self.on_line is not None:
+            self.on_line(line)
 
     def _read_out(self, proc):
         for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.lines.append(line)
+            self._line(raw.decode("utf-8", "replace").rstrip("\n"))
 
     def _kill(self, reason):
         p = self.proc
@@ -198,18 +232,35 @@ class SimBoard:
             self._expect_exit = reason
             p.send_signal(signal.SIGKILL)
             p.wait(10)
+        if self._reader is not None:
+            # What the VM printed before it died belongs to this boot: read it all before a
+            # next power-on's lines (the pipe ends with the process).
+            self._reader.join(5)
         self._wdt = None
+        if os.path.exists(self.cut_file):
+            os.remove(self.cut_file)
 
     def power_cut(self, restart=False):
         """Cut the power now (SIGKILL); with restart, power on again at once."""
         with self._lock:
             self._kill("power")
-            self.lines.append("SIM power cut")
+            self._line("SIM power cut")
             if restart:
                 self._start("power_on", "power restored after a cut")
 
+    def cut_at_next_write(self):
+        """Cut the power during the running VM's next write to the flash, tearing it (as
+        cut_after does at a start). The supervisor then powers it on again, or, with
+        hold_after_cut, leaves it off."""
+        open(self.cut_file, "w").close()
+
     def running(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def powered(self):
+        """Running, or being reset by the supervisor (which holds the lock while it does)."""
+        with self._lock:
+            return self.running()
 
     def link_down(self):
         open(self.link_file, "w").close()
@@ -251,13 +302,16 @@ class SimBoard:
                         self._restart("hard", "machine.reset()")
                         continue
                     elif msg.startswith("cut"):
-                        self.lines.append("SIM power cut at flash write %s" % msg.split()[1])
-                        self._restart("power_on", "power cut during a flash write", "power")
+                        self._line("SIM power cut at flash write %s" % msg.split()[1])
+                        if self.hold_after_cut:
+                            self._kill("power")
+                        else:
+                            self._restart("power_on", "power cut during a flash write", "power")
                         continue
                 w = self._wdt
                 if w is not None and now - w[1] > w[0] and self.running():
-                    self.lines.append("SIM watchdog: no feed for %.1fs (timeout %.1fs)"
-                                      % (now - w[1], w[0]))  # fmt: skip
+                    self._line("SIM watchdog: no feed for %.1fs (timeout %.1fs)"
+                               % (now - w[1], w[0]))  # fmt: skip
                     self._restart("watchdog", "watchdog expired")
 
     def _restart(self, cause, why, kind=None):

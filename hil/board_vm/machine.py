@@ -15,7 +15,8 @@
 #   "held" or not), else its pull's idle level.
 # - RTC: keeps what it is set to (the host clock is not changed).
 # - FlashBlockDevice: the board's flash partition as a file, for vfs.VfsLfs2; it can cut the
-#   power at its Nth write, tearing that write (first half of the bytes only).
+#   power at its Nth write, or at the first write after the sim's cut file appears (a HIL
+#   drill's power cut at the flash level), tearing that write (first half of the bytes only).
 import json
 import os
 import socket
@@ -211,6 +212,14 @@ def _read(path):
         return ""
 
 
+def _exists(path):
+    try:
+        os.stat(HOST + path)
+        return True
+    except OSError:
+        return False
+
+
 class FlashBlockDevice:
     """The flash partition in a host file: block_size-byte erase blocks, littlefs on top."""
 
@@ -219,6 +228,7 @@ class FlashBlockDevice:
         self.n = blocks
         self.writes = 0
         self.cut_after = cut_after  # cut the power during this write (1-based), or None
+        self.cut_file = CFG.get("cut_file")  # while this host file exists: cut at the next write
         self.f = open(path, "r+b")
 
     def readblocks(self, n, buf, off=0):
@@ -227,6 +237,8 @@ class FlashBlockDevice:
 
     def _write(self, pos, data):
         self.writes += 1
+        if self.cut_file and self.cut_after is None and _exists(self.cut_file):
+            self.cut_after = self.writes
         if self.cut_after is not None and self.writes >= self.cut_after:
             self.f.seek(pos)
             self.f.write(data[: len(data) // 2])  # the write tears: half the bytes landed

@@ -7,6 +7,7 @@
 #   3. mount the ROMFS partition at /rom when the sim has one, and set sys.path as the firmware
 #      does ("", ".frozen", "/rom", "/rom/lib", "/lib");
 #   4. provision mode: copy an image's files/ onto the flash and stop (what a flasher does);
+#      copy-out mode: copy a directory of the flash to the host and stop (a drill's export);
 #      otherwise run /boot.py, then /main.py, in one namespace, as the firmware does.
 import json
 import os
@@ -66,6 +67,16 @@ def _copy(src, dst):
                     fo.write(chunk)
 
 
+if CFG.get("copy_out") is not None:  # read mode: copy a directory of the flash to the host
+    _src, _dst = CFG["copy_out"]
+    try:
+        os.stat(_src)
+    except OSError:
+        print("SIM copied nothing: no", _src)
+        sys.exit(0)
+    _copy(_src, "/host" + _dst)
+    print("SIM copied", _src)
+    sys.exit(0)
 if CFG.get("remove") is not None:  # edit mode: delete files from the flash, keep the rest
     for name in CFG["remove"]:
         os.remove("/" + name)
