@@ -55,9 +55,11 @@ def load_costs(path=COSTS):
 
 
 # Modules the image carries but the running agent does not hold: boot-only (released after
-# the config is validated), safe mode's, and the console's when the console is off.
+# the config is validated), safe mode's, the console's when the console is off, and the HIL
+# drill's site time (imported only where there is an environment asking for it: the VM).
 NOT_RUNNING = ("agent.core.config.validate", "agent.core.config.tables",
-               "agent.core.config.checker", "firmware.safe", "firmware.main")  # fmt: skip
+               "agent.core.config.checker", "firmware.safe", "firmware.main",
+               "agent.core.simtime")  # fmt: skip
 CONSOLE_ONLY = ("agent.core.console.session", "agent.core.console.views",
                 "agent.core.console.fmt", "agent.core.console.line", "agent.core.console.output",
                 "agent.core.console.auth", "agent.core.console.facade",

@@ -9,6 +9,13 @@ drivers (UART pins from the board table, UDP for snmp-lite), the agent's own hea
 "agent", the MQTT uplink on asyncio streams, the console on a UART, the network supervisor, the
 status LED and the hardware watchdog. Runs until the board loses power; a console `reboot`
 resets the board.
+
+Site time: a board has no environment, so it runs on its own clocks. The simulated board in a
+HIL drill (hil/drill/board.py) has one: with SITE_AGENT_TIME_SCALE set there, the parts that run
+on site time on the Pi (agent/core/simtime.py, docs/drill.md) run on it here too: the clock's
+monotonic and wall sources, the poll loop's scale, the store's counter records, the uplink's
+budget windows before SNTP, and the SNTP resync interval (an hour of site time); an SNTP server
+answering with site time (the drill's) then makes the clock trusted as on a board.
 """
 
 import asyncio
@@ -39,22 +46,36 @@ UPLINK_STALL_S = 240  # the watchdog resets a board whose uplink made no progres
 STORE_KW = {"read_chunk": 1024, "flush_bytes": 4096, "max_pending": 16384, "seq_lease": 256}
 
 
-def open_store(cfg, log):
+def site_time():
+    """agent.core.simtime when the environment asks for accelerated site time (the simulated
+    board in a HIL drill), else None: a board has no os.getenv, so it never imports it."""
+    try:
+        from os import getenv
+    except ImportError:
+        return None
+    if not getenv("SITE_AGENT_TIME_SCALE"):
+        return None
+    from agent.core import simtime
+
+    return simtime
+
+
+def open_store(cfg, log, wall=wall_time):
     fs = OsFs()
     fs.mkdir(DATA)
     budget = int(cfg.storage["budget_mb"] * 1024 * 1024)
-    return Store(DATA + "/queue", budget, sync=None, fs=fs,
+    return Store(DATA + "/queue", budget, sync=None, fs=fs, wall=wall,
                  log=lambda msg: log.info("queue", msg), **STORE_KW)  # fmt: skip
 
 
-def build_loop(cfg, queue, log, monitor, clock, on_pass):
+def build_loop(cfg, queue, log, monitor, clock, on_pass, scale=1.0):
     import drivers
 
     st = cfg.storage
     loop = Loop(cfg.site["id"], queue, random.random, log, mono=clock.mono, wall=clock.now,
                 commit_interval=st.get("commit_interval", 5.0),
                 commit_records=st.get("commit_records", 500), monitor=monitor, clock=clock,
-                on_pass=on_pass)  # fmt: skip
+                on_pass=on_pass, scale=scale)  # fmt: skip
     for dev in cfg.devices:
         if dev.get("enabled", True):
             loop.add_device(dev, drivers.load(dev["driver"])(dev))
@@ -97,23 +118,28 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
 
     for w in cfg.warnings:
         log.warning("config", w)
+    sim = site_time()
+    mono, wall, scale = monotonic, wall_time, 1.0  # the site's clocks: the board's own
+    if sim is not None:
+        mono, wall, scale = sim.mono, sim.wall, sim.SCALE
+        log.warning("agent", sim.describe())
     board_uart.configure(board["uarts"])
     batch = board.get("batch_max", BATCH_MAX)
     tasks = []
     net = Network(board["network"], getattr(cfg, "network", None) or {}, log, network_mod,
                   pin=machine.Pin)  # fmt: skip
     tasks.append(asyncio.create_task(net.run()))
-    queue = open_store(cfg, log)
+    queue = open_store(cfg, log, wall)
     log.info("queue", "opened", next_seq=queue.stats()["next_seq"],
              confirmed_seq=queue.confirmed_seq)  # fmt: skip
-    clock = Clock(boot_id(), mono=monotonic, wall=wall_time,
-                  state=ClockFile(DATA + "/clock.json"), log=log)  # fmt: skip
+    clock = Clock(boot_id(), mono=mono, wall=wall, state=ClockFile(DATA + "/clock.json"),
+                  log=log)  # fmt: skip
     monitor = SiteMonitor(cfg.site["id"], cfg.site["kind"], clock, cfg.alarms,
                           backhaul=cfg.site.get("backhaul"),
                           banks={d["id"]: d["battery"] for d in cfg.devices if d.get("battery")},
                           active_file=JsonFile(DATA + "/alarms.json"), log=log)  # fmt: skip
     dog = Watchdog(machine.WDT, board.get("wdt_s", 60), log)
-    loop = build_loop(cfg, queue, log, monitor, clock, dog.kick)
+    loop = build_loop(cfg, queue, log, monitor, clock, dog.kick, scale)
     dog.poke = loop.wake  # a pass on demand: the loop may sleep a whole commit interval
     for dev in cfg.devices:
         if dev.get("driver") == "snmp-lite":
@@ -128,7 +154,7 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
         ucfg = dict(cfg.uplink)
         ucfg["batch_max"] = min(ucfg.get("batch_max", 100), batch)
         uplink = BoardUplink(ucfg, cfg.site["id"], queue, log, tls=make_context,
-                             mono=monotonic, wall=lambda: clock.now() or wall_time(),
+                             mono=monotonic, wall=lambda: clock.now() or wall(),
                              link_up=net.up)  # fmt: skip
         dog.watch("uplink", uplink.progress_age, UPLINK_STALL_S)
     budget = int(cfg.storage["budget_mb"] * 1024 * 1024)
@@ -158,7 +184,10 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
     if ntp:
         from agent.board.sntp import TimeKeeper
 
+        # The exchange is timed on machine time (a round trip takes real milliseconds); the
+        # resync interval is an hour of the site's time.
         keeper = TimeKeeper(clock, ntp, open_udp, log, monotonic, wall_time,
+                            every_s=3600.0 / scale,
                             set_rtc=lambda t: _set_rtc(machine, t), link_up=net.up)  # fmt: skip
         tasks.append(asyncio.create_task(keeper.run()))
     tasks.append(asyncio.create_task(loop.run()))
