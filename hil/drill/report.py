@@ -112,6 +112,10 @@ class Run:
         return any(a <= t <= b + max(step, 0) + margin for a, b, step in self._jumps)
 
     def _clock_jumps(self):
+        """[(t from, t to, step)] while the agent's clock carried a drill's step. The Pi's system
+        clock follows the drill's step file at once; the board takes its time from SNTP, so it
+        carries a step from its next sync after the drill's server stepped until its first sync
+        after the server came back (its log's `clock: step` line) or its next boot."""
         out, start, step = [], None, 0.0
         for e in self.events:
             if e["do"] == "clock_jump":
@@ -121,7 +125,43 @@ class Run:
                 start, step = None, 0.0
         if start is not None:
             out.append((start, float("inf"), step))
+        if self.meta.get("agent") == "board":
+            out = [(a, self._board_step_end(b, step), step) for a, b, step in out]
         return out
+
+    def _board_step_end(self, t_back, step):
+        """When the board's clock left a step the drill's server took back at t_back."""
+        if t_back == float("inf"):
+            return t_back
+        boots = [e["t"] for e in self.events if e["do"] == "agent_boot" and e["t"] >= t_back]
+        end = min(boots) if boots else float("inf")
+        for rt, by in _log_steps(self.log_path):
+            t = self.t_of_rt(rt)
+            if t >= t_back and abs(by + step) <= max(5.0, 0.01 * abs(step)):
+                return min(end, t)
+        return end
+
+
+def _log_steps(log_path):
+    """[(real time, seconds)] of the agent's `clock: step by_s=` lines. The log's times are whole
+    seconds: each is taken as the end of its second (the latest the step can have been)."""
+    import calendar
+    import time
+
+    out = []
+    if not os.path.exists(log_path) and not os.path.exists(log_path + ".gz"):
+        return out
+    with _open(log_path) as f:
+        for line in f:
+            if " clock: step " not in line or "by_s=" not in line:
+                continue
+            try:
+                when = calendar.timegm(time.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%SZ"))
+                by = float(line.split("by_s=", 1)[1].split()[0])
+            except (ValueError, IndexError):
+                continue
+            out.append((when + 1.0, by))
+    return out
 
 
 def _signed(text):
