@@ -2,16 +2,16 @@
 
     agent = make_agent("pi", config_path, env, argv_in_site_ns, log_path)
     agent.start()          # boots (a marker line goes into the log first)
-    agent.cut("kill")      # power lost: SIGKILL, nothing flushed
+    agent.cut("kill")      # power lost: SIGKILL, nothing flushed; returns a note or None
     agent.stop()           # SIGTERM: final commit, goodbye to the broker
 
 Kinds:
 - "pi": `site-agent run` under CPython, the Raspberry Pi's agent.
-- "board": the firmware on the MicroPython unix port, through the simulated board runner of the
-  board issue (hil/board_sim.py). Until that runner is on this branch, asking for it is an
-  AgentUnavailable naming what is missing; the rig format already has the kind.
-Both write their log to log_path; the report reads the store's "started confirmed_seq=" and
-"stored confirmed_seq=" lines from it (what the agent confirmed as stored, per boot).
+- "board": the firmware image on the MicroPython unix port, through the simulated board
+  (hil/drill/board.py over hil/board_sim.py): `make_agent("board", ..., board={...})`.
+Both write their log to log_path, a "### drill: boot" line before each boot's; the report reads
+the uplink's "started confirmed_seq=" and "stored confirmed_seq=" lines from it (what the agent
+confirmed as stored, per boot).
 """
 
 import os
@@ -64,12 +64,16 @@ class PiAgent:
         return self.proc.pid
 
     def cut(self, how="kill"):
-        """Power lost now: the process dies without flushing anything."""
-        if how not in self.cuts:
+        """Power lost now: the process dies without flushing anything. A scenario's flash-level
+        cut (the board's) is a kill here, and the note says so."""
+        if how not in self.cuts + ("flash",):
             raise ValueError("the Pi agent's power cut is a kill, not %r" % how)
         if self.running():
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        if how == "flash":
+            return "the Pi's power cut is a kill (a flash-level cut is the board's)"
+        return None
 
     def stop(self, timeout=30.0):
         if not self.running():
@@ -85,16 +89,17 @@ class PiAgent:
         return None if self.proc is None else self.proc.poll()
 
 
-def make_agent(kind, config_path, env, wrap, log_path):
+def make_agent(kind, config_path, env, wrap, log_path, board=None):
+    """board (kind "board"): scale_spec, site_ns, board, uarts, work (hil/drill/board.py)."""
     if kind == "pi":
         return PiAgent(config_path, env, wrap, log_path)
     if kind == "board":
+        from hil.board_sim import micropython_exe
+        from hil.drill.board import BoardAgent, BoardSetupError
+
         try:
-            from hil import board_sim  # noqa: F401  (issue 13's simulated board runner)
-        except ImportError as e:
-            raise AgentUnavailable(
-                "the board agent needs hil/board_sim.py (the simulated board runner of the "
-                "board issue), which is not on this branch yet"
-            ) from e
-        raise AgentUnavailable("hil/board_sim.py is here but the drill does not drive it yet")
+            micropython_exe()
+            return BoardAgent(config_path, log_path=log_path, **board)
+        except (RuntimeError, BoardSetupError) as e:
+            raise AgentUnavailable(str(e)) from None
     raise AgentUnavailable("no agent kind %r (have: pi, board)" % kind)

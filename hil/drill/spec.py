@@ -12,6 +12,7 @@ import tomllib
 
 EMULATORS = ("eltek", "megatec", "router", "voltronic", "epever", "pylontech", "vedirect")
 AGENT_KINDS = ("pi", "board")
+DEFAULT_BOARD = "esp32-s3-devkitc-n8r8"  # the board table the board agent runs (firmware/boards)
 UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 # Scenario actions: name -> (required keys, optional keys, the undo action when `for` is given)
@@ -32,6 +33,7 @@ ACTIONS = {
     "clock_jump": (("by",), (), "clock_back"),
     "clock_back": ((), (), None),
 }
+CUTS = ("kill", "flash")  # power_cut.how
 LINK_KEYS = ("up", "rate_kbit", "delay_ms", "loss_pct", "budget_bytes", "budget_window")
 
 
@@ -135,13 +137,23 @@ def load_rig(path):
         if rig.get("site_kind", "bts") not in ("bts", "wifi"):
             errors.append("%s: rig.site_kind: expected \"bts\" or \"wifi\"" % path)
     agent = data.get("agent", {})
-    _unknown(agent, ("kind", "powered_by", "config"), path + ": agent", errors)
+    _unknown(agent, ("kind", "powered_by", "config", "board"), path + ": agent", errors)
     kinds = agent.get("kind", ["pi"])
     kinds = [kinds] if isinstance(kinds, str) else kinds
     if not isinstance(kinds, list) or not kinds or any(k not in AGENT_KINDS for k in kinds):
         names = " or ".join('"%s"' % k for k in AGENT_KINDS)
         errors.append("%s: agent.kind: expected %s (or a list of them), got %r"
                       % (path, names, agent.get("kind")))  # fmt: skip
+    elif "board" in kinds:
+        from firmware import board_table
+
+        board = agent.get("board", DEFAULT_BOARD)
+        if board not in board_table.names():
+            errors.append("%s: agent.board: no board table %r (have: %s)"
+                          % (path, board, ", ".join(board_table.names())))  # fmt: skip
+    elif "board" in agent:
+        errors.append("%s: agent.board: only for a rig whose agent.kind includes \"board\""
+                      % path)  # fmt: skip
     ids = []
     for i, d in enumerate(data.get("devices", [])):
         where = "%s: devices[%d]" % (path, i)
@@ -188,6 +200,8 @@ def load_rig(path):
         raise SpecError(errors)
     r = Rig(path, data)
     r.agent = dict(agent, kind=kinds)
+    if "board" in kinds:
+        r.agent["board"] = agent.get("board", DEFAULT_BOARD)
     return r
 
 
@@ -272,6 +286,10 @@ def load_scenario(path, rig):
             errors.append("%s.broker: the rig has no broker %r" % (where, ev["broker"]))
         if ev.get("device") is not None and ev["device"] not in devices:
             errors.append("%s.device: the rig has no device %r" % (where, ev["device"]))
+        if do == "power_cut" and ev.get("how", "kill") not in CUTS:
+            errors.append("%s.how: expected %s (the board's cut at a flash write; the Pi's is "
+                          "a kill), got %r" % (where, " or ".join('"%s"' % c for c in CUTS),
+                                               ev.get("how")))  # fmt: skip
         args = {k: ev[k] for k in need + optional if k in ev}
         if do == "clock_jump":
             args["by_s"] = duration(ev.get("by"), where + ".by", errors, signed=True)
