@@ -20,12 +20,15 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from hil.fleet_site import PLACES, PREFIX, SimSite, Typhoon
+from hil.fleet_site import PLACES, SimSite, Typhoon
 
 
-def make_sites(n, typhoon=0, seed=7, bts_share=0.3, start=None, clock_est=0, prefix="sim"):
+def make_sites(n, typhoon=0, seed=7, bts_share=0.3, start=None, clock_est=0, prefix="sim",
+               contract_version=1, fmt=None, integrity=600.0):  # fmt: skip
     """n sites spread over PLACES; the first `typhoon` run a Typhoon scenario; the last
-    `clock_est` have an untrusted clock (their records carry estimated times)."""
+    `clock_est` have an untrusted clock (their records carry estimated times). They speak
+    contract `contract_version` in form `fmt` (default: the example configs' form for the
+    site's kind, JSON for a BTS and compact for a Wi-Fi point)."""
     rnd = random.Random(seed)
     start = time.time() if start is None else start
     sites = []
@@ -36,7 +39,8 @@ def make_sites(n, typhoon=0, seed=7, bts_share=0.3, start=None, clock_est=0, pre
         place = PLACES[i % len(PLACES)] if n <= len(PLACES) else rnd.choice(PLACES)
         site_id = "%s-%s-%05d" % (prefix, kind, i)
         s = SimSite(site_id, kind, place=place, rnd=random.Random(seed * 100003 + i),
-                    start=start, seq0=1000 + i, clock_est=i >= n - clock_est)  # fmt: skip
+                    start=start, seq0=1000 + i, clock_est=i >= n - clock_est, fmt=fmt,
+                    contract_version=contract_version, integrity=integrity)  # fmt: skip
         if i < typhoon:
             s.scenario = Typhoon()
         sites.append(s)
@@ -44,8 +48,10 @@ def make_sites(n, typhoon=0, seed=7, bts_share=0.3, start=None, clock_est=0, pre
 
 
 class FleetSim:
-    def __init__(self, host, port, sites, prefix=PREFIX, own_connections=True, clients=4, qos=1,
+    def __init__(self, host, port, sites, prefix=None, own_connections=True, clients=4, qos=1,
                  tick=0.25):  # fmt: skip
+        """prefix: the topic prefix of every site (default: each site's own, by its contract
+        version)."""
         self.host = host
         self.port = port
         self.sites = list(sites)
@@ -79,7 +85,7 @@ class FleetSim:
         return c
 
     def _topic(self, site, kind):
-        return "%s/%s/%s" % (self.prefix, site.id, kind)
+        return "%s/%s/%s" % (self.prefix or site.prefix, site.id, kind)
 
     def _connect_site(self, site, now):
         self.clients[site.id] = self._client(
@@ -115,8 +121,10 @@ class FleetSim:
             self.bytes += len(payload)
 
     # --- running ----------------------------------------------------------------------------
-    def start(self):
-        now = time.time()
+    def start(self, run=True, now=None):
+        """Connect every site and publish what it sends at connect. run=False: no thread; the
+        caller drives the sites' clock with step() (tests that need exact timing)."""
+        now = time.time() if now is None else now
         if not self.own:
             for i in range(self.nclients):
                 self.clients[i] = self._client("sim-fleet-%d-%d" % (i, int(now) % 100000))
@@ -126,9 +134,21 @@ class FleetSim:
                 self._connect_site(site, now)
             self._send(site, site.connect_messages(now))
             self._was_silent[site.id] = False
-        self._thread = threading.Thread(target=self._run, name="fleet-sim", daemon=True)
-        self._thread.start()
+        if run:
+            self._thread = threading.Thread(target=self._run, name="fleet-sim", daemon=True)
+            self._thread.start()
         return self
+
+    def step(self, now):
+        """Advance every site to time `now` (a clock the caller drives, start(run=False)) and
+        publish what they send; then wait until the broker has every message."""
+        for site in self.sites:
+            self._advance(site, now)
+        self.flush()
+
+    def flush(self, timeout=30.0):
+        for info in list(self._last_info.values()):
+            info.wait_for_publish(timeout)
 
     @staticmethod
     def _prime(site, now):
@@ -260,6 +280,13 @@ def main(argv=None):
     p.add_argument("--bts-share", type=float, default=0.3)
     p.add_argument("--prefix", default="sim", help="site id prefix (default sim)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--contract", type=int, choices=(1, 2), default=1,
+                   help="contract version every site speaks (default 1)")
+    p.add_argument("--form", choices=("kind", "json", "compact"), default="kind",
+                   help="payload form: kind (default) is the example configs' (JSON for a BTS, "
+                   "compact for a Wi-Fi point), or one form for every site")
+    p.add_argument("--integrity", type=float, default=600.0,
+                   help="v2 compact: the integrity period in seconds (default 600)")
     p.add_argument("--own-connections", action="store_true",
                    help="one connection per site, with its last will (not for thousands)")
     p.add_argument("--clients", type=int, default=4, help="shared connections (default 4)")
@@ -270,7 +297,10 @@ def main(argv=None):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *a: stop.set())
     sites = make_sites(args.sites, typhoon=args.typhoon, seed=args.seed,
-                       bts_share=args.bts_share, prefix=args.prefix)  # fmt: skip
+                       bts_share=args.bts_share, prefix=args.prefix,
+                       contract_version=args.contract,
+                       fmt=None if args.form == "kind" else args.form,
+                       integrity=args.integrity)  # fmt: skip
     t0 = time.monotonic()
     sim = FleetSim(args.host, args.port, sites, own_connections=args.own_connections,
                    clients=args.clients).start()  # fmt: skip

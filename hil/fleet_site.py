@@ -9,13 +9,19 @@ by a scenario (Typhoon). While it is "silent" (link lost) its records pile up as
 the link returns it sends, like the agent: alarm events first, then the retained state and alarm
 set, then the backlog oldest first, then live data.
 
+Contract 1 or 2 (`contract`, topic prefix site-agent/v1 or /v2), JSON or compact (`fmt`), all
+encoded by the agent's own contract module: v2 compact data goes on a compact2.Stream, one per
+connection (a new session id at every connect, as the agent's uplink does), each message
+counted as received once published, and the retained series table after every message that
+numbered new series (agent/core/uplink/outbox.py does the same for the real agent).
+
 This is a model of the agent's output, not the agent: the real agent against emulated devices is
 hil/site.py. Values other than power, battery and backhaul are plausible constants with jitter.
 """
 
 import random
 
-from agent.core.uplink import contract
+from agent.core.uplink import compact2, contract
 
 # Real communes and wards of central Vietnam, where typhoons land (approximate centres, WGS 84).
 PLACES = (
@@ -33,7 +39,7 @@ PLACES = (
     ("Ky Anh", "Ha Tinh", 18.0680, 106.2960), ("Quy Nhon", "Binh Dinh", 13.7760, 109.2230),
 )  # fmt: skip
 
-PREFIX = "site-agent/v1"
+PREFIX = "site-agent/v1"  # contract 1; contract.default_prefix(version) in general
 
 
 def _j(rnd, base, spread):
@@ -62,7 +68,8 @@ BATCH_MAX = {"bts": 100, "wifi": 50}
 
 class SimSite:
     def __init__(self, site_id, kind="bts", name=None, place=None, rnd=None, fmt=None,
-                 start=0.0, seq0=1000, clock_est=False):  # fmt: skip
+                 start=0.0, seq0=1000, clock_est=False, contract_version=1,
+                 integrity=600.0):  # fmt: skip
         self.id = site_id
         self.kind = kind
         self.rnd = rnd or random.Random(site_id)
@@ -73,6 +80,10 @@ class SimSite:
         label = "commune office BTS" if kind == "bts" else "community house Wi-Fi"
         self.name = name or "%s %s" % (place[0], label)
         self.fmt = fmt or FORMAT[kind]
+        self.contract = contract_version
+        self.prefix = contract.default_prefix(contract_version)
+        self.integrity = integrity  # v2 compact: every series carried at least this often
+        self.stream = None  # v2 compact: the data stream of the current connection
         self.commit_s = COMMIT_S[kind]
         self.batch_max = BATCH_MAX[kind]
         self.devices = [Device(*d) for d in (BTS_DEVICES if kind == "bts" else WIFI_DEVICES)]
@@ -82,7 +93,8 @@ class SimSite:
         self.seq = seq0
         self.batch = 0
         self.sent = 0  # records handed out in data and alarm batches
-        self.session = "%012x" % self.rnd.getrandbits(48)
+        self.last_sent = None  # the newest record time in them
+        self.session = "%012x" % self.rnd.getrandbits(48)  # a new one at every connect
         # State that scenarios change.
         self.mains = True
         self.charge = 100.0
@@ -250,17 +262,43 @@ class SimSite:
             return []
         out = []
         if alarms:
-            out.append(("alarm", self._encode(alarms, "alarm"), False))
+            out += self._batch(alarms, "alarm", now)
         for i in range(0, len(routine), self.batch_max):
-            out.append(("data", self._encode(routine[i : i + self.batch_max], "data"), False))
+            out += self._batch(routine[i : i + self.batch_max], "data", now)
         if alarms:
             out.append(("alarms", self.alarms_payload(now), True))
         return out
 
-    def _encode(self, records, kind):
+    def use_contract(self, version, fmt=None):
+        """Speak contract `version` (1 or 2) in form `fmt` from the next connect on."""
+        self.contract = version
+        self.prefix = contract.default_prefix(version)
+        if fmt is not None:
+            self.fmt = fmt
+        self.stream = None
+
+    def _batch(self, records, kind, now):
+        """The messages of one batch: [(kind, payload, retain)]. v2 compact data goes on the
+        connection's stream, followed by the retained series table when it numbered new
+        series (or a static value changed)."""
         self.batch += 1
         self.sent += len(records)  # data and alarm batches only (the state goes elsewhere)
-        return contract.encode_batch(self.id, self.batch, records, kind, self.fmt)
+        newest = max(r["time"] for r in records)
+        if self.last_sent is None or newest > self.last_sent:
+            self.last_sent = newest
+        if kind != "data" or self.contract != 2 or self.fmt != contract.FORMAT_COMPACT:
+            return [(kind, contract.encode_batch(self.id, self.batch, records, kind, self.fmt,
+                                                 self.contract), False)]  # fmt: skip
+        if self.stream is None:
+            self.stream = compact2.Stream(bytes.fromhex(self.session), self.id, self.integrity)
+        payload, done = self.stream.encode(self.batch, records, now)
+        done()  # published at once: the consumer's picture moves with it
+        out = [("data", payload, False)]
+        if self.stream.table_dirty:
+            table, done = self.stream.table_payload()
+            done()
+            out.append(("series", table, True))
+        return out
 
     def _alarms(self, now):
         want = {}
@@ -305,24 +343,28 @@ class SimSite:
 
     def state_payload(self):
         records = sorted(self.latest.values(), key=lambda r: r["seq"])
-        return contract.encode_batch(self.id, 0, records, contract.KIND_STATE, self.fmt)
+        return contract.encode_batch(self.id, 0, records, contract.KIND_STATE, self.fmt,
+                                     self.contract)  # fmt: skip
 
     def alarms_payload(self, now):
         active = [self.active[a] for a in sorted(self.active)]
         return contract.alarms_payload(self.id, active, round(now, 3))
 
     def connect_messages(self, now):
-        """What the agent sends after a (re)connect, in the contract's order: the birth, alarm
-        events first, the retained state and alarm set, then the backlog oldest first."""
+        """What the agent sends after a (re)connect, in the contract's order: the birth (a new
+        session, so a new v2 compact stream), alarm events first, the retained state and alarm
+        set, then the backlog oldest first."""
+        self.session = "%012x" % self.rnd.getrandbits(48)
+        self.stream = None
         out = [("status", self.birth(now), True)]
         alarms, self.backlog_alarms = self.backlog_alarms, []
         if alarms:
-            out.append(("alarm", self._encode(alarms, "alarm"), False))
+            out += self._batch(alarms, "alarm", now)
         out.append(("state", self.state_payload(), True))
         out.append(("alarms", self.alarms_payload(now), True))
         backlog, self.backlog = self.backlog, []
         for i in range(0, len(backlog), self.batch_max):
-            out.append(("data", self._encode(backlog[i : i + self.batch_max], "data"), False))
+            out += self._batch(backlog[i : i + self.batch_max], "data", now)
         return out
 
 
