@@ -15,8 +15,8 @@ class FleetApp:
     def __init__(self, broker_host, broker_port, listen=("127.0.0.1", 8080), share=None,
                  silent_after=300.0, history_step=300.0, history_hours=24.0, max_sites=100000,
                  map_image=None, map_bounds=None, log=None, **mqtt):  # fmt: skip
-        """`mqtt`: the Subscriber's connection options (prefix, tls, username, password,
-        client_id, protocol)."""
+        """`mqtt`: the Subscriber's options (prefix, tls, username, password, client_id,
+        protocol, session_expiry, share_all, partition)."""
         size = max(1, int(round(history_hours * 3600.0 / history_step)))
         self.fleet = Fleet(silent_after=silent_after, history_step=history_step,
                            history_size=size, max_sites=max_sites, log=log)  # fmt: skip
@@ -27,7 +27,8 @@ class FleetApp:
                                   map_image=map_image, map_bounds=map_bounds, log=log)  # fmt: skip
 
     def status(self):
-        return {"connected": self.sub.connected, "broker": self.broker, "share": self.share}
+        return {"connected": self.sub.connected, "broker": self.broker, "share": self.share,
+                "partition": self.sub.partition, "prefixes": self.sub.prefixes}  # fmt: skip
 
     @property
     def url(self):

@@ -36,10 +36,21 @@ def add_parser(sub):
     f.add_argument("--username", help="MQTT user name; the password is read from $%s or "
                    "--password-file" % ENV_PASSWORD)
     f.add_argument("--password-file", help="file holding the MQTT password (first line)")
-    f.add_argument("--prefix", default="site-agent/v1", help="topic prefix (default %(default)s)")
+    f.add_argument("--prefix", action="append", metavar="PREFIX",
+                   help="a topic prefix to read; repeat for several (default: site-agent/v1 and "
+                   "site-agent/v2, contract versions side by side)")
     f.add_argument("--share", metavar="GROUP", help="take a share of the live stream with the "
-                   "other instances of GROUP (MQTT 5 shared subscription); the retained topics "
-                   "are read in full by every instance")
+                   "other instances of GROUP (MQTT 5 shared subscription): alarm events, and "
+                   "the data of prefixes ending in /v1; the retained topics are read in full by "
+                   "every instance, and so is v2 data unless --partition or --share-all")
+    f.add_argument("--partition", metavar="I/N",
+                   help="of the data this instance reads in full (v2's, and all with no "
+                   "--share), decode only the sites whose crc32(site id) mod N is I; run N "
+                   "instances, 0/N to N-1/N")
+    f.add_argument("--share-all", action="store_true",
+                   help="with --share: share v2 data too; only on a broker that sends every "
+                   "message of a topic to the same member (EMQX hash_topic): a round-robin one "
+                   "such as mosquitto splits a site's compact stream between instances")
     f.add_argument("--mqtt", choices=("5", "3.1.1"), default="5",
                    help="MQTT protocol version (default 5; shared subscriptions need 5)")
     f.add_argument("--client-id", help="MQTT client id (default: site-agent-fleet-HOST-PID); "
@@ -116,6 +127,16 @@ def parse_listen(text):
     return host, port
 
 
+def parse_partition(text):
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError("--partition %r: expected I/N, e.g. 0/3" % text) from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UsageError("--partition %r: need N >= 1 and 0 <= I < N" % text)
+    return i, n
+
+
 def parse_bounds(text):
     try:
         s, w, n, e = (float(x) for x in text.split(","))
@@ -141,6 +162,12 @@ def cmd_fleet(args, log):
             raise UsageError("--share needs --mqtt 5")
         if args.share and ("/" in args.share or "+" in args.share or "#" in args.share):
             raise UsageError("--share %r: a group name cannot contain /, + or #" % args.share)
+        if args.share_all and not args.share:
+            raise UsageError("--share-all goes with --share")
+        partition = parse_partition(args.partition) if args.partition else None
+        if partition and args.share_all:
+            raise UsageError("--partition and --share-all: with --share-all no data is read in "
+                             "full, so there is nothing to partition")
         if args.history_step < 1 or args.history_hours <= 0:
             raise UsageError("--history-step must be >= 1 and --history-hours > 0")
         password = _password(args)
@@ -153,9 +180,18 @@ def cmd_fleet(args, log):
                     "network unencrypted", broker="%s:%d" % (host, port))
     else:
         tls = {"ca_file": args.ca_file, "cert_file": args.cert_file, "key_file": args.key_file}
-    mqtt = {"prefix": args.prefix, "tls": tls, "username": args.username, "password": password,
-            "client_id": args.client_id, "protocol": args.mqtt,
-            "session_expiry": max(0, args.session_expiry)}  # fmt: skip
+    from agent.fleet import decode
+
+    prefixes = args.prefix or list(decode.PREFIXES)
+    mqtt = {"prefix": prefixes, "tls": tls, "username": args.username, "password": password,
+            "client_id": args.client_id, "protocol": args.mqtt, "share_all": args.share_all,
+            "partition": partition, "session_expiry": max(0, args.session_expiry)}  # fmt: skip
+    unshared = [p for p in prefixes if not (args.share_all or p.endswith("/v1"))]
+    if args.share and unshared and not partition:
+        log.warning("fleet", "--share: the data of these prefixes is read in full by every "
+                    "instance, as contract v2's compact stream must reach one instance whole; "
+                    "give each instance --partition I/N to split it (or --share-all on a broker "
+                    "that keeps a topic on one member)", prefixes=",".join(unshared))
     if args.once:
         from agent.fleet.model import Fleet
         from agent.fleet.subscriber import Subscriber

@@ -1,82 +1,118 @@
 """The fleet consumer's one door to the contract (docs/mqtt.md): topics in, plain dicts out.
 
-Everything the consumer knows about payload forms is here, so that a new contract version is one
-change in this file: `decode(kind, payload, ctx)` picks the form by the payload (JSON or compact
-batches via the contract's own decoder, agent/core/uplink/contract.py) and `ctx` is a per-site
-dict a stateful form may keep (a v2 birth that numbers the series, say); v1 does not use it.
+Everything the consumer knows about payload forms is here. Every payload goes through the
+contract's one entry point, `contract.decode(kind, payload, ctx, site)`
+(agent/core/uplink/contract.py), which reads contract v1 (JSON and compact) and v2 (JSON, and
+the compact form's report-by-exception stream). `ctx` is a dict kept per site: the v2 compact
+stream's decoding state (the series table from the retained `series` topic, each stream's
+message number, device templates and the values it last carried); v1 and v2 JSON do not use it.
 
 What comes out:
-    batch   {"kind": "data"|"alarm"|"state", "readings": [record, ...]}   (records as published)
+    batch   {"kind": "data"|"alarm"|"state", "readings": [record, ...], "v": 1|2,
+             "form": "json"|"compact"|"stream", "unresolved": [reading, ...],
+             "stream": id or None, "duplicate": bool}
+            records as published (v1-shaped); `unresolved`: v2 compact readings this consumer
+            cannot rebuild yet (it joined the stream mid-way or missed a message): their device,
+            time and seq are known, their value is not, and their metric only when the series
+            table named it (a whole poll without it: `count` readings from `seq` on);
+            `duplicate`: a stream message delivered twice (QoS 1), already decoded
+    series  {"kind": "series", "stream", "integrity": seconds, "series": [[device, metric,
+             unit, class], ...]}   (v2 compact: the stream's series table, retained)
     status  {"state": "online"|"offline", "reason", "time", "session", "agent",
              "name", "site_kind", "location": {lat, lon, commune, province, address}}
     alarms  {"time", "alarms": [alarm event, ...]}
 Anything else raises DecodeError naming what was wrong; the caller counts it and goes on.
 """
 
-import json
-
 from agent.core.uplink import contract
 
-DEFAULT_PREFIX = "site-agent/v1"
+PREFIXES = ("site-agent/v1", "site-agent/v2")  # read side by side: a fleet moves site by site
+DEFAULT_PREFIX = PREFIXES[0]
 BATCH_KINDS = contract.BATCH_KINDS  # data, alarm, state
-RETAINED_KINDS = ("status", "alarms", "state")
+SERIES = contract.KIND_SERIES
+RETAINED_KINDS = ("status", "alarms", "state", SERIES)
 LIVE_KINDS = ("data", "alarm")
 LOCATION_KEYS = ("lat", "lon", "commune", "province", "address")
 MAX_TEXT = 200  # a name or place longer than this is cut: it is shown, not trusted
+STREAM_MAGIC = 0xC2  # a v2 compact payload; byte 1 < 2 is the stateful data stream
+_FORMS = {b"{": "json", b"\xc1": "compact", b"\xc2": "compact"}
 
 
 class DecodeError(ValueError):
     """A payload that is not what the contract says for its topic."""
 
 
-def split_topic(topic, prefix):
-    """`<prefix>/<site>/<kind>` -> (site, kind), or None for a topic that is not ours."""
-    if not topic.startswith(prefix + "/"):
-        return None
-    rest = topic[len(prefix) + 1 :]
-    parts = rest.split("/")
-    if len(parts) != 2 or not parts[0] or not parts[1]:
-        return None
-    return parts[0], parts[1]
+def split_topic(topic, prefixes):
+    """`<prefix>/<site>/<kind>` -> (prefix, site, kind) for the first of `prefixes` (a string
+    or a sequence) it is under, or None for a topic that is not ours."""
+    if isinstance(prefixes, str):
+        prefixes = (prefixes,)
+    for prefix in prefixes:
+        if topic.startswith(prefix) and topic[len(prefix) : len(prefix) + 1] == "/":
+            parts = topic[len(prefix) + 1 :].split("/")
+            if len(parts) != 2 or not parts[0] or not parts[1]:
+                return None
+            return prefix, parts[0], parts[1]
+    return None
 
 
-def decode(kind, payload, ctx=None):
-    """One message of topic kind `kind` -> a dict as described above (DecodeError if bad)."""
-    if kind in BATCH_KINDS:
+def is_stream(payload):
+    """Is this a v2 compact data stream message (stateful: it needs the site's context)?"""
+    return len(payload) > 1 and payload[0] == STREAM_MAGIC and payload[1] < 2
+
+
+def decode(kind, payload, ctx=None, site=None):
+    """One message of topic kind `kind` from site `site` (the topic's) -> a dict as described
+    above (DecodeError if bad). ctx: the site's decoding context (a dict; see above)."""
+    payload = bytes(payload)
+    if kind in BATCH_KINDS or kind == SERIES:
+        if payload[:1] == b"":
+            raise DecodeError("empty %s message" % kind)
         try:
-            body = contract.decode_batch(bytes(payload))
+            body = contract.decode(kind, payload, ctx, site)
         except ValueError as e:
             raise DecodeError(str(e)) from None
+        if kind == SERIES:
+            return _series(body)
         if body.get("kind") not in BATCH_KINDS:
             raise DecodeError("batch of unknown kind %r" % (body.get("kind"),))
-        readings = [r for r in body["readings"] if isinstance(r, dict)]
-        return {"kind": body["kind"], "readings": readings}
-    if kind == "status":
-        return _status(_json_object(payload, kind))
-    if kind == "alarms":
-        body = _json_object(payload, kind)
-        alarms = body.get("alarms")
-        if not isinstance(alarms, list):
-            raise DecodeError("alarms message without an alarms list")
-        return {"time": _number(body.get("time")),
-                "alarms": [a for a in alarms if isinstance(a, dict) and isinstance(
-                    a.get("alarm"), str)]}  # fmt: skip
-    raise DecodeError("no decoder for topic kind %r" % (kind,))
-
-
-def _json_object(payload, kind):
+        readings = body.get("readings")
+        if not isinstance(readings, list):
+            raise DecodeError("batch without a readings list")
+        unresolved = body.get("unresolved") or ()
+        return {"kind": body["kind"], "readings": [r for r in readings if isinstance(r, dict)],
+                "v": body.get("v"), "form": "stream" if "m" in body else _FORMS.get(
+                    payload[:1], "json"), "stream": body.get("stream"),
+                "unresolved": [r for r in unresolved if isinstance(r, dict)],
+                "duplicate": body.get("duplicate") is True}  # fmt: skip
+    if kind not in ("status", "alarms"):
+        raise DecodeError("no decoder for topic kind %r" % (kind,))
     if payload[:1] == b"":
         raise DecodeError("empty %s message" % kind)
     try:
-        body = json.loads(bytes(payload))
+        body = contract.decode(kind, payload, ctx, site)
     except ValueError as e:
-        raise DecodeError("%s message is not JSON: %s" % (kind, e)) from None
-    if not isinstance(body, dict):
-        raise DecodeError("%s message is not a JSON object" % kind)
-    if body.get("v") != contract.CONTRACT_VERSION:
+        raise DecodeError(str(e)) from None
+    if body.get("v") != contract.CONTRACT_VERSION:  # status and alarm sets say 1 in v2 too
         raise DecodeError("%s message of contract version %r, expected %d"
                           % (kind, body.get("v"), contract.CONTRACT_VERSION))  # fmt: skip
-    return body
+    if kind == "status":
+        return _status(body)
+    alarms = body.get("alarms")
+    if not isinstance(alarms, list):
+        raise DecodeError("alarms message without an alarms list")
+    return {"time": _number(body.get("time")),
+            "alarms": [a for a in alarms if isinstance(a, dict) and isinstance(
+                a.get("alarm"), str)]}  # fmt: skip
+
+
+def _series(body):
+    series = body.get("series")
+    if not isinstance(series, list):
+        raise DecodeError("series table without a series list")
+    return {"kind": SERIES, "stream": _text(body.get("stream")),
+            "integrity": _number(body.get("integrity")),
+            "series": [s for s in series if isinstance(s, list) and len(s) >= 2]}  # fmt: skip
 
 
 def _status(body):

@@ -5,8 +5,13 @@ One series per site and metric, the site id in the `site` label; names carry the
 unchanged (`promtool check metrics` passes: tests/host/test_fleet_metrics.py). An enum is the
 current state as a label on a series of value 1 (`site_agent_power_source{source="battery"}`),
 one series per site; alarm counts are one series per site and severity, zeros included.
-A site that never reported a value has no series for it (absent, not 0). The names are listed
-in docs/fleet.md.
+A site that never reported a value has no series for it (absent, not 0), and neither has a
+value that is unknown (contract v2 compact: a consumer that joined the site's stream mid-way
+knows it again at the stream's integrity refresh; `site_agent_values_unknown` counts them).
+With --partition, a site whose data another instance decodes (row "elsewhere") has only the
+series of the retained topics here (status, silence, alarms, info): scrape every instance, and
+each site's values come once, from the instance that reads them. The names are listed in
+docs/fleet.md.
 """
 
 from agent.fleet.urgency import SEVERITIES
@@ -43,7 +48,11 @@ ENUMS = (
     ("site_agent_backhaul", "The site's backhaul (site.backhaul): the current state in the state "
      "label (up, degraded, down, unknown).", "backhaul", "state"),
 )
-INFO_LABELS = ("name", "kind", "commune", "province")
+INFO_LABELS = ("name", "kind", "commune", "province", "contract")
+# Row keys that come from the site's readings (not its retained status or alarm set): absent for
+# a site whose data another instance decodes (--partition).
+READING_KEYS = frozenset(("time_est", "charge", "voltage", "runtime_reported", "runtime_est",
+                          "on_battery_s", "power", "backhaul"))  # fmt: skip
 
 
 def escape_label(v):
@@ -79,9 +88,10 @@ def render(rows, counts, connected, sites_known):
     """The exposition text for summary rows (Fleet.rows) and the consumer's own counters."""
     out = []
     site_labels = [(r, _site_label(r["id"])) for r in rows]
+    own = [(r, lab) for r, lab in site_labels if r.get("elsewhere") is None]
     for name, help_text, key, conv in SITE_GAUGES:
         out.append("# HELP %s %s\n# TYPE %s gauge\n" % (name, _escape_help(help_text), name))
-        for r, lab in site_labels:
+        for r, lab in own if key in READING_KEYS else site_labels:
             v = r.get(key)
             if v is None and key not in ("silent", "time_est", "runtime_est"):
                 continue
@@ -95,10 +105,20 @@ def render(rows, counts, connected, sites_known):
             out.append("%s{%s} %s\n" % (name, lab, _num(sample)))
     for name, help_text, key, label in ENUMS:
         out.append("# HELP %s %s\n# TYPE %s gauge\n" % (name, _escape_help(help_text), name))
-        for r, lab in site_labels:
+        for r, lab in own:
             v = r.get(key)
+            if r.get("unknown") and key in r["unknown"]:
+                v = "unknown"
             if isinstance(v, str) and v:
                 out.append('%s{%s,%s="%s"} 1\n' % (name, lab, label, escape_label(v)))
+    name = "site_agent_values_unknown"
+    out.append("# HELP %s How many of the site's shown values (power, charge, runtime, backhaul, "
+               "time on battery, voltage) are unknown: newer readings exist whose values this "
+               "consumer cannot rebuild yet, having joined the site's contract v2 compact stream "
+               "mid-way; 0 again at the stream's integrity refresh.\n# TYPE %s gauge\n"
+               % (name, name))  # fmt: skip
+    for r, lab in own:
+        out.append("%s{%s} %d\n" % (name, lab, len(r.get("unknown") or ())))
     name = "site_agent_alarms_active"
     out.append("# HELP %s Active alarms at the site by severity, from its retained alarm set "
                "and alarm events.\n# TYPE %s gauge\n" % (name, name))
@@ -128,6 +148,14 @@ def render(rows, counts, connected, sites_known):
          "their topic's.", counts.get("records_rejected", 0)),
         ("site_agent_fleet_refused_sites_total", "counter", "Messages from new sites refused "
          "past --max-sites.", counts.get("sites_refused", 0)),
+        ("site_agent_fleet_unresolved_records_total", "counter", "Contract v2 compact readings "
+         "whose values this consumer could not rebuild (it joined the stream mid-way or missed "
+         "a message).", counts.get("records_unresolved", 0)),
+        ("site_agent_fleet_duplicate_messages_total", "counter", "Contract v2 compact stream "
+         "messages delivered twice, skipped.", counts.get("duplicate_messages", 0)),
+        ("site_agent_fleet_elsewhere_messages_total", "counter", "Data messages of sites in "
+         "another instance's --partition, not decoded here.",
+         counts.get("messages_elsewhere", 0)),
     )
     for name, kind, help_text, value in own:
         out.append("# HELP %s %s\n# TYPE %s %s\n%s %s\n" % (name, help_text, name, kind, name,

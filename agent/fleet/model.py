@@ -18,6 +18,14 @@ The contract's rules, as this model keeps them:
   or a goodbye) or when nothing was heard from it for `silent_after` seconds.
 - the topic names the site (a broker ACL lets an agent write only under its own id): a record
   whose "site" differs from its topic's is rejected and counted, never filed under either site.
+- contract versions side by side: a site is filed by its id whatever prefix it speaks under
+  (seqs go on across a move from v1 to v2, so the rules above hold across it). Its status and
+  active-alarm set are those of the prefix it last came online under (`source`): the v1 retained
+  goodbye a site leaves behind when it moves to v2 does not mark it offline.
+- unknown values (contract v2 compact): a reading the stream left out that this consumer cannot
+  rebuild (it joined the stream mid-way, or missed a message) is "unresolved". When one is newer
+  than the value held for a shown metric, that metric is unknown (never the older value) until a
+  newer resolved reading comes: at the latest the stream's integrity refresh.
 Bounded memory per site: a few current values, the active alarms, up to 32 seq ranges, the last
 RECENT_EVENTS alarm events and a History (about 2.2 KB). Sites beyond `max_sites` are ignored
 and counted. Nothing here raises on odd input: values of the wrong type are ignored.
@@ -35,6 +43,12 @@ TRACKED = frozenset(("site.power_source", "site.battery_charge", "site.runtime",
                      "site.runtime_estimated", "site.backhaul", "site.on_battery_s",
                      "agent.clock.trusted"))  # fmt: skip
 VOLTAGE = "battery.voltage"
+# The row's fields that a metric gives (agent/fleet/urgency.py and the page read them).
+FIELDS = {"site.power_source": "power", "site.battery_charge": "charge",
+          "site.runtime": "runtime", "site.runtime_estimated": "runtime_est",
+          "site.backhaul": "backhaul", "site.on_battery_s": "on_battery_s",
+          VOLTAGE: "voltage"}  # fmt: skip
+DEFAULT_INTEGRITY_S = 600.0  # the agent's default uplink.integrity_period
 BANK_SWITCH = 1.3
 RECENT_EVENTS = 20
 MAX_ALARM_IDS = 256
@@ -79,7 +93,8 @@ class Site:
     __slots__ = ("id", "name", "kind", "location", "status", "reason", "status_time", "session",
                  "agent", "cur", "volt_device", "newest_time", "newest_est", "last_msg", "seen",
                  "alarms", "alarm_last", "events", "history", "records", "duplicates", "bad",
-                 "search", "row")  # fmt: skip
+                 "search", "row", "source", "source_birth", "contract", "unknown",
+                 "unknown_since", "dev_of", "integrity", "ctx", "elsewhere")  # fmt: skip
 
     def __init__(self, site_id, history_step, history_size):
         self.id = site_id
@@ -106,6 +121,15 @@ class Site:
         self.bad = 0
         self.search = fold(site_id)
         self.row = None  # the static part of its summary, until the next message (Fleet.summary)
+        self.source = None  # the topic prefix whose status we show (the one it speaks under)
+        self.source_birth = None  # ... and the time of its birth there, when known
+        self.contract = None  # "v1 JSON", "v2 compact"...: the form of its last batch
+        self.unknown = None  # {metric: seq of its newest unresolved reading} (v2 compact)
+        self.unknown_since = None  # our clock when values first became unknown
+        self.dev_of = None  # {tracked metric: device}, from records and the series table
+        self.integrity = None  # the v2 compact stream's integrity period (series table)
+        self.ctx = None  # the contract decoder's context for this site (v2 compact)
+        self.elsewhere = None  # the partition whose instance reads this site's data, if not us
 
     def value(self, metric):
         c = self.cur.get(metric)
@@ -145,7 +169,18 @@ class Fleet:
             s = self.sites[site_id] = Site(site_id, self.history_step, self.history_size)
         return s
 
-    def apply(self, site_id, kind, body, retained=False, now=0.0):
+    def context(self, site_id):
+        """The site's decoding context for the contract's decoder (a dict kept per site), or
+        None for a site past max_sites."""
+        with self.lock:
+            s = self.site(site_id)
+            if s is None:
+                return None
+            if s.ctx is None:
+                s.ctx = {}
+            return s.ctx
+
+    def apply(self, site_id, kind, body, retained=False, now=0.0, prefix=None):
         """One decoded message (agent/fleet/decode.py) from topic <prefix>/<site_id>/<kind>."""
         with self.lock:
             s = self.site(site_id)
@@ -158,11 +193,47 @@ class Fleet:
             if not retained and not (kind == "status" and body["state"] == "offline"):
                 s.last_msg = now
             if kind == "status":
-                self._status(s, body, retained, now)
+                if self._source(s, prefix, body, retained):
+                    self._status(s, body, retained, now)
             elif kind == "alarms":
-                self._alarm_set(s, body)
+                if prefix is None or s.source in (None, prefix):
+                    self._alarm_set(s, body)
+            elif kind == "series":
+                self._series(s, body)
             else:
                 self._batch(s, body, now)
+
+    def elsewhere(self, site_id, partition, now):
+        """A live data message of a site that another instance's partition reads (dropped
+        undecoded): the site is speaking, and its values here are its retained state's."""
+        with self.lock:
+            s = self.sites.get(site_id)
+            if s is None:
+                return
+            self.counts["messages_elsewhere"] += 1
+            s.last_msg = now
+            if s.elsewhere != partition:
+                s.elsewhere = partition
+                s.row = None
+
+    def _source(self, s, prefix, body, retained):
+        """Is this status, under `prefix`, the one to show? A site speaks under one prefix at a
+        time; what it left under another (a v1 goodbye after its move to v2) stays retained
+        there. The status shown is that of the prefix of its newest birth: a live birth is the
+        site speaking now; of retained ones, the newer (an online beats one with no birth)."""
+        if prefix is None or s.source in (None, prefix):
+            s.source = prefix
+            if body["state"] == "online":
+                s.source_birth = body.get("time")
+            return True
+        if body["state"] != "online":
+            return False  # an old prefix's goodbye or will: not where the site speaks now
+        t = body.get("time")
+        if not retained or s.source_birth is None or (t is not None and t > s.source_birth):
+            s.source = prefix
+            s.source_birth = t
+            return True
+        return False
 
     def bad_message(self, site_id, kind, why):
         with self.lock:
@@ -208,10 +279,27 @@ class Fleet:
                     new[aid] = s.alarms[aid]
         s.alarms = new
 
+    def _series(self, s, body):
+        """A v2 compact stream's series table: its integrity period, and which device gives
+        each shown metric (so that a whole poll this consumer cannot read yet is known to hold
+        them)."""
+        if body.get("integrity"):
+            s.integrity = body["integrity"]
+        for entry in body["series"]:
+            if entry[1] in TRACKED and isinstance(entry[0], str):
+                if s.dev_of is None:
+                    s.dev_of = {}
+                s.dev_of[entry[1]] = entry[0]
+
     def _batch(self, s, body, now):
         kind = body["kind"]
         state = kind == "state"
         taken = dups = bad = 0
+        if body.get("v") is not None and kind == "data":
+            form = body.get("form")
+            s.contract = "v%s %s" % (body["v"], "compact" if form == "stream" else form)
+        if body.get("duplicate"):
+            self.counts["duplicate_messages"] += 1
         try:
             for rec in body["readings"]:
                 if rec.get("site", s.id) != s.id:
@@ -223,6 +311,8 @@ class Fleet:
                     continue
                 taken += 1
                 self._record(s, rec, seq, state, now)
+            for rec in body.get("unresolved") or ():
+                self._unresolved(s, rec, now)
         finally:
             s.records += taken
             s.duplicates += dups
@@ -231,6 +321,43 @@ class Fleet:
             self.counts["records_" + kind] += taken
             self.counts["duplicates"] += dups
             self.counts["records_rejected"] += bad
+
+    def _unresolved(self, s, rec, now):
+        """A reading whose value this consumer cannot rebuild (v2 compact, joined mid-stream):
+        a shown metric it is newer than is unknown until a newer resolved reading comes."""
+        n = rec.get("count")
+        n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+        self.counts["records_unresolved"] += n
+        if rec.get("site", s.id) != s.id:
+            return
+        seq = _seq(rec.get("seq"))
+        if seq is None or seq in s.seen:
+            return  # no order to judge by, or its value is already known (a duplicate)
+        t = _num(rec.get("time"))
+        if t is not None and t <= now + FUTURE_SLACK_S and (
+                s.newest_time is None or t > s.newest_time):  # fmt: skip
+            s.newest_time = t
+            s.newest_est = rec.get("quality") == "est"
+        metric, device = rec.get("metric"), rec.get("device")
+        main_bank = device is not None and device == s.volt_device
+        if metric is None:  # a whole poll of the device: every shown metric it gives
+            names = [m for m, d in (s.dev_of or {}).items() if d == device]
+            if main_bank:
+                names.append(VOLTAGE)
+        elif metric in TRACKED or (metric == VOLTAGE and main_bank):
+            names = (metric,)
+        else:
+            return  # not a metric the page shows
+        last = seq + n - 1
+        for m in names:
+            cur = s.cur.get(m)
+            if cur is not None and cur[1] is not None and cur[1] >= seq:
+                continue  # what we hold is newer
+            if s.unknown is None:
+                s.unknown = {}
+                s.unknown_since = now
+            if s.unknown.get(m, -1) < last:
+                s.unknown[m] = last
 
     def _record(self, s, rec, seq, state, now):
         """One record that is not a duplicate: the site's clock, then its current value (newer
@@ -251,12 +378,20 @@ class Fleet:
                 return
         elif metric not in TRACKED:
             return
+        if metric != VOLTAGE and isinstance(rec.get("device"), str):
+            if s.dev_of is None:
+                s.dev_of = {}
+            s.dev_of[metric] = rec["device"]
         if rec.get("quality") == "stale":
             return  # a device that did not answer: its last value is not news
         value = _clean(rec.get("value"))
         cur = s.cur.get(metric)
         if cur is None or _later(seq, t, cur, state):
             s.cur[metric] = [value, seq, t, est]
+            if s.unknown and metric in s.unknown and seq is not None and seq > s.unknown[metric]:
+                del s.unknown[metric]
+                if not s.unknown:
+                    s.unknown = s.unknown_since = None
         if t is not None:
             s.history.add(t, metric, value)
 
@@ -288,6 +423,8 @@ class Fleet:
         if base is None:
             base = s.row = _static_row(s)
         row = dict(base)
+        if s.elsewhere is not None:
+            row["elsewhere"] = s.elsewhere
         source = row["power"]
         rt = s.cur.get("site.runtime")
         runtime = row["runtime_reported"]
@@ -347,8 +484,11 @@ class Fleet:
             out["events"] = list(s.events or ())[::-1]
             out["history"] = s.history.series(now)
             out["counts"] = {"records": s.records, "duplicates": s.duplicates, "bad": s.bad}
+            out["source"] = s.source
             out["current"] = {m: {"value": c[0], "seq": c[1], "time": c[2], "est": c[3]}
                               for m, c in s.cur.items()}  # fmt: skip
+            for m, seq in (s.unknown or {}).items():  # a newer reading whose value is unknown
+                out["current"][m] = {"value": None, "unknown": True, "seq": seq}
         return out
 
 
@@ -387,7 +527,7 @@ def _static_row(s):
     loc = s.location
     rt = cur.get("site.runtime")
     runtime = _num(value("site.runtime"))
-    return {
+    row = {
         "id": s.id, "name": s.name, "kind": s.kind,
         "commune": loc.get("commune"), "province": loc.get("province"),
         "address": loc.get("address"), "lat": loc.get("lat"), "lon": loc.get("lon"),
@@ -401,7 +541,21 @@ def _static_row(s):
         "runtime_est": value("site.runtime_estimated") is True,
         "backhaul": _word(value("site.backhaul")), "alarms": counts,
         "last_heard": s.last_heard(), "age": None, "time_est": bool(s.newest_est),
+        "contract": s.contract, "unknown": None, "known_by": None,
     }  # fmt: skip
+    if s.unknown:
+        # Newer readings than these values exist, whose values this consumer cannot rebuild
+        # yet (v2 compact, joined mid-stream): unknown, never the older value, until the
+        # stream's integrity refresh carries every series again.
+        fields = sorted({FIELDS[m] for m in s.unknown if m in FIELDS})
+        for f in fields:
+            row[f] = None
+        if "runtime" in fields:
+            row["runtime_reported"] = row["runtime_at"] = None
+        if fields:
+            row["unknown"] = fields
+            row["known_by"] = s.unknown_since + (s.integrity or DEFAULT_INTEGRITY_S)
+    return row
 
 
 def _later(seq, t, cur, state):

@@ -36,7 +36,8 @@ MAX_LIMIT = 100000
 
 
 class FleetServer:
-    """Serves one Fleet. `status` is a callable giving {"connected", "broker", "share"}."""
+    """Serves one Fleet. `status` is a callable giving {"connected", "broker", "share",
+    "partition"}."""
 
     def __init__(self, fleet, host="127.0.0.1", port=8080, status=None, map_image=None,
                  map_bounds=None, log=None):  # fmt: skip
@@ -103,8 +104,10 @@ class FleetServer:
     def fleet_json(self, query, area, limit, now=None):
         now, rows = self.rows(query, area, now)
         totals = {"sites": len(self.fleet.sites), "battery": 0, "offline": 0,
-                  "backhaul_down": 0, "critical": 0, "major": 0}  # fmt: skip
+                  "backhaul_down": 0, "critical": 0, "major": 0, "unknown": 0}  # fmt: skip
         for r in rows:
+            if r["unknown"]:
+                totals["unknown"] += 1
             if r["silent"]:
                 totals["offline"] += 1
             elif r["power"] == "battery":
@@ -124,7 +127,8 @@ class FleetServer:
             # dear (tens of thousands of sites), so that viewers cost at most ~5 % of a core.
             "refresh_s": max(3, int(round(self.rows_cost * 20))),
             "now": now, "connected": st.get("connected", False), "broker": st.get("broker"),
-            "share": st.get("share"), "silent_after": self.fleet.silent_after,
+            "share": st.get("share"), "partition": st.get("partition"),
+            "silent_after": self.fleet.silent_after,
             "totals": totals, "matched": len(rows), "limit": limit, "sites": rows[:limit],
             "areas": sorted(self.fleet.areas().items()), "map": {"points": points,
                                                               "image": image},

@@ -1,17 +1,30 @@
 """Subscribe to the contract's topics for every site and feed the fleet model (paho-mqtt, MQTT 5).
 
-Order on every (re)connect: first the retained topics, `<prefix>/+/status`, `<prefix>/+/alarms`
-and `<prefix>/+/state` (the broker delivers their retained messages right after the SUBACK), and
-only once that SUBACK is in, the live stream `<prefix>/+/data` and `<prefix>/+/alarm`.
+Every prefix (default site-agent/v1 and site-agent/v2: contract versions side by side, a fleet
+moves site by site) is read the same way. Order on every (re)connect: first the retained topics,
+`<prefix>/+/status` of every prefix, then `/alarms`, `/state` and `/series` (the v2 compact
+stream's series table) (the broker delivers their retained messages right after the SUBACK, in
+that order: a site's status is known before its alarm set), and only once that SUBACK is in, the
+live stream `<prefix>/+/data` and `<prefix>/+/alarm`.
 
-Shared subscriptions (`share="group"`): the live stream is subscribed as
-`$share/group/<prefix>/+/data` (and `/alarm`), so the broker hands each message to one instance
-of the group; the retained topics stay direct subscriptions on every instance. Shared, a site's
-new status or alarm set would reach one instance only, and brokers differ on retained messages
-for a new shared subscription (MQTT 5.0, 3.3.1.3, sends them for non-shared ones; VerneMQ sends
-none to a shared one; mosquitto 2.0 sends one to every member: tests/host/test_fleet_shared.py).
-Every instance thus knows every site, its status and its active alarms (republished by the agent
-on every change), and takes its share of the readings.
+Shared subscriptions (`share="group"`): the alarm events of every prefix, and the data of a
+prefix ending in /v1, are subscribed as `$share/group/<prefix>/+/alarm` (and `/data`), so the
+broker hands each message to one instance of the group; the retained topics stay direct
+subscriptions on every instance. Shared, a site's new status or alarm set would reach one
+instance only, and brokers differ on retained messages for a new shared subscription (MQTT 5.0,
+3.3.1.3, sends them for non-shared ones; VerneMQ sends none to a shared one; mosquitto 2.0 sends
+one to every member: tests/host/test_fleet_shared.py). Every instance thus knows every site, its
+status and its active alarms (republished by the agent on every change), and takes its share of
+the readings.
+
+The data of contract v2 is not shared unless `share_all`: its compact form is a stream per site
+connection in which a message carries only what moved since the one before, and a broker that
+hands consecutive messages of one site to different members (mosquitto: strict round robin over
+the group, message by message) leaves every member with gaps, and so with values it cannot
+rebuild. Only a broker that sends every message of a topic to the same member (EMQX's
+`hash_topic` strategy) may share it (`share_all`). Otherwise `partition=(i, n)` splits it on the
+client: this instance decodes the data it reads in full only for the sites whose
+`crc32(site id) % n == i`, and notes the others as heard (Fleet.elsewhere) without decoding them.
 
 Threading: paho's network thread calls on_message, which decodes and applies under the fleet's
 lock; nothing here blocks on the HTTP side. paho reconnects by itself (1 s to 30 s backoff); the
@@ -30,6 +43,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -42,14 +56,19 @@ BAD_LOG_EVERY_S = 60.0  # at most one log line about undecodable messages per mi
 
 
 class Subscriber:
-    def __init__(self, fleet, host, port, prefix=decode.DEFAULT_PREFIX, share=None, tls=None,
+    def __init__(self, fleet, host, port, prefix=decode.PREFIXES, share=None, tls=None,
                  username=None, password=None, client_id=None, protocol=5, keepalive=60,
-                 session_expiry=300, log=None):  # fmt: skip
+                 session_expiry=300, log=None, share_all=False, partition=None):  # fmt: skip
+        """prefix: a topic prefix or a list of them (default both contract versions')."""
         self.fleet = fleet
         self.host = host
         self.port = port
-        self.prefix = prefix.rstrip("/")
+        prefixes = [prefix] if isinstance(prefix, str) else list(prefix)
+        self.prefixes = tuple(dict.fromkeys(p.rstrip("/") for p in prefixes))
+        self.prefix = self.prefixes[0]
         self.share = share
+        self.share_all = bool(share and share_all)
+        self.partition = partition  # (index, count): decode only this share of unshared data
         self.log = log
         self.protocol = mqtt.MQTTv5 if str(protocol) == "5" else mqtt.MQTTv311
         self.connected = False
@@ -61,7 +80,6 @@ class Subscriber:
         self._mids = {}
         self._stopping = False
         self._live_at = 0.0
-        self._ctx = {}  # site -> decoding context (decode.decode's ctx)
         self._bad_logged = 0.0
         self._bad_since_log = 0
         cid = client_id or "site-agent-fleet-%s-%d" % (socket.gethostname()[:20], os.getpid())
@@ -89,13 +107,26 @@ class Subscriber:
 
     # --- topics -------------------------------------------------------------------------------
     def retained_filters(self):
-        return ["%s/+/%s" % (self.prefix, k) for k in decode.RETAINED_KINDS]
+        return ["%s/+/%s" % (p, k) for k in decode.RETAINED_KINDS for p in self.prefixes]
+
+    def data_shared(self, prefix):
+        """Does the data of `prefix` come through the shared group (a part of it), rather than
+        in full? Only contract v1's (a prefix ending in /v1), unless share_all: v2's compact
+        stream must reach one instance whole (see the module's doc)."""
+        return bool(self.share) and (self.share_all or prefix.endswith("/v1"))
 
     def live_filters(self):
-        plain = ["%s/+/%s" % (self.prefix, k) for k in decode.LIVE_KINDS]
-        if self.share:
-            return ["$share/%s/%s" % (self.share, f) for f in plain]
-        return plain
+        out = []
+        for p in self.prefixes:
+            for k in decode.LIVE_KINDS:
+                f = "%s/+/%s" % (p, k)
+                shared = self.share and (k != "data" or self.data_shared(p))
+                out.append("$share/%s/%s" % (self.share, f) if shared else f)
+        return out
+
+    def owner(self, site):
+        """The partition whose instance decodes this site's unshared data."""
+        return zlib.crc32(site.encode()) % self.partition[1]
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self):
@@ -192,15 +223,26 @@ class Subscriber:
                              broker="%s:%s" % (self.host, self.port), reason=str(reason_code))
 
     def _on_message(self, client, userdata, msg):
-        where = decode.split_topic(msg.topic, self.prefix)
+        where = decode.split_topic(msg.topic, self.prefixes)
         if where is None:
             return
-        site, kind = where
+        prefix, site, kind = where
         now = time.time()
         if msg.retain:
             self.last_retained = time.monotonic()
+        if kind == "data" and self.partition is not None and not self.data_shared(prefix):
+            owner = self.owner(site)
+            if owner != self.partition[0]:
+                self.fleet.elsewhere(site, owner, now)
+                return
+        payload = msg.payload
+        ctx = None
+        if kind == decode.SERIES or decode.is_stream(payload):
+            ctx = self.fleet.context(site)
+            if ctx is None:
+                return  # past --max-sites: Fleet.apply counts it
         try:
-            body = decode.decode(kind, msg.payload, self._ctx.get(site))
+            body = decode.decode(kind, payload, ctx, site)
         except decode.DecodeError as e:
             self.fleet.bad_message(site, kind, str(e))
             self._note_bad(msg.topic, str(e))
@@ -209,7 +251,7 @@ class Subscriber:
             self.fleet.bad_message(site, kind, repr(e))
             self._note_bad(msg.topic, repr(e))
             return
-        self.fleet.apply(site, kind, body, retained=bool(msg.retain), now=now)
+        self.fleet.apply(site, kind, body, retained=bool(msg.retain), now=now, prefix=prefix)
 
     def _note_bad(self, topic, why):
         self._bad_since_log += 1

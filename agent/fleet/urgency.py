@@ -2,7 +2,8 @@
 
 Most urgent first: on battery (least runtime left first), then silent or offline (those that
 were on battery first), backhaul down or degraded, critical then major alarms, on generator or
-solar, minor alarms, the rest. The level (the row's colour) is critical, major, minor, ok,
+solar, minor alarms, power not known yet (contract v2 compact, until the stream's integrity
+refresh), the rest. The level (the row's colour) is critical, major, minor, ok,
 offline or unknown; `why` is the reason in words ("on battery, 12 min left (estimated)").
 """
 
@@ -17,8 +18,9 @@ RANK_CRITICAL = 3
 RANK_MAJOR = 4
 RANK_OTHER_SOURCE = 5
 RANK_MINOR = 6
-RANK_OK = 7
-RANK_UNKNOWN = 8
+RANK_VALUES_UNKNOWN = 7  # power unknown until the stream's integrity refresh (v2 compact)
+RANK_OK = 8
+RANK_UNKNOWN = 9
 
 
 def urgency(row):
@@ -63,6 +65,9 @@ def urgency(row):
         return RANK_OTHER_SOURCE, "minor", "on %s" % row["power"]
     if level == "minor":
         return RANK_MINOR, level, "%d minor alarm(s)" % (al["minor"] + al["warning"])
+    if row.get("unknown") and "power" in row["unknown"]:
+        return RANK_VALUES_UNKNOWN, "unknown", "power unknown until the site's integrity " \
+            "refresh (this view joined its stream mid-way)"
     return RANK_OK, "ok", "on %s" % (row["power"] or "unknown power")
 
 

@@ -106,7 +106,8 @@ def test_exposition_passes_promtool_and_says_what_the_fleet_knows():
     assert sum(1 for k in s if k[0] == "site_agent_power_source") == 3
     # Label values are escaped as the format says; Unicode stays as it is.
     assert ('{site="odd\\"site\\\\x",name="A \\"quoted\\" name\\\\ with\\na newline",kind="bts",'
-            'commune="C"}') in [k[1] for k in s if k[0] == "site_agent_site_info"]
+            'commune="C",contract="v1 json"}') in [
+                k[1] for k in s if k[0] == "site_agent_site_info"]
     info = [k[1] for k in s if k[0] == "site_agent_site_info" and "qn-bts-1" in k[1]][0]
     assert 'name="Tịnh Kỳ BTS"' in info and 'latitude="15.2463"' in info
     # Every metric has one HELP and one TYPE, before its samples.

@@ -339,7 +339,12 @@ def test_sites_past_the_limit_are_counted_not_kept():
 
 def test_split_topic():
     p = "site-agent/v1"
-    assert decode.split_topic("site-agent/v1/bts-7/data", p) == ("bts-7", "data")
+    assert decode.split_topic("site-agent/v1/bts-7/data", p) == (p, "bts-7", "data")
     assert decode.split_topic("site-agent/v1/bts-7/x/data", p) is None
     assert decode.split_topic("site-agent/v2/bts-7/data", p) is None
     assert decode.split_topic("site-agent/v1//data", p) is None
+    both = decode.PREFIXES
+    assert decode.split_topic("site-agent/v2/bts-7/series", both) == (
+        "site-agent/v2", "bts-7", "series")
+    assert decode.split_topic("site-agent/v1/bts-7/data", both)[0] == "site-agent/v1"
+    assert decode.split_topic("site-agent/v10/bts-7/data", both) is None
