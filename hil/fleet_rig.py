@@ -1,6 +1,8 @@
 """A fleet on loopback for the fleet view's end-to-end tests and its screenshots: the demo site
 (the real agent against emulated devices, hil/site.py), generated sites speaking the contract
-(hil/fleet.py), one broker, and the fleet view (agent/fleet/app.py) of them all.
+(hil/fleet.py; the last `v2` of them contract v2, alternately in its JSON and compact forms),
+one broker, and the fleet view (agent/fleet/app.py) of them all. The view starts before the
+generated sites, so that it reads their v2 compact streams from their first message.
 
     with FleetRig(generated=5) as rig:
         rig.app.url                     # the fleet page
@@ -22,8 +24,9 @@ from hil.site import SimulatedSite
 
 class FleetRig:
     def __init__(self, generated=5, typhoon=0, fast=True, history_step=5.0, history_hours=1.0,
-                 silent_after=120.0, seed=7):  # fmt: skip
+                 silent_after=120.0, seed=7, v2=0):  # fmt: skip
         self.generated = generated
+        self.v2 = v2
         self.typhoon = typhoon
         self.fast = fast
         self.opts = {"history_step": history_step, "history_hours": history_hours,
@@ -45,16 +48,21 @@ class FleetRig:
                     preexec_fn=die_with_parent)  # fmt: skip
             sites = make_sites(self.generated, typhoon=self.typhoon, seed=self.seed,
                                bts_share=0.5, prefix="sim")  # fmt: skip
+            for i, s in enumerate(sites[len(sites) - self.v2 :]):
+                s.use_contract(2, ("compact", "json")[i % 2])
             if self.fast:  # polls and commits every couple of seconds: tests take seconds
                 for s in sites:
                     s.commit_s = 1.0
                     for d in s.devices:
                         d.interval = 2.0
-            self.sim = FleetSim("127.0.0.1", self.site.broker.port, sites).start()
             self.fleet_log = []
             log = Log(write=self.fleet_log.append)
             self.app = FleetApp("127.0.0.1", self.site.broker.port, ("127.0.0.1", 0), log=log,
                                 **self.opts).start()  # fmt: skip
+            if not self.app.sub.wait_synced(30):
+                raise RuntimeError("the fleet view did not subscribe: %s"
+                                   % self.app.sub.last_error)
+            self.sim = FleetSim("127.0.0.1", self.site.broker.port, sites).start()
         except BaseException:
             self.stop()
             raise

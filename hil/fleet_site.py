@@ -277,6 +277,17 @@ class SimSite:
             self.fmt = fmt
         self.stream = None
 
+    def next_refresh(self, device="site"):
+        """v2 compact: when the stream next carries the device's readings in full (its
+        integrity refresh, at its first poll from then on), in the sites' clock; None before
+        the stream carried any."""
+        st = self.stream
+        if st is None:
+            return None
+        last = [st.values[i][1] for i, ser in enumerate(st.series)
+                if st.devices[ser[0]] == device and i in st.values and ser[3] != "static"]
+        return min(last) + self.integrity if last else None
+
     def _batch(self, records, kind, now):
         """The messages of one batch: [(kind, payload, retain)]. v2 compact data goes on the
         connection's stream, followed by the retained series table when it numbered new

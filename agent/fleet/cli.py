@@ -266,6 +266,13 @@ def _once(args, fleet, sub):
         sys.stderr.write("%d online site(s) sent nothing in %gs; their values are from their "
                          "retained state (as of their last connect): %s\n"
                          % (len(waiting), args.wait, " ".join(sorted(waiting)[:20])))
+    unknown = sorted(r["id"] for r in rows if r.get("unknown"))
+    if unknown:
+        sys.stderr.write("%d site(s) have values shown as unknown: this one-shot view joined "
+                         "their contract v2 compact streams mid-way, which send a value only "
+                         "when it moves; a running `site-agent fleet` knows them within the "
+                         "sites' integrity period (uplink.integrity_period, 600 s by default): "
+                         "%s\n" % (len(unknown), " ".join(unknown[:20])))
     return 0
 
 

@@ -22,7 +22,14 @@ def alarms_cell(counts):
     return " ".join(parts) or "-"
 
 
+def unknown(row, field):
+    """Is the row's field unknown (v2 compact, joined mid-stream: until the integrity refresh)?"""
+    return field in (row.get("unknown") or ())
+
+
 def power_cell(row):
+    if unknown(row, "power"):
+        return "unknown"
     p = row.get("power") or "?"
     if p == "battery" and row.get("on_battery_s"):
         p = "battery %s" % duration(row["on_battery_s"])
@@ -30,6 +37,8 @@ def power_cell(row):
 
 
 def runtime_cell(row):
+    if unknown(row, "runtime"):
+        return "unknown"
     if row.get("runtime") is None:
         return "-"
     return duration(row["runtime"]) + (" est" if row.get("runtime_est") else "")
@@ -52,10 +61,12 @@ def status_cell(row):
 
 def cells(row):
     charge = row.get("charge")
+    charge = "-" if charge is None else "%g%%" % round(charge, 1)
+    backhaul = row.get("backhaul") or "-"
     return [row["level"].upper(), row["id"], row.get("name") or "", place(row), power_cell(row),
-            "-" if charge is None else "%g%%" % round(charge, 1), runtime_cell(row),
-            row.get("backhaul") or "-", alarms_cell(row["alarms"]), heard_cell(row),
-            status_cell(row)]  # fmt: skip
+            "unknown" if unknown(row, "charge") else charge, runtime_cell(row),
+            "unknown" if unknown(row, "backhaul") else backhaul, alarms_cell(row["alarms"]),
+            heard_cell(row), status_cell(row)]  # fmt: skip
 
 
 def ascii_text(s):

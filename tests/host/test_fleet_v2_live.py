@@ -46,15 +46,6 @@ def heard(fleet, site, t):
     return s is not None and s.newest_time is not None and s.newest_time >= round(t, 3) - 1e-6
 
 
-def next_refresh(site):
-    """When the site's stream is next due to carry its derived readings in full: one integrity
-    period after the earliest of them was last carried (agent/core/uplink/compact2.py)."""
-    st = site.stream
-    last = [st.values[i][1] for i, ser in enumerate(st.series)
-            if st.devices[ser[0]] == "site" and i in st.values and ser[3] != "static"]
-    return min(last) + INTEGRITY
-
-
 def step_all(sim, fleets, t):
     """Advance the sites to t and wait until every consumer has what they sent."""
     before = {site.id: site.last_sent for site in sim.sites}
@@ -113,7 +104,7 @@ def test_a_consumer_restart_mid_stream_resolves_within_one_integrity_period():
         try:
             # Run until no site's derived readings (device "site") are due for their refresh
             # in the next few seconds, so that B's first messages leave them out.
-            while t < t0 + 2 * INTEGRITY or min(next_refresh(s) for s in sites) - t < 10:
+            while t < t0 + 2 * INTEGRITY or min(s.next_refresh() for s in sites) - t < 10:
                 t += 1.0
                 step_all(sim, [a], t)
             sub_a.stop()

@@ -57,13 +57,36 @@ function placeOf(r) {
   return [r.commune, r.province].filter(Boolean).join(", ");
 }
 
+// A value this view cannot know yet: the site's contract v2 compact stream left it out (it was
+// within its deadband of a value carried before this view joined the stream). Never shown as a
+// value, and said so, until the stream's integrity refresh carries every series again.
+function isUnknown(r, field) {
+  return Array.isArray(r.unknown) && r.unknown.includes(field);
+}
+
+function unknownText(r) {
+  return r.known_by ? "unknown until " + fmtClock(r.known_by).slice(0, 5) : "unknown";
+}
+
+function unknownNote(r) {
+  return "Not known yet: this view joined the site's data stream mid-way (contract v2 compact), " +
+    "and the stream sends a value only when it moves. Known again at the site's integrity " +
+    "refresh" + (r.known_by ? ", by " + fmtClock(r.known_by) : "") + ".";
+}
+
+function contractText(r) {
+  return r.contract ? r.contract.replace("json", "JSON") : null;
+}
+
 function powerText(r) {
+  if (isUnknown(r, "power")) return unknownText(r);
   if (!r.power) return "unknown";
   if (r.power === "battery" && r.on_battery_s) return "battery for " + fmtDur(r.on_battery_s);
   return r.power;
 }
 
 function runtimeText(r) {
+  if (isUnknown(r, "runtime")) return "unknown";
   if (r.runtime === null || r.runtime === undefined) return "–";
   return fmtDur(r.runtime) + (r.runtime_est ? " (est.)" : "");
 }
@@ -109,5 +132,6 @@ function setLink(node, data, failed) {
   node.className = "link " + (data.connected ? "good" : "bad");
   node.textContent = (data.connected ? "broker " : "NOT CONNECTED to broker ") +
     (data.broker || "") + (data.share ? " · share " + data.share : "") +
+    (data.partition ? " · partition " + data.partition[0] + "/" + data.partition[1] : "") +
     " · updated " + fmtClock(data.now);
 }

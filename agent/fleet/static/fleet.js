@@ -53,6 +53,9 @@ function renderTotals(d) {
     ["backhaul", t.backhaul_down + " backhaul down"], ["critical", t.critical + " critical"],
     ["all", t.sites + " sites"],
   ];
+  if (t.unknown) {
+    chips.push(["unknown", t.unknown + " with values unknown until their integrity refresh"]);
+  }
   const box = document.getElementById("totals");
   box.replaceChildren(...chips.map(([k, text]) => el("span", {class: "chip chip-" + k}, text)));
 }
@@ -75,29 +78,42 @@ function alarmCell(counts) {
   return parts.length ? parts : "–";
 }
 
+// A cell of a value the view may not know yet (see isUnknown in common.js).
+function valueCell(r, field, cls, text, title) {
+  if (isUnknown(r, field)) return el("td", {class: cls + " unknown", title: unknownNote(r)}, text);
+  return el("td", {class: cls, title: title}, text);
+}
+
 function renderTable(d) {
   const body = document.querySelector("#sites tbody");
   const rows = d.sites.map((r) => {
     const link = el("a", {href: "/site/" + encodeURIComponent(r.id)}, r.name || r.id);
+    const elsewhere = r.elsewhere !== undefined && r.elsewhere !== null;
     return el("tr", {class: "lvl-" + r.level + (r.silent ? " silent" : ""), data: {site: r.id},
       title: r.why}, [
       el("td", {class: "c-level"}, el("span", {class: "level level-" + r.level}, r.level)),
-      el("td", {class: "c-site"}, [link, el("div", {class: "sub"}, r.id)]),
+      el("td", {class: "c-site"}, [link, el("div", {class: "sub"}, r.id +
+        (r.contract ? " · " + contractText(r) : ""))]),
       el("td", {class: "c-place"}, r.commune || r.province ? [r.commune || r.province,
         r.commune && r.province ? el("div", {class: "sub"}, r.province) : null] : "–"),
-      el("td", {class: "c-power " + (r.silent ? "last-known" : "src-" + (r.power || "unknown")),
-        title: r.silent ? "last known: the site is not reporting" : null},
-        r.silent && r.power ? "last: " + powerText(r) : powerText(r)),
-      el("td", {class: "c-charge num"}, fmtPct(r.charge)),
-      el("td", {class: "c-runtime num" + (r.runtime_est ? " est" : "") +
-        (r.power !== "battery" ? " idle" : ""), title: r.power !== "battery" ?
-        "what the battery would give; the site is not on battery" : null}, runtimeText(r)),
-      el("td", {class: "c-backhaul bh-" + (r.backhaul || "unknown")}, r.backhaul || "–"),
+      valueCell(r, "power", "c-power " + (r.silent ? "last-known" : "src-" +
+        (r.power || "unknown")), r.silent && r.power ? "last: " + powerText(r) : powerText(r),
+        r.silent ? "last known: the site is not reporting" : null),
+      valueCell(r, "charge", "c-charge num", isUnknown(r, "charge") ? "unknown" :
+        fmtPct(r.charge)),
+      valueCell(r, "runtime", "c-runtime num" + (r.runtime_est ? " est" : "") +
+        (r.power !== "battery" ? " idle" : ""), runtimeText(r), r.power !== "battery" ?
+        "what the battery would give; the site is not on battery" : null),
+      valueCell(r, "backhaul", "c-backhaul bh-" + (r.backhaul || "unknown"),
+        isUnknown(r, "backhaul") ? "unknown" : r.backhaul || "–"),
       el("td", {class: "c-alarms"}, alarmCell(r.alarms)),
       el("td", {class: "c-status st-" + r.status}, [el("span", {class: "st"}, statusText(r)),
         el("div", {class: "sub c-heard"}, ["heard " + heardText(r), r.time_est ?
           el("span", {class: "badge est", title: "the site's clock was not trusted: its times " +
-            "are estimates"}, "time est.") : null])]),
+            "are estimates"}, "time est.") : null, elsewhere ?
+          el("span", {class: "badge elsewhere", title: "another instance (partition " +
+            r.elsewhere + ") reads this site's live data; here: its retained state, status " +
+            "and alarms"}, "live on " + r.elsewhere) : null])]),
     ]);
   });
   body.replaceChildren(...rows);

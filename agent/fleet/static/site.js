@@ -28,6 +28,12 @@ function card(key, label, value, extra, cls) {
   ]);
 }
 
+// A card of a value the view may not know yet (see isUnknown in common.js).
+function valueCard(d, key, label, value, extra, cls) {
+  if (isUnknown(d, key)) return card(key, label, value, unknownNote(d), "unknown");
+  return card(key, label, value, extra, cls);
+}
+
 function render(d) {
   document.title = (d.name || d.id) + " · site-agent";
   document.getElementById("title").textContent = (d.name || d.id) + "  ";
@@ -47,16 +53,21 @@ function render(d) {
   document.getElementById("cards").replaceChildren(
     card("status", "Status", statusText(d), d.status_time ? "since " +
       fmtDateTime(d.status_time) : null, "st-" + d.status),
-    card("power", "Power", d.silent && d.power ? "last: " + powerText(d) : powerText(d),
-      d.silent ? "what it said last: the site is not reporting" : null,
+    valueCard(d, "power", "Power", d.silent && d.power ? "last: " + powerText(d) :
+      powerText(d), d.silent ? "what it said last: the site is not reporting" : null,
       d.silent ? "last-known" : "src-" + (d.power || "unknown")),
-    card("charge", "Battery charge", fmtPct(d.charge), volts),
-    card("runtime", "Runtime left", runtimeText(d), rtExtra, d.runtime_est ? "est" : ""),
-    card("backhaul", "Backhaul", d.backhaul || "–", null, "bh-" + (d.backhaul || "unknown")),
+    valueCard(d, "charge", "Battery charge", isUnknown(d, "charge") ? "unknown" :
+      fmtPct(d.charge), volts),
+    valueCard(d, "runtime", "Runtime left", runtimeText(d), rtExtra, d.runtime_est ? "est" : ""),
+    valueCard(d, "backhaul", "Backhaul", isUnknown(d, "backhaul") ? "unknown" :
+      d.backhaul || "–", null, "bh-" + (d.backhaul || "unknown")),
     card("heard", "Last heard", heardText(d), (d.last_heard ? fmtDateTime(d.last_heard) : "") +
       (d.time_est ? " · time estimated (the site's clock was not trusted)" : ""),
       d.time_est ? "est" : ""),
-    card("agent", "Agent", d.agent || "–", d.session ? "session " + d.session : null),
+    card("agent", "Agent", d.agent || "–", [d.session ? "session " + d.session : null,
+      contractText(d) ? "contract " + contractText(d) : null, d.elsewhere !== undefined &&
+      d.elsewhere !== null ? "live data read by partition " + d.elsewhere : null]
+      .filter(Boolean).join(" · ") || null),
   );
   renderAlarms(d.active_alarms);
   renderEvents(d.events);
