@@ -2,6 +2,7 @@
 CPU on one core, memory, and the cost of the page, /metrics and a cold start.
 
     .venv/bin/python bench/fleet_consumer.py [--sites 10000] [--measure 120] [--instances 1]
+        [--contract 1|2] [--form kind|json|compact] [--split share|partition]
 
 The load: a generator process (`python -m hil.fleet`, the same simulated sites as the demo and
 the tests) publishes as `--sites` sites on one mosquitto, 30 % hardened BTS and 70 % community
@@ -10,14 +11,21 @@ example configs (config/bts-hardened.toml: 6 devices every 15-60 s, a JSON batch
 config/community-wifi.toml: 6 devices every 30-300 s, a compact batch every 30 s), the derived
 site.* readings after every poll and alarm events on changes. Every site first publishes its
 birth, retained state and alarm set. The generator uses a few shared connections (10,000
-connections would measure the broker), so silence here shows only by age.
+connections would measure the broker), so silence here shows only by age. --contract 2 has
+every site speak contract v2 in the same forms (v2 JSON for a BTS, the v2 compact stream with
+its series table for a Wi-Fi point; --form json or compact: every site in one form), encoded by
+the agent's own contract module; the consumers start before the load, so they read every
+stream from its first message.
 
 The consumer runs as its own process, pinned to one core with taskset when there is more than
 one; its CPU is its own user + system time over the measuring window (all its threads), as a
 share of one core. It keeps up when the records it applied over the window match what the
 sites made. Memory: its RSS with no site, and once it knows every site (each site's day of
 history is allocated when it is first heard, so this is the steady state).
---instances N runs N consumers sharing the live stream (`--share bench`), to show the split.
+--instances N runs N consumers that split the live stream: `--split share` (default for
+contract 1) gives each `--share bench` (v1 data through mosquitto's shared group; v2 data would
+be read in full by each); `--split partition` (default for contract 2) gives each
+`--share bench --partition i/N` (v2 data read by all, decoded by one; v1 data still shared).
 """
 
 import argparse
@@ -56,12 +64,14 @@ def get(url, timeout=60):
 
 
 class Consumer:
-    def __init__(self, port, name, share=None, cpu=None):
+    def __init__(self, port, name, share=None, cpu=None, partition=None):
         self.http = free_port()
         cmd = [sys.executable, "-m", "agent.host.cli", "fleet", "--broker", "127.0.0.1:%d" % port,
                "--insecure", "--listen", "127.0.0.1:%d" % self.http, "--client-id", name]
         if share:
             cmd += ["--share", share]
+        if partition:
+            cmd += ["--partition", "%d/%d" % partition]
         if cpu is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(cpu)] + cmd
         self.log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), "fleet-%s.log" % name), "w")
@@ -108,12 +118,14 @@ class Consumer:
 
 
 class Generator:
-    def __init__(self, port, sites, cpu=None):
+    def __init__(self, port, sites, cpu=None, contract=1, form="kind", integrity=600.0):
         cmd = [sys.executable, "-m", "hil.fleet", "--port", str(port), "--sites", str(sites),
-               "--every", "2"]
+               "--every", "2", "--contract", str(contract), "--form", form,
+               "--integrity", str(integrity)]
         if cpu is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(cpu)] + cmd
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        self.ps = psutil.Process(self.proc.pid)
         self.last = None
         self.first = threading.Event()
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -140,22 +152,36 @@ def main():
     p.add_argument("--warmup", type=float, default=30.0, help="seconds after every site is known")
     p.add_argument("--measure", type=float, default=120.0)
     p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--contract", type=int, choices=(1, 2), default=1,
+                   help="the contract version every site speaks (default 1)")
+    p.add_argument("--form", choices=("kind", "json", "compact"), default="kind",
+                   help="kind (default): JSON for a BTS, compact for a Wi-Fi point; or one form")
+    p.add_argument("--integrity", type=float, default=600.0, help="v2 compact integrity period")
+    p.add_argument("--split", choices=("share", "partition"),
+                   help="how N instances split the stream (default: share for contract 1, "
+                   "partition for 2)")
     args = p.parse_args()
+    split = args.split or ("share" if args.contract == 1 else "partition")
     ncpu = os.cpu_count() or 1
     pin_consumer = 0 if ncpu > 1 else None
     pin_rest = 1 if ncpu > 1 else None
-    print("fleet consumer bench: %d sites, %d consumer(s), %d cores (consumer pinned to %s)"
-          % (args.sites, args.instances, ncpu, "core 0" if pin_consumer is not None else "-"))
+    print("fleet consumer bench: %d sites, contract v%d, form %s, %d consumer(s)%s, %d cores "
+          "(consumer pinned to %s)" % (args.sites, args.contract, args.form, args.instances,
+                                       " (%s)" % split if args.instances > 1 else "", ncpu,
+                                       "core 0" if pin_consumer is not None else "-"))
     with Broker(require_mosquitto=True, extra_conf=BROKER_CONF) as broker:
         if pin_rest is not None and shutil.which("taskset"):
             subprocess.run(["taskset", "-p", "-c", str(pin_rest), str(broker.proc.pid)],
                            capture_output=True)  # fmt: skip
         share = "bench" if args.instances > 1 else None
-        cons = [Consumer(broker.port, "bench-%d" % i, share, pin_consumer)
+        parts = [(i, args.instances) if share and split == "partition" else None
+                 for i in range(args.instances)]  # fmt: skip
+        cons = [Consumer(broker.port, "bench-%d" % i, share, pin_consumer, parts[i])
                 for i in range(args.instances)]  # fmt: skip
         time.sleep(2)
         rss0 = [c.rss() for c in cons]
-        gen = Generator(broker.port, args.sites, pin_rest)
+        gen = Generator(broker.port, args.sites, pin_rest, args.contract, args.form,
+                        args.integrity)  # fmt: skip
         t0 = time.monotonic()
         while True:
             known = [c.stats()["sites"] for c in cons]
@@ -172,25 +198,34 @@ def main():
         # The window: CPU read before and after, nothing else asked of the consumers meanwhile.
         g0, s0, c0, w0 = dict(gen.last), [c.stats() for c in cons], [c.cpu() for c in cons], \
             time.monotonic()
+        gc0 = gen.ps.cpu_times()
         time.sleep(args.measure)
         c1, w1, g1, s1 = [c.cpu() for c in cons], time.monotonic(), dict(gen.last), \
             [c.stats() for c in cons]
+        gc1 = gen.ps.cpu_times()
         wall = w1 - w0
         gen_wall = g1["t"] - g0["t"]
         made = (g1["records"] - g0["records"]) / gen_wall
         pub = (g1["published"] - g0["published"]) / gen_wall
-        print("\nload over %.0f s: %.0f messages/s, %.0f records/s, %.2f MB/s of payload"
-              % (gen_wall, pub, made, (g1["bytes"] - g0["bytes"]) / gen_wall / 1e6))
+        print("\nload over %.0f s: %.0f messages/s, %.0f records/s, %.2f MB/s of payload "
+              "(%.1f bytes a record); the generator used %.0f %% of a core"
+              % (gen_wall, pub, made, (g1["bytes"] - g0["bytes"]) / gen_wall / 1e6,
+                 (g1["bytes"] - g0["bytes"]) / max(1, g1["records"] - g0["records"]),
+                 100 * (gc1.user + gc1.system - gc0.user - gc0.system) / wall))  # fmt: skip
         rows = []
         for i, c in enumerate(cons):
             a, b = s0[i]["counts"], s1[i]["counts"]
             rec = sum(b.get(k, 0) - a.get(k, 0) for k in ("records_data", "records_alarm",
                                                            "records_state")) / wall
             msgs = (b["messages"] - a["messages"]) / wall
+            other = (b.get("messages_elsewhere", 0) - a.get("messages_elsewhere", 0)) / wall
             cpu = (c1[i] - c0[i]) / wall
             rows.append((c, rec, msgs, cpu))
-            print("consumer %d: %.0f messages/s, %.0f records/s applied, CPU %.1f %% of one core, "
-                  "%.1f us per record" % (i, msgs, rec, 100 * cpu, 1e6 * cpu / rec if rec else 0))
+            print("consumer %d: %.0f messages/s, %.0f records/s applied%s, CPU %.1f %% of one "
+                  "core, %.1f us per record, %.2f %% of a core per 1,000 sites"
+                  % (i, msgs, rec, ", %.0f messages/s of other partitions dropped" % other
+                     if other else "", 100 * cpu, 1e6 * cpu / rec if rec else 0,
+                     100 * cpu * 1000 / args.sites))  # fmt: skip
         # Memory and the HTTP side, with every site known.
         c = cons[0]
         rss = c.rss()
@@ -232,9 +267,10 @@ def main():
         st = [x.stats()["counts"] for x in cons]
         print("\nafter the load stopped (%.0f s to drain): the sites published %d records "
               "(readings and alarm events); the consumer(s) applied %s of them (%d in all), "
-              "duplicates %s, bad messages %s" % (drained, final["sent"], last, sum(last),
-                                   [c.get("duplicates", 0) for c in st],
-                                   [c.get("bad_messages", 0) for c in st]))
+              "duplicates %s, bad messages %s, unresolved %s"
+              % (drained, final["sent"], last, sum(last),
+                 [c.get("duplicates", 0) for c in st], [c.get("bad_messages", 0) for c in st],
+                 [c.get("records_unresolved", 0) for c in st]))  # fmt: skip
         for x in cons:
             x.stop()
 

@@ -259,3 +259,28 @@ def test_a_site_whose_data_another_instance_reads():
     text = exposition.render([r], {}, True, 1)
     assert 'site_agent_up{site="s1"} 1' in text and "site_agent_power_source{" not in text
     json.dumps(c.fleet.detail("s1", T0 + 501), allow_nan=False)
+
+
+def test_sites_contexts_share_their_stream_definitions_and_decode_the_same():
+    """decode.shared_names swaps a context's series definitions and templates for shared equal
+    copies (memory: bench/fleet_consumer.py); what the decoder makes of the stream is the same."""
+    from hil.fleet import make_sites
+
+    sites = make_sites(2, seed=4, bts_share=0.0, start=T0, contract_version=2, fmt="compact",
+                       integrity=60)  # fmt: skip
+    plain, shared = [{}, {}], [{}, {}]
+    for t in range(0, 200, 5):
+        for n, s in enumerate(sites):
+            msgs = s.connect_messages(T0) if t == 0 else s.advance(T0 + t)
+            for kind, payload, _ in msgs:
+                if kind not in ("data", "series"):
+                    continue
+                a = contract.decode(kind, payload, plain[n], s.id)
+                b = decode.decode(kind, payload, shared[n], s.id)
+                if kind == "data":
+                    assert b["readings"] == a["readings"] and not a["unresolved"]
+    one, two = (next(iter(c["streams"].values())) for c in shared)
+    metrics = {s[1]: s[1] for s in one["series"].values()}
+    assert all(metrics[s[1]] is s[1] for s in two["series"].values() if s[1] in metrics)
+    same = [i for i in one["series"] if one["series"][i] == two["series"].get(i)]
+    assert all(one["series"][i] is two["series"][i] for i in same)
