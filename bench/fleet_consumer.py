@@ -180,9 +180,21 @@ def main():
                 for i in range(args.instances)]  # fmt: skip
         time.sleep(2)
         rss0 = [c.rss() for c in cons]
+        if parts[0]:
+            # An installed fleet: each instance learns its sites from their status and
+            # subscribes to their data before they speak (a new site's first messages could
+            # come before its subscription).
+            subprocess.run([sys.executable, "-m", "hil.fleet", "--port", str(broker.port),
+                            "--sites", str(args.sites), "--contract", str(args.contract),
+                            "--form", args.form, "--announce"], cwd=ROOT, check=True)
+            for c in cons:
+                while c.stats()["sites"] < args.sites:
+                    time.sleep(0.5)
+            time.sleep(2)
         gen = Generator(broker.port, args.sites, pin_rest, args.contract, args.form,
                         args.integrity)  # fmt: skip
         t0 = time.monotonic()
+        gen.first.wait(600)
         while True:
             known = [c.stats()["sites"] for c in cons]
             if all(k >= args.sites for k in known):

@@ -13,6 +13,7 @@ consumer); status is still published per site, but silence then shows only by ag
 """
 
 import heapq
+import os
 import random
 import socket
 import threading
@@ -290,6 +291,9 @@ def main(argv=None):
     p.add_argument("--own-connections", action="store_true",
                    help="one connection per site, with its last will (not for thousands)")
     p.add_argument("--clients", type=int, default=4, help="shared connections (default 4)")
+    p.add_argument("--announce", action="store_true",
+                   help="only publish every site's retained status (an installed site whose "
+                   "agent is stopped) and exit: consumers that start then know the fleet")
     p.add_argument("--duration", type=float)
     p.add_argument("--every", type=float, default=5.0)
     args = p.parse_args(argv)
@@ -301,6 +305,19 @@ def main(argv=None):
                        contract_version=args.contract,
                        fmt=None if args.form == "kind" else args.form,
                        integrity=args.integrity)  # fmt: skip
+    if args.announce:
+        c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                        client_id="sim-announce-%d" % os.getpid(), protocol=mqtt.MQTTv311)
+        c.max_inflight_messages_set(200)
+        c.connect(args.host, args.port, 30)
+        c.loop_start()
+        for s in sites:
+            info = c.publish("%s/%s/status" % (s.prefix, s.id), s.will("agent stopped"), qos=1,
+                             retain=True)  # fmt: skip
+        info.wait_for_publish(120)
+        c.disconnect()
+        c.loop_stop()
+        return 0
     t0 = time.monotonic()
     sim = FleetSim(args.host, args.port, sites, own_connections=args.own_connections,
                    clients=args.clients).start()  # fmt: skip

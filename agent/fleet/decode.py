@@ -31,6 +31,8 @@ the decoder's state is the routine docs/mqtt.md prints, and only equal immutable
 swapped in, so what it decodes is unchanged.
 """
 
+import zlib
+
 from agent.core.uplink import contract
 
 PREFIXES = ("site-agent/v1", "site-agent/v2")  # read side by side: a fleet moves site by site
@@ -63,6 +65,12 @@ def split_topic(topic, prefixes):
                 return None
             return prefix, parts[0], parts[1]
     return None
+
+
+def partition_of(site, count):
+    """The partition (0 to count - 1) whose instance reads the site's data (--partition):
+    crc32 of the site id's UTF-8, modulo the count, so that any tool can tell."""
+    return zlib.crc32(site.encode()) % count
 
 
 def is_stream(payload):

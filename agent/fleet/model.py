@@ -158,6 +158,9 @@ class Fleet:
         self.lock = threading.RLock()
         self.counts = collections.Counter()  # messages, records, duplicates, bad, ...
         self.started = None  # our clock when the subscription began (set by the subscriber)
+        # (site, prefix) -> the partition that reads the site's data when it is not this
+        # instance (--partition; set by the subscriber), else None.
+        self.owner_of = None
 
     # --- input ------------------------------------------------------------------------------
     def site(self, site_id):
@@ -204,8 +207,8 @@ class Fleet:
                 self._batch(s, body, now)
 
     def elsewhere(self, site_id, partition, now):
-        """A live data message of a site that another instance's partition reads (dropped
-        undecoded): the site is speaking, and its values here are its retained state's."""
+        """A live data message of a site that another instance's partition reads, dropped
+        undecoded (it came anyway): the site is speaking."""
         with self.lock:
             s = self.sites.get(site_id)
             if s is None:
@@ -225,15 +228,17 @@ class Fleet:
             s.source = prefix
             if body["state"] == "online":
                 s.source_birth = body.get("time")
-            return True
-        if body["state"] != "online":
+        elif body["state"] != "online":
             return False  # an old prefix's goodbye or will: not where the site speaks now
-        t = body.get("time")
-        if not retained or s.source_birth is None or (t is not None and t > s.source_birth):
+        else:
+            t = body.get("time")
+            if retained and s.source_birth is not None and (t is None or t <= s.source_birth):
+                return False
             s.source = prefix
             s.source_birth = t
-            return True
-        return False
+        if self.owner_of is not None and prefix is not None:
+            s.elsewhere = self.owner_of(s.id, prefix)
+        return True
 
     def bad_message(self, site_id, kind, why):
         with self.lock:
@@ -435,7 +440,10 @@ class Fleet:
         # Silence by age is judged from when we began listening too: a site online since last
         # week has a week-old retained state, and is silent only if it stays quiet now.
         since = max(heard or 0.0, self.started or 0.0)
-        silent = s.status == "offline" or (since > 0 and now - since > self.silent_after)
+        silent = s.status == "offline" or (since > 0 and now - since > self.silent_after
+                                           and s.elsewhere is None)  # fmt: skip
+        # (A site whose data another instance reads is silent here by its status only: its
+        # silence by age is that instance's to judge.)
         row["silent"] = silent
         on_batt = row["on_battery_s"]
         ob = s.cur.get("site.on_battery_s")

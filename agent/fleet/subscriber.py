@@ -22,9 +22,18 @@ connection in which a message carries only what moved since the one before, and 
 hands consecutive messages of one site to different members (mosquitto: strict round robin over
 the group, message by message) leaves every member with gaps, and so with values it cannot
 rebuild. Only a broker that sends every message of a topic to the same member (EMQX's
-`hash_topic` strategy) may share it (`share_all`). Otherwise `partition=(i, n)` splits it on the
-client: this instance decodes the data it reads in full only for the sites whose
-`crc32(site id) % n == i`, and notes the others as heard (Fleet.elsewhere) without decoding them.
+`hash_topic` strategy) may share it (`share_all`). Otherwise `partition=(i, n)` splits it by
+site: this instance reads the data of the sites whose `crc32(site id) % n == i`
+(decode.partition_of), subscribing to each one's `<prefix>/<site>/data` (wildcard-free) as it
+learns of the site from its retained topics (their retained status comes first), in SUBSCRIBE
+packets of up to SITE_SUBS_BATCH filters. A site first heard live (a new one) has its
+subscription made at once, but what it publishes before the broker has it is missed here (a
+v2 compact site's values are then unknown until its integrity refresh). The broker then sends
+each instance its sites only (bench/fleet_partition.py: 10,000 such subscriptions take
+mosquitto a fraction of a second and about 1 KB each; receiving and dropping the others would
+cost each instance about 0.1 ms a message). A data message of another partition's site that
+arrives anyway (a subscription kept in a resumed session from another partitioning) is dropped
+undecoded and counted.
 
 Threading: paho's network thread calls on_message, which decodes and applies under the fleet's
 lock; nothing here blocks on the HTTP side. paho reconnects by itself (1 s to 30 s backoff); the
@@ -43,7 +52,6 @@ import socket
 import ssl
 import threading
 import time
-import zlib
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -53,6 +61,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from agent.fleet import decode
 
 BAD_LOG_EVERY_S = 60.0  # at most one log line about undecodable messages per minute
+SITE_SUBS_BATCH = 100  # per-site data filters in one SUBSCRIBE (partition)
+SITE_SUBS_WAIT_S = 0.1  # how long a per-site filter may wait for others to fill its packet
 
 
 class Subscriber:
@@ -68,7 +78,13 @@ class Subscriber:
         self.prefix = self.prefixes[0]
         self.share = share
         self.share_all = bool(share and share_all)
-        self.partition = partition  # (index, count): decode only this share of unshared data
+        self.partition = partition  # (index, count): read only this share of unshared data
+        self._site_subs = set()  # (prefix, site): data topics subscribed one by one (partition)
+        self._pending = []  # ... filters waiting to go in a SUBSCRIBE
+        self._pending_lock = threading.Lock()
+        self._flush_timer = None
+        if partition is not None:
+            fleet.owner_of = self.owner_of
         self.log = log
         self.protocol = mqtt.MQTTv5 if str(protocol) == "5" else mqtt.MQTTv311
         self.connected = False
@@ -115,18 +131,60 @@ class Subscriber:
         stream must reach one instance whole (see the module's doc)."""
         return bool(self.share) and (self.share_all or prefix.endswith("/v1"))
 
+    def partitioned(self, prefix):
+        """Is the data of `prefix` read site by site, for this instance's partition only?"""
+        return self.partition is not None and not self.data_shared(prefix)
+
     def live_filters(self):
         out = []
         for p in self.prefixes:
             for k in decode.LIVE_KINDS:
+                if k == "data" and self.partitioned(p):
+                    continue  # subscribed site by site (_want_data)
                 f = "%s/+/%s" % (p, k)
                 shared = self.share and (k != "data" or self.data_shared(p))
                 out.append("$share/%s/%s" % (self.share, f) if shared else f)
         return out
 
     def owner(self, site):
-        """The partition whose instance decodes this site's unshared data."""
-        return zlib.crc32(site.encode()) % self.partition[1]
+        """The partition whose instance reads this site's unshared data."""
+        return decode.partition_of(site, self.partition[1])
+
+    def owner_of(self, site, prefix):
+        """For the fleet: the partition that reads the site's data under `prefix`, when it is
+        not this instance; None when it is (or when the data is not partitioned)."""
+        if not self.partitioned(prefix):
+            return None
+        owner = self.owner(site)
+        return None if owner == self.partition[0] else owner
+
+    def _want_data(self, prefix, site, now=False):
+        """A site of this partition: subscribe to its data topic (once). Batched while the
+        retained messages pour in; at once (`now`) for a site first heard live, whose first
+        data messages follow its birth closely: what comes before the SUBACK is missed."""
+        if len(self._site_subs) >= self.fleet.max_sites:
+            return
+        self._site_subs.add((prefix, site))
+        with self._pending_lock:
+            self._pending.append("%s/%s/data" % (prefix, site))
+            if now or len(self._pending) >= SITE_SUBS_BATCH:
+                self._flush_locked()
+            elif self._flush_timer is None:
+                self._flush_timer = threading.Timer(SITE_SUBS_WAIT_S, self._flush)
+                self._flush_timer.daemon = True
+                self._flush_timer.start()
+
+    def _flush(self):
+        with self._pending_lock:
+            self._flush_timer = None
+            self._flush_locked()
+
+    def _flush_locked(self):
+        batch, self._pending = self._pending, []
+        for i in range(0, len(batch), SITE_SUBS_BATCH):
+            rc, mid = self.client.subscribe([(f, self._options())
+                                             for f in batch[i : i + SITE_SUBS_BATCH]])
+            self._mids[mid] = "sites"
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self):
@@ -142,6 +200,9 @@ class Subscriber:
 
     def stop(self):
         self._stopping = True
+        with self._pending_lock:
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
         try:
             if self.protocol == mqtt.MQTTv5:
                 props = Properties(PacketTypes.DISCONNECT)
@@ -154,10 +215,12 @@ class Subscriber:
 
     def wait_synced(self, timeout, quiet=1.0):
         """Wait until the retained messages have been delivered: the live stream is subscribed
-        and no retained message came for `quiet` seconds. False on timeout."""
+        (with --partition, every site's data topic too) and no retained message came for
+        `quiet` seconds. False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.live_subscribed.is_set():
+            if self.live_subscribed.is_set() and not self._pending and \
+                    "sites" not in self._mids.values():  # fmt: skip
                 last = self.last_retained or 0.0
                 if time.monotonic() - max(last, self._live_at) >= quiet:
                     return True
@@ -181,6 +244,10 @@ class Subscriber:
                           session="resumed" if flags.session_present else "new")  # fmt: skip
         self.retained_subscribed.clear()
         self.live_subscribed.clear()
+        if not flags.session_present:  # the broker kept no subscription: the sites' again
+            self._site_subs.clear()
+            with self._pending_lock:
+                self._pending = []
         subs = [(f, self._options()) for f in self.retained_filters()]
         rc, mid = client.subscribe(subs)
         self._mids[mid] = "retained"
@@ -230,11 +297,14 @@ class Subscriber:
         now = time.time()
         if msg.retain:
             self.last_retained = time.monotonic()
-        if kind == "data" and self.partition is not None and not self.data_shared(prefix):
+        if self.partition is not None and self.partitioned(prefix):
             owner = self.owner(site)
             if owner != self.partition[0]:
-                self.fleet.elsewhere(site, owner, now)
-                return
+                if kind == "data":  # not ours: dropped undecoded
+                    self.fleet.elsewhere(site, owner, now)
+                    return
+            elif (prefix, site) not in self._site_subs:
+                self._want_data(prefix, site, now=not msg.retain)
         payload = msg.payload
         ctx = None
         if kind == decode.SERIES or decode.is_stream(payload):
