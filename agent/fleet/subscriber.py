@@ -303,6 +303,8 @@ class Subscriber:
                 if kind == "data":  # not ours: dropped undecoded
                     self.fleet.elsewhere(site, owner, now)
                     return
+                if kind == decode.SERIES:
+                    return  # the stream is another instance's to decode: no context here
             elif (prefix, site) not in self._site_subs:
                 self._want_data(prefix, site, now=not msg.retain)
         payload = msg.payload

@@ -334,7 +334,7 @@ def test_partitioned_instances_each_decode_whole_streams_and_share_the_v1_ones()
                 else:
                     # Known from its retained state and status, its live data left to the
                     # other instance.
-                    assert site.elsewhere == owners[sid]
+                    assert site.elsewhere == owners[sid] and site.ctx is None
                     assert site.records == len(sim.site(sid).latest)  # the state's, once
             # A share of the v1 sites' data (which member gets a message is the group's turn).
             assert 0 < sum(live(f, sid) for sid in v1) < sum(live(whole, sid) for sid in v1)
