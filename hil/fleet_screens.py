@@ -3,15 +3,19 @@
     .venv/bin/python -m hil.fleet_screens docs/fleet
 
 A typhoon night on loopback: the demo site (the real agent against emulated devices) and 40
-generated sites across central Vietnam; a band of them lose mains over a few minutes (drained
-fast, so that the plots fill in minutes), some lose their fibre backhaul, one goes silent.
-Takes about four minutes.
+generated sites across central Vietnam (a third of them speaking contract v2); a band of them
+lose mains over a few minutes (drained fast, so that the plots fill in minutes), some lose their
+fibre backhaul, one goes silent. Then a second fleet view starts, mid-way through the v2
+compact sites' streams: their values are unknown to it until their integrity refresh. Takes
+about four minutes.
 """
 
 import os
 import sys
 import time
+import urllib.parse
 
+from agent.fleet.app import FleetApp
 from hil.fleet_rig import FleetRig
 from hil.webdriver import Browser
 
@@ -22,7 +26,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     out = argv[0] if argv else "docs/fleet"
     os.makedirs(out, exist_ok=True)
-    with FleetRig(generated=40, fast=False, history_step=5.0, history_hours=0.25) as rig:
+    with FleetRig(generated=40, fast=False, history_step=5.0, history_hours=0.25, v2=14) as rig:
         sim = rig.sim
         hit = [s for s in sim.sites if s.location["commune"] in STORM]
         now = time.time()
@@ -57,6 +61,16 @@ def main(argv=None):
             b.wait_for("return document.querySelectorAll('#alarms tbody tr').length", 60)
             time.sleep(1)
             b.screenshot(os.path.join(out, "site-demo.png"))
+            late = FleetApp("127.0.0.1", rig.site.broker.port, ("127.0.0.1", 0),
+                            history_step=5.0, history_hours=0.25).start()  # fmt: skip
+            try:  # the province of a v2 compact site, so that the page shows some
+                area = [s for s in sim.sites if s.contract == 2 and s.fmt == "compact"
+                        and not s.silent][0].location["province"]  # fmt: skip
+                b.get(late.url + "#area=" + urllib.parse.quote(area))
+                time.sleep(35)  # the retained topics, then every site's live data once
+                b.screenshot(os.path.join(out, "fleet-unknown.png"))
+            finally:
+                late.stop()
     print("screenshots in %s" % out)
 
 

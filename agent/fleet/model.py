@@ -204,7 +204,7 @@ class Fleet:
             elif kind == "series":
                 self._series(s, body)
             else:
-                self._batch(s, body, now)
+                self._batch(s, body, now, prefix)
 
     def elsewhere(self, site_id, partition, now):
         """A live data message of a site that another instance's partition reads, dropped
@@ -296,11 +296,12 @@ class Fleet:
                     s.dev_of = {}
                 s.dev_of[entry[1]] = entry[0]
 
-    def _batch(self, s, body, now):
+    def _batch(self, s, body, now, prefix=None):
         kind = body["kind"]
         state = kind == "state"
         taken = dups = bad = 0
-        if body.get("v") is not None and kind == "data":
+        if body.get("v") is not None and (kind == "data" or kind == "state" and prefix in (
+                None, s.source)):  # what it speaks: its data, or its current prefix's state
             form = body.get("form")
             s.contract = "v%s %s" % (body["v"], "compact" if form == "stream" else form)
         if body.get("duplicate"):

@@ -95,20 +95,28 @@ def start_fleet(site, port):
     from agent.fleet.app import FleetApp
     from hil.fleet import FleetSim, make_sites
 
-    sim = FleetSim("127.0.0.1", site.broker.port, make_sites(FLEET_SITES, typhoon=1,
-                                                             prefix="gen")).start()
+    sites = make_sites(FLEET_SITES, typhoon=1, prefix="gen")
+    # A fleet moving to contract v2 site by site: the last two speak it, in its compact form
+    # and in JSON.
+    for s, form in zip(sites[-2:], ("compact", "json")):
+        s.use_contract(2, form)
     logfile = open(os.path.join(site.dir, "fleet.log"), "a", buffering=1)
     log = Log(write=lambda line: logfile.write(line + "\n"))
     # A short, fine history so the typhoon shows on the site page within minutes.
     opts = {"history_step": 5.0, "history_hours": 1.0, "silent_after": 120.0, "log": log}
     try:
-        try:
-            app = FleetApp("127.0.0.1", site.broker.port, ("127.0.0.1", port), **opts)
-        except OSError:
-            app = FleetApp("127.0.0.1", site.broker.port, ("127.0.0.1", 0), **opts)
-        return sim, app.start()
+        app = FleetApp("127.0.0.1", site.broker.port, ("127.0.0.1", port), **opts)
+    except OSError:
+        app = FleetApp("127.0.0.1", site.broker.port, ("127.0.0.1", 0), **opts)
+    app.start()
+    # The view listens before the generated sites start, so that it reads their v2 compact
+    # streams from their first message (one that joins later knows their values at their
+    # integrity refresh).
+    app.sub.wait_synced(10)
+    try:
+        return FleetSim("127.0.0.1", site.broker.port, sites).start(), app
     except BaseException:
-        sim.stop()
+        app.stop()
         raise
 
 
