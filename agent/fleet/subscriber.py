@@ -47,6 +47,7 @@ session keeps the queue. A clean stop ends the session (expiry 0 on DISCONNECT).
 it only under the same client id (--client-id); the default id (host and pid) starts afresh.
 """
 
+import itertools
 import os
 import socket
 import ssl
@@ -63,6 +64,7 @@ from agent.fleet import decode
 BAD_LOG_EVERY_S = 60.0  # at most one log line about undecodable messages per minute
 SITE_SUBS_BATCH = 100  # per-site data filters in one SUBSCRIBE (partition)
 SITE_SUBS_WAIT_S = 0.1  # how long a per-site filter may wait for others to fill its packet
+_DEFAULT_IDS = itertools.count(1)  # consumers made in this process, for their default ids
 
 
 class Subscriber:
@@ -98,7 +100,11 @@ class Subscriber:
         self._live_at = 0.0
         self._bad_logged = 0.0
         self._bad_since_log = 0
-        cid = client_id or "site-agent-fleet-%s-%d" % (socket.gethostname()[:20], os.getpid())
+        # The default id is the host's and the process's, and the Nth consumer in one process
+        # gets "-N" too: two clients with one id take the session from each other in turn.
+        n = next(_DEFAULT_IDS)
+        cid = client_id or "site-agent-fleet-%s-%d%s" % (
+            socket.gethostname()[:20], os.getpid(), "-%d" % n if n > 1 else "")
         kwargs = {"callback_api_version": mqtt.CallbackAPIVersion.VERSION2, "client_id": cid,
                   "protocol": self.protocol}  # fmt: skip
         if self.protocol == mqtt.MQTTv311:

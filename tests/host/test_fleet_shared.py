@@ -160,6 +160,42 @@ def test_a_reconnect_loses_nothing_the_broker_queued_meanwhile():
         pub.loop_stop()
 
 
+def test_two_consumers_in_one_process_with_default_ids_keep_their_own_sessions():
+    """The default client id is the host's and the process's; a second consumer in the same
+    process (a test, the screenshots' late view) must not take the first one's session away
+    (the broker ends the older connection of an id, and the two would take turns)."""
+    from agent.core.log import Log
+    from agent.core.uplink import contract
+
+    with Broker(require_mosquitto=True) as b:
+        lines = []
+        fleets = [Fleet(), Fleet()]
+        subs = []
+        pub = None
+        try:
+            for f in fleets:
+                subs.append(Subscriber(f, "127.0.0.1", b.port, log=Log(write=lines.append)))
+                assert subs[-1].start().wait_synced(30), subs[-1].last_error
+            pub, _, _ = client5(b.port, "pub")
+            for first in range(1, 31, 10):  # over a few seconds: paho retries after 1 s
+                recs = [{"site": "s1", "device": "site", "metric": "site.battery_charge",
+                         "value": 50, "unit": "%", "time": time.time(), "quality": "good",
+                         "seq": first + i} for i in range(10)]  # fmt: skip
+                pub.publish("site-agent/v1/s1/data", contract.encode_batch("s1", first, recs,
+                            "data"), qos=1).wait_for_publish(10)  # fmt: skip
+                time.sleep(1.5)
+            for f in fleets:
+                wait(lambda f=f: f.counts["records_data"] == 30, what="every batch, each")
+            assert all(s.connected for s in subs)
+            assert not [x for x in lines if "lost the broker" in x], lines
+        finally:
+            for s in subs:
+                s.stop()
+            if pub is not None:
+                pub.disconnect()
+                pub.loop_stop()
+
+
 def test_mosquitto_gives_a_shared_group_its_messages_in_strict_turn_whatever_the_topic():
     """What mosquitto (2.0, src/subs.c subs__shared_process) does with a shared group, and why
     contract v2's compact stream must not go through one there: every message matching the
