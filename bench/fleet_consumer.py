@@ -25,7 +25,8 @@ history is allocated when it is first heard, so this is the steady state).
 --instances N runs N consumers that split the live stream: `--split share` (default for
 contract 1) gives each `--share bench` (v1 data through mosquitto's shared group; v2 data would
 be read in full by each); `--split partition` (default for contract 2) gives each
-`--share bench --partition i/N` (v2 data read by all, decoded by one; v1 data still shared).
+`--share bench --partition i/N` (each subscribes to the v2 data topics of its own sites only;
+v1 data still shared).
 """
 
 import argparse
