@@ -268,7 +268,8 @@ def _once(args, fleet, sub):
                          % (len(waiting), args.wait, " ".join(sorted(waiting)[:20])))
     unknown = sorted(r["id"] for r in rows if r.get("unknown"))
     if unknown:
-        sys.stderr.write("%d site(s) have values shown as unknown: this one-shot view joined "
+        sys.stderr.write("%d site(s) have values unknown (for some perhaps only the battery "
+                         "voltage, which the table leaves out): this one-shot view joined "
                          "their contract v2 compact streams mid-way, which send a value only "
                          "when it moves; a running `site-agent fleet` knows them within the "
                          "sites' integrity period (uplink.integrity_period, 600 s by default): "
