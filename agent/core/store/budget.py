@@ -12,6 +12,8 @@ thinned segment's temp copy):
   1. the oldest closed routine segment not yet thinned is thinned into per-window aggregates
      (kept only if that saves 25%; skipped when the medium cannot take the copy);
   2. otherwise the oldest closed routine segment is dropped (an open tail is sealed first);
+  in both, a segment holding records in flight (handed out, not yet acknowledged) is passed
+  over: it goes once delivered, and the read-out is never set back (readout.py);
   3. for an alarm, when no routine data is left, alarm segments already delivered are dropped.
 A routine record that still does not fit is dropped itself: alarms are never dropped to make
 room for routine data, and an undelivered alarm is never dropped to store another one. An
@@ -73,7 +75,9 @@ def make_room(st, need, lane=LANE_ALARM):
     they cannot: the caller then drops a routine record, or keeps an alarm."""
     files = st.files
     while st.used() + need + st.headroom > st.budget:
-        r = [s for s in files.segs[LANE_ROUTINE] if s.sealed]
+        # Segments being read out wait for their acknowledgement: their records are on the
+        # wire, and thinning or dropping them would pull records from under batches in flight.
+        r = [s for s in files.segs[LANE_ROUTINE] if s.sealed and not st.out.in_flight(s)]
         fresh = [s for s in r if not s.thinned]
         if fresh and st.thin_window and thin(st, fresh[0]):
             continue
@@ -122,8 +126,7 @@ def drop(st, seg):
     except OSError:
         st.dropped -= n
         raise
-    out.undeliv[seg.lane] -= n
-    out.cancel((seg.lane,))
+    out.undeliv[seg.lane] -= n  # none in flight (make_room): the read-out goes on past it
     pressure(st, seg)
 
 
@@ -214,7 +217,7 @@ def thin(st, seg):
         return False
     st.thinned += folded
     st.out.undeliv[LANE_ROUTINE] -= n_in - len(out)
-    st.out.cancel((LANE_ROUTINE,))
+    st.out.rewritten(seg)  # none of it in flight (make_room): batches handed out stay valid
     pressure(st, seg)
     try:
         st.write_meta(True)

@@ -13,6 +13,12 @@ Invariants:
     handed out again after a restart). They are acknowledged like any alarm batch (D moves over
     them) and written when the medium works again; a record is never read out twice while in
     flight, because a lane is read only past its last batch handed out.
+  * The budget never thins or drops a segment holding records in flight (in_flight()), so
+    batches handed out stay valid until their acknowledgement or requeue(); a segment thinned
+    or dropped beyond them only moves the reader to the start of what replaced it or to the
+    next segment (rewritten(); read() filters by seq), and no record is handed out twice in
+    one session (the drill found the read-out cancelled by each thinning: the same batch was
+    read out again and again, and its acknowledgements were ignored).
 """
 
 from agent.core.errors import QueueError
@@ -57,6 +63,20 @@ class ReadOut:
         for bid in list(self.inflight):
             if self.inflight[bid] in lanes:
                 del self.inflight[bid]
+
+    def in_flight(self, seg):
+        """True if seg holds records handed out and not yet acknowledged (seq in (D, past])."""
+        D = self.D[seg.lane]
+        past = self._past(seg.lane)
+        return past > D and seg.last > D and seg.first <= past
+
+    def rewritten(self, seg):
+        """seg's file was replaced whole (thinned): reader positions inside it start again at
+        its beginning; read() skips by seq what was already handed out or delivered."""
+        for pos in (self.rd, self.dpos):
+            p = pos.get(seg.lane)
+            if p is not None and p[0] == seg.name:
+                pos[seg.lane] = (seg.name, 0)
 
     def read(self, lane, n, pos, after=None):
         """Up to n confirmed records of lane with seq > after (default: the delivered cursor)
