@@ -167,7 +167,9 @@ class SafeStatus:
         self.connected = False
         self.last_error = None
         self.beat = monotonic()
-        prefix = uplink.get("topic_prefix") or "site-agent/v1"
+        version = uplink.get("contract")  # not validated: a bad value means version 1
+        version = version if version in contract.VERSIONS else 1
+        prefix = uplink.get("topic_prefix") or contract.default_prefix(version)
         self.topic = contract.topic(prefix, site_id, "status")
 
     def state(self):
