@@ -148,6 +148,7 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
     if cfg.uplink:
         from agent.board.tls import make_context
         from agent.board.uplink import BoardUplink
+        from agent.core.uplink.contract import site_info
 
         # Batches are the board's peak heap during a backlog drain (records read, decoded and
         # encoded at once): at most the board's batch_max per message.
@@ -155,7 +156,7 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
         ucfg["batch_max"] = min(ucfg.get("batch_max", 100), batch)
         uplink = BoardUplink(ucfg, cfg.site["id"], queue, log, tls=make_context,
                              mono=monotonic, wall=lambda: clock.now() or wall(),
-                             link_up=net.up)  # fmt: skip
+                             link_up=net.up, site_info=site_info(cfg.site))  # fmt: skip
         dog.watch("uplink", uplink.progress_age, UPLINK_STALL_S)
     budget = int(cfg.storage["budget_mb"] * 1024 * 1024)
     health = dict(HEALTH, interval=board.get("health_s", HEALTH["interval"]))

@@ -24,6 +24,8 @@ packet types and a CONNACK of the wrong size are MqttError, never an assertion.
 import asyncio
 import struct
 
+from agent.core.compat import wait_for
+
 CONNECT = 1
 CONNACK = 2
 PUBLISH = 3
@@ -156,6 +158,7 @@ class MqttConn:
         self._pid = 0
         self.sent_bytes = 0
         self.closed = False
+        self.connect_sent = False  # CONNECT went out: TCP (and TLS) answered
 
     @classmethod
     async def open(cls, host, port, ssl=None, server_hostname=None, timeout=15.0):
@@ -166,7 +169,7 @@ class MqttConn:
                                                server_hostname=server_hostname)  # fmt: skip
             else:
                 coro = asyncio.open_connection(host, port)
-            r, w = await asyncio.wait_for(coro, timeout)
+            r, w = await wait_for(coro, timeout)
         except asyncio.TimeoutError:
             raise MqttError("no connection within %gs" % timeout) from None
         except OSError as e:
@@ -241,8 +244,9 @@ class MqttConn:
                       timeout=15.0):  # fmt: skip
         """Send CONNECT and wait for CONNACK; returns its return code (0 accepted)."""
         await self.send(connect_packet(client_id, keepalive, will, username, password))
+        self.connect_sent = True
         try:
-            kind, _, body = await asyncio.wait_for(self.read(), timeout)
+            kind, _, body = await wait_for(self.read(), timeout)
         except asyncio.TimeoutError:
             raise MqttError("no CONNACK within %gs (broker not answering)" % timeout) from None
         if kind != CONNACK:

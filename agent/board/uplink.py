@@ -1,33 +1,31 @@
 """The board's MQTT uplink on asyncio streams (portable code; the board's, also run on CPython in
-tests): several brokers in priority order, QoS 1 batches tied to the queue, paced backlog, byte
-budgets, reconnect backoff and commands. The contract is docs/mqtt.md, the same as the host's
-(agent/host/uplink.py), and so is the code that decides it: what is sent, in what order, the
-window and when a batch is acked are agent/core/uplink/outbox.py (Outbox), shared with the host;
-topics and payloads contract.py and compact.py; pacing backoff.py; commands commands.py. Only
-the transport differs: agent/board/mqtt.py on asyncio streams instead of paho's thread.
+tests). The contract is docs/mqtt.md, the same as the host's (agent/host/uplink.py), and so is
+the code that decides it: what is sent, in what order, the window and when a batch is acked are
+agent/core/uplink/outbox.py (Outbox); which broker next, when to probe, when a session is dead
+and what the status messages say are agent/core/uplink/links.py (Links); topics and payloads
+contract.py and the v2 forms. Only the transport differs: agent/board/mqtt.py on asyncio streams
+instead of paho.
 
-    up = BoardUplink(cfg.uplink, site_id, queue, log, tls=make_context)   # tls(broker) ->
-    up.attach(facade)                                                     # (ctx, server name)
+    up = BoardUplink(cfg.uplink, site_id, queue, log, tls=make_context,   # tls(broker) ->
+                     site_info=contract.site_info(cfg.site))              # (ctx, server name)
+    up.attach(facade)
     loop.listeners.append(up.notify); loop.alarm_listeners.append(up.alarms_changed)
     loop.cycle_listeners.append(up.state_changed)
     task = asyncio.create_task(up.run())
 
-Invariants (the host's, kept here line for line):
+Invariants (the host's):
 - a batch is acked to the queue only after PUBACK for every message that carried it; after any
-  disconnect or broker switch queue.requeue() puts in-flight batches back (duplicates, never
-  gaps); at most WINDOW messages of data are in flight.
+  disconnect or broker switch the Outbox requeues what was in flight (duplicates, never gaps).
 - data flows only after the broker acknowledged our birth message AND delivered it back on our
   own status topic (the echo): an ACL that silently drops our publishes keeps the data here.
-- the backoff is reset only after a connect plus that first acknowledged, echoed publish; never
-  more than max_connects_per_min connection attempts, probes of the preferred broker included.
-- after each connect: alarm events, then the retained state and active-alarm set, then the
-  backlog oldest first, paced by rate_msgs / rate_bytes; routine traffic never overdraws a
-  broker's byte budget, alarms may. A metered broker (budget_bytes > 0) gets the compact form
-  unless it names its own format.
+- the backoff is reset only after a connect plus that first acknowledged, echoed publish, or when
+  a probe finds a broker answering after none did; never more than max_connects_per_min full
+  attempts, returns to the preferred broker included. While no broker answers TCP, only probes.
 - no secret is passed to the log: broker lines name the broker and host:port only.
 Board specifics: MQTT 3.1.1 only (the fit check refuses protocol "5" on a board); every wait is
-bounded (connect, CONNACK, echo, each send) and `progress_age()` tells the watchdog how long the
-uplink task has gone without making progress, so a wedged uplink ends in a reset.
+bounded (connect, CONNACK, echo, each send); no attempt or probe while the network is down
+(link_up); `progress_age()` tells the watchdog how long the uplink task has gone without making
+progress, so a wedged uplink ends in a reset.
 """
 
 import asyncio
@@ -37,15 +35,9 @@ import random
 
 from agent import __version__
 from agent.board import mqtt
-from agent.core.compat import monotonic, wall_time
-from agent.core.uplink import contract
-from agent.core.uplink.backoff import Backoff, ByteBudget, ConnectLimiter
+from agent.core.compat import monotonic, wait_for, wall_time
+from agent.core.uplink.links import Links
 from agent.core.uplink.outbox import Message, Outbox
-
-WINDOWS = {"hour": 3600.0, "day": 86400.0}
-# CPython 3.11's wait_for can swallow a cancellation that arrives as the event fires (run() then
-# never stops); asyncio.timeout cannot. MicroPython has only wait_for, without that race.
-_timeout = getattr(asyncio, "timeout", None)
 
 
 class _Session:
@@ -70,43 +62,32 @@ class _Session:
 
 class BoardUplink:
     def __init__(self, uplink_cfg, site_id, queue, log, tls=None, facade=None, rand=random.random,
-                 mono=monotonic, wall=wall_time, link_up=None):  # fmt: skip
+                 mono=monotonic, wall=wall_time, link_up=None, site_info=None):  # fmt: skip
+        self.links = lk = Links(uplink_cfg, site_id, rand, site_info)
         self.cfg = uplink_cfg
         self.site_id = site_id
         self.queue = queue
         self.log = log
         self.tls = tls
         self.link_up = link_up  # None, or fn() -> bool: no attempt while the network is down
-        self.rand = rand
         self.mono = mono
         self.wall = wall
-        self.brokers = list(uplink_cfg["brokers"])
-        self.prefix = uplink_cfg.get("topic_prefix", "site-agent/v1")
-        self.fmt = uplink_cfg.get("format", "json")
-        self.batch_max = uplink_cfg.get("batch_max", 100)
-        self.keepalive = uplink_cfg.get("keepalive", 60)
-        self.connect_timeout = float(uplink_cfg.get("connect_timeout", 15))
-        self.echo_timeout = float(uplink_cfg.get("echo_timeout", 10))
-        self.send_timeout = max(self.connect_timeout, 10.0)
-        self.preferred_retry = float(uplink_cfg.get("preferred_retry", 300))
-        self.backoff = Backoff(rand, uplink_cfg.get("backoff_base", 2.0),
-                               uplink_cfg.get("backoff_cap", 300.0))  # fmt: skip
-        self.limiter = ConnectLimiter(uplink_cfg.get("max_connects_per_min", 6))
-        self.budgets = [ByteBudget(b.get("budget_bytes", 0), WINDOWS.get(b.get("budget_window",
-                        "day"))) for b in self.brokers]  # fmt: skip
-        self.topics = {}
-        for k in contract.TOPIC_KINDS:
-            self.topics[k] = contract.topic(self.prefix, site_id, k)
-        self.out = Outbox(queue, site_id, self.topics, log, batch_max=self.batch_max,
-                          rate_msgs=uplink_cfg.get("rate_msgs", 20),
-                          rate_bytes=uplink_cfg.get("rate_bytes", 0), facade=facade)  # fmt: skip
+        self.brokers = lk.brokers
+        self.prefix = lk.prefix
+        self.topics = lk.topics
+        self.backoff = lk.backoff
+        self.budgets = lk.budgets
+        self.send_timeout = max(lk.connect_timeout, 10.0)
+        self.out = Outbox(queue, site_id, lk.topics, log, batch_max=uplink_cfg.get("batch_max",
+                          100), rate_msgs=uplink_cfg.get("rate_msgs", 20),
+                          rate_bytes=uplink_cfg.get("rate_bytes", 0), facade=facade,
+                          contract_version=lk.contract, integrity=lk.integrity, mono=mono,
+                          wall=wall)  # fmt: skip
         self.session = None
         self.last_error = None
         self.confirmed_seq = None
         self.beat = mono()  # last time the uplink task made progress (the watchdog's check)
         self._wake = None
-        self._next_idx = 0
-        self._next_probe = None
         self._drain_requested = False
         self._tls = {}  # broker index -> (context, server name)
 
@@ -129,9 +110,6 @@ class BoardUplink:
     @property
     def budget_blocked(self):
         return self.out.budget_blocked
-
-    def _where(self, b):
-        return "%s (%s:%s)" % (b.get("name") or b["host"], b["host"], b["port"])
 
     def progress_age(self):
         """Seconds since the uplink task last made progress."""
@@ -167,10 +145,11 @@ class BoardUplink:
         now = self.wall()
         out = {
             "connected": bool(s is not None and s.ready),
-            "broker": self._where(s.broker) if s is not None else None,
+            "broker": self.links.where(s.broker) if s is not None else None,
             "inflight": len(s.inflight) if s is not None else 0,
             "last_error": self.last_error,
             "backoff_failures": self.backoff.failures,
+            "probes": self.links.probes,
             "budgets": [bb.state(now) for bb in self.budgets],
         }
         out.update(self.out.state())
@@ -238,7 +217,7 @@ class BoardUplink:
 
     async def _send(self, s, data):
         try:
-            await asyncio.wait_for(s.conn.send(data), self.send_timeout)
+            await wait_for(s.conn.send(data), self.send_timeout)
             s.last_tx = self.mono()
         except asyncio.TimeoutError:
             s.failed = "send blocked for %gs (link stalled)" % self.send_timeout
@@ -248,11 +227,7 @@ class BoardUplink:
 
     # --- what goes out -------------------------------------------------------------------------
     def _fmt(self):
-        s = self.session
-        if s is None:
-            return self.fmt
-        b = s.broker
-        return b.get("format") or ("compact" if b.get("budget_bytes") else self.fmt)
+        return self.links.fmt_for(self.session.broker if self.session is not None else None)
 
     def _publish(self, s, msg):
         """Queue one QoS 1 PUBLISH on the stream (written out by the next flush)."""
@@ -272,7 +247,7 @@ class BoardUplink:
 
     async def _flush(self, s):
         try:
-            await asyncio.wait_for(s.conn.flush(), self.send_timeout)
+            await wait_for(s.conn.flush(), self.send_timeout)
             s.last_tx = self.mono()
         except asyncio.TimeoutError:
             s.failed = "send blocked for %gs (link stalled)" % self.send_timeout
@@ -283,14 +258,18 @@ class BoardUplink:
     # --- connections -----------------------------------------------------------------------
     def _give_up(self, b, why):
         self.last_error = why
-        self.log.warning("uplink", "connection attempt failed", broker=self._where(b), reason=why)
+        self.log.warning("uplink", "connection attempt failed", broker=self.links.where(b),
+                         reason=why)  # fmt: skip
         return None
 
     async def _connect(self, idx):
-        """One attempt at broker idx; returns a ready session or None (with last_error set)."""
+        """One attempt at broker idx; returns a ready session or None (with last_error set, and
+        links.unreachable when nothing answered TCP there)."""
+        lk = self.links
         b = self.brokers[idx]
-        self.limiter.record(self.mono())
-        self.log.info("uplink", "connecting", broker=self._where(b))
+        lk.limiter.record(self.mono())
+        lk.unreachable = False
+        self.log.info("uplink", "connecting", broker=lk.where(b))
         ctx = sni = None
         if not b.get("insecure"):
             try:
@@ -300,48 +279,48 @@ class BoardUplink:
                     self._tls[idx] = self.tls(b)
                 ctx, sni = self._tls[idx]
             except Exception as e:  # a missing or bad certificate file: say which, keep data
-                self.log.error("uplink", "cannot set up TLS", broker=self._where(b), error=str(e))
+                self.log.error("uplink", "cannot set up TLS", broker=lk.where(b), error=str(e))
                 return self._give_up(b, "TLS setup failed: %s" % (e,))
-        will = (self.topics["status"], contract.status_payload(contract.OFFLINE,
-                "connection lost"), 1, True)  # fmt: skip
+        will = (self.topics["status"], lk.offline("connection lost"), 1, True)
         conn = None
         try:
-            conn = await mqtt.MqttConn.open(b["host"], b["port"], ctx, sni, self.connect_timeout)
-            rc = await conn.connect(self.cfg.get("client_id") or self.site_id, self.keepalive,
+            conn = await mqtt.MqttConn.open(b["host"], b["port"], ctx, sni, lk.connect_timeout)
+            rc = await conn.connect(self.cfg.get("client_id") or self.site_id, lk.keepalive,
                                     will, b.get("username"), b.get("password"),
-                                    self.connect_timeout)  # fmt: skip
+                                    lk.connect_timeout)  # fmt: skip
         except mqtt.MqttError as e:
+            sent = conn is not None and conn.connect_sent
             if conn is not None:
                 conn.close()
+            # CONNECT never went out: no TCP, or TLS refused? (MicroPython's streams report a
+            # refused connect only at the first write.) A probe tells the two apart.
+            lk.unreachable = not sent and not await lk.probe(b)
             return self._give_up(b, "connect failed: %s" % (e,))
         self.beat = self.mono()
         if rc != 0:
             conn.close()
             return self._give_up(b, "broker refused the connection: %s"
                                  % mqtt.CONNACK_TEXT.get(rc, "code %d" % rc))  # fmt: skip
-        s = _Session(idx, b, conn, self.mono(), self._where(b))
+        s = _Session(idx, b, conn, self.mono(), lk.where(b))
         s.reader = asyncio.create_task(self._reader(s))
         await self._send(s, mqtt.subscribe_packet(conn.next_pid(),
                          [(self.topics["status"], 1), (self.topics["cmd"], 1)]))  # fmt: skip
-        birth = contract.status_payload(contract.ONLINE, version=__version__, session=s.nonce,
-                                        time=self.wall())  # fmt: skip
+        birth = lk.birth(__version__, s.nonce, self.wall())
         pid = conn.next_pid()
         s.inflight[pid] = Message(self.topics["status"], birth, retain=True, kind="birth")
         await self._send(s, mqtt.publish_packet(self.topics["status"], birth, 1, True, pid))
-        deadline = self.mono() + self.echo_timeout
+        deadline = self.mono() + lk.echo_timeout
         while not (s.birth_acked and s.echoed) and not s.failed and s.alive:
             if self.mono() >= deadline:
                 break
             await self._sleep(deadline - self.mono())
         if not (s.birth_acked and s.echoed):
-            why = s.failed or ("broker did not deliver our birth message back within %gs: an "
-                               "ACL probably denies %s/%s/#; data kept"
-                               % (self.echo_timeout, self.prefix, self.site_id))  # fmt: skip
+            why = s.failed or lk.echo_missing()
             await self._close(s, None)
             return self._give_up(b, why)
         s.ready = True
         self.backoff.reset()
-        self.log.info("uplink", "connected", broker=self._where(b), protocol="3.1.1")
+        self.log.info("uplink", "connected", broker=lk.where(b), protocol="3.1.1")
         return s
 
     async def _close(self, s, why, goodbye=None):
@@ -354,7 +333,7 @@ class BoardUplink:
                 await asyncio.sleep(0.05)
         if s.alive and not s.failed:
             try:
-                await asyncio.wait_for(s.conn.send(mqtt.DISCONNECT_PACKET), 2)
+                await wait_for(s.conn.send(mqtt.DISCONNECT_PACKET), 2)
             except Exception:  # the link may already be gone
                 pass
         s.alive = False
@@ -373,21 +352,16 @@ class BoardUplink:
 
     async def _sleep(self, seconds):
         self._wake.clear()
-        t = max(0.0, min(seconds, 1.0))
-        if _timeout is not None:  # CPython: asyncio.timeout never swallows a cancellation
-            try:
-                async with _timeout(t):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-        else:
-            try:
-                await asyncio.wait_for(self._wake.wait(), t)
-            except asyncio.TimeoutError:
-                pass
+        try:  # compat.wait_for: CPython 3.11's asyncio.wait_for can swallow a cancellation
+            await wait_for(self._wake.wait(), max(0.0, min(seconds, 1.0)))
+        except asyncio.TimeoutError:
+            pass
         self.beat = self.mono()
 
-    async def _wait_for_attempt(self, delay):
+    async def _pause(self, delay, limit=True):
+        """Wait `delay` s (and for the connect limiter, and the network), serving nothing: the
+        commands that arrive meanwhile are dropped (stale once a link returns). A technician's
+        drain cuts the delay short; the limiter still holds (it protects the broker)."""
         end = self.mono() + delay
         while True:
             now = self.mono()
@@ -395,89 +369,66 @@ class BoardUplink:
             if self._drain_requested:
                 self._drain_requested = False
                 end = now
-            wait = max(end - now, self.limiter.wait_time(now))
+            wait = max(end - now, self.links.limiter.wait_time(now) if limit else 0.0)
             if wait <= 0 and (self.link_up is None or self.link_up()):
                 return
-            wait = max(wait, 0.2)
-            self.out.serve_commands(None)  # drop stale commands; no link to answer on
-            await asyncio.sleep(min(wait, 1.0))
-
-    def _probe_due(self, s):
-        if s.idx == 0 or len(self.brokers) < 2:
-            return False
-        now = self.mono()
-        if self._next_probe is None:
-            self._next_probe = now + self.preferred_retry * (0.5 + 0.5 * self.rand())
-        return now >= self._next_probe and self.limiter.wait_time(now) == 0
-
-    def _keepalive_due(self, s):
-        now = self.mono()
-        if now - s.last_rx > self.keepalive * 1.5:
-            s.failed = "no packet from the broker in %ds (keepalive %ds)" % (
-                now - s.last_rx, self.keepalive)
-            return False
-        return now - s.last_tx >= self.keepalive / 2.0
+            self.out.serve_commands(None)
+            await asyncio.sleep(min(max(wait, 0.2), 1.0))
 
     async def _serve(self, s):
         """Pump session s until it fails or a more preferred broker takes over."""
+        lk = self.links
         self.session = s
         self.last_error = None
-        self._next_probe = None
+        lk.serving()
         while s.alive and not s.failed:
-            self.beat = self.mono()
+            now = self.mono()
+            self.beat = now
             self._serve_commands(s)
             wait = await self._pump(s)
-            if self._keepalive_due(s):
+            why = lk.dead(self.out.oldest_unacked(s), s.last_rx, self.mono())
+            if why is not None:
+                s.failed = why
+                break
+            if lk.ping_due(s.last_tx, now):
                 await self._send(s, mqtt.PINGREQ_PACKET)
-            if self._probe_due(s):
-                self._next_probe = None
+            if lk.preferred(s.idx, now, self.mono, self._set_wake):
                 better = await self._connect(0)
                 if better is not None:
                     self.log.info("uplink", "returning to the preferred broker",
-                                  broker=self._where(better.broker))  # fmt: skip
-                    bye = contract.status_payload(contract.OFFLINE, "moved to preferred broker")
-                    await self._close(s, None, goodbye=bye)
+                                  broker=lk.where(better.broker))  # fmt: skip
+                    await self._close(s, None, goodbye=lk.offline("moved to preferred broker"))
                     self.session = better
                     return better
                 continue
-            await self._sleep(1.0 if wait is None else wait)
+            due = lk.next_due(now)
+            await self._sleep(min(1.0 if wait is None else wait, 1.0 if due is None else due))
         why = s.failed or "disconnected"
         self.log.warning("uplink", "link lost; in-flight batches will be sent again",
-                         broker=self._where(s.broker), reason=why)  # fmt: skip
+                         broker=lk.where(s.broker), reason=why)  # fmt: skip
+        lk.serving()
+        lk.lost(why)
         await self._close(s, None)
         self.last_error = why
         self.session = None
         return None
 
     async def run(self):
+        lk = self.links
         self._wake = asyncio.Event()
         for b in self.brokers:
             if b.get("insecure"):
                 self.log.warning("uplink", "insecure = true: MQTT without TLS; readings and "
                                  "credentials cross the network in clear text",
-                                 broker=self._where(b))  # fmt: skip
+                                 broker=lk.where(b))  # fmt: skip
         self.log.info("uplink", "started", confirmed_seq=getattr(self.queue, "confirmed_seq",
-                      None), brokers=len(self.brokers), format=self.fmt)  # fmt: skip
-        delay = 0.0
+                      None), brokers=len(self.brokers), contract=lk.contract,
+                      format=lk.fmt)  # fmt: skip
         try:
-            while True:
-                await self._wait_for_attempt(delay)
-                idx = self._next_idx
-                s = await self._connect(idx)
-                while s is not None:
-                    self._next_idx = 0
-                    s = await self._serve(s)
-                    delay = self.backoff.next_delay() if s is None else 0.0
-                    if s is None:
-                        break
-                else:
-                    self._next_idx = (idx + 1) % len(self.brokers)
-                    delay = self.backoff.next_delay()
-                    self.log.info("uplink", "next attempt", broker=self._where(
-                        self.brokers[self._next_idx]), delay_s=round(delay, 2))  # fmt: skip
+            await lk.drive(self._connect, self._serve, self._pause, self.log)
         finally:
+            lk.serving()
             s = self.session
             self.session = None
             if s is not None and s.alive:
-                bye = contract.status_payload(contract.OFFLINE, "agent stopped")
-                await self._close(s, None, goodbye=bye)
+                await self._close(s, None, goodbye=lk.offline("agent stopped"))

@@ -32,3 +32,21 @@ def wall_time():
     if MICROPYTHON and t < 946684800:
         t += 946684800
     return float(t)
+
+
+if MICROPYTHON:
+    _timeout = None
+else:
+    from asyncio import timeout as _timeout  # CPython 3.11+
+
+
+async def wait_for(awaitable, seconds):
+    """asyncio.wait_for(awaitable, seconds): its result, or TimeoutError. Where the runtime has
+    asyncio.timeout (CPython) the awaitable runs in the caller's task: wait_for makes a task and
+    a timer per call, a good part of a poll's CPU on the host (bench/cost_stages.py)."""
+    if _timeout is None:
+        import asyncio
+
+        return await asyncio.wait_for(awaitable, seconds)
+    async with _timeout(seconds):
+        return await awaitable
