@@ -75,6 +75,7 @@ backoff_base = 0.5
 backoff_cap = 3
 max_connects_per_min = 30
 rate_msgs = 200
+{uplink_extra}
 [[uplink.brokers]]
 name = "noc"
 host = "127.0.0.1"
@@ -106,7 +107,7 @@ _STORED = re.compile(r"uplink: stored confirmed_seq=(\d+)")
 class ReferenceSite:
     def __init__(self, work, board="esp32-s3-devkitc-n8r8", romfs=True, interval=3, extra="",
                  persistent=False, console=None, overrides=None, ups_uart="uart2",
-                 solar_uart="uart1"):  # fmt: skip
+                 solar_uart="uart1", uplink_extra="", prefix=PREFIX):  # fmt: skip
         self.work = str(work)
         self.board = board
         self.romfs = romfs
@@ -117,6 +118,8 @@ class ReferenceSite:
         self.overrides = overrides or {}
         self.ups_uart = ups_uart
         self.solar_uart = solar_uart  # None: no solar controller (a board with one free UART)
+        self.uplink_extra = uplink_extra  # more keys of [uplink] (e.g. contract = 2)
+        self.prefix = prefix  # the topic prefix the subscriber listens on
         self.parts = []
         self.sim = None
         self.up = None
@@ -163,6 +166,7 @@ class ReferenceSite:
                                 ups_rec=self.snmp.community_for(UPS_RECORDING),
                                 router_rec=self.snmp.community_for(ROUTER_RECORDING),
                                 mqtt_port=self.broker.port, extra=self.extra,
+                                uplink_extra=self.uplink_extra,
                                 ups_uart=self.ups_uart,
                                 solar=SOLAR.format(uart=self.solar_uart)
                                 if self.solar_uart else ""))  # fmt: skip
@@ -170,7 +174,7 @@ class ReferenceSite:
         self.manifest = build_image(self.toml, self.board, self.image)
         tls = {"ca_file": self.pki["ca_file"], "cert_file": self.pki["client_cert"],
                "key_file": self.pki["client_key"]}
-        self.up = Upstream(self.broker.host, self.broker.port, PREFIX, SITE, tls=tls,
+        self.up = Upstream(self.broker.host, self.broker.port, self.prefix, SITE, tls=tls,
                            persistent=self.persistent, client_id="noc-observer")  # fmt: skip
         self.up.start()
         self.parts.append(self.up)

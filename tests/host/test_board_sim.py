@@ -4,7 +4,8 @@ mosquitto with mutual TLS, snmpsim recordings, the Megatec and EPEVER emulators 
 SNTP server; an independent subscriber (hil/upstream.py) sees what the operations centre sees.
 
 Scenarios: a normal run by the contract (docs/mqtt.md), a command, the same image from /lib
-instead of ROMFS, an Ethernet board; a broker outage; power cuts (SIGKILL of the VM at random
+instead of ROMFS, an Ethernet board; a broker outage; contract 2's compact stream through an
+outage, read by the fleet decoder; power cuts (SIGKILL of the VM at random
 moments, and cuts at the flash level tearing a write) with no confirmed reading missing; a hung
 driver ending in a watchdog reset that the board then reports; a boot loop and a bad config
 ending in safe mode, which the console and the status topic explain."""
@@ -124,6 +125,37 @@ def test_broker_outage_keeps_polling_and_delivers_everything_after(tmp_path):
         site.sim.wait_for("uplink: connected", 60, start=mark)
         _wait(lambda: _all_confirmed_delivered(site), 60, "the backlog after the outage", site)
         # The backlog went out after the retained state, oldest first.
+        assert "Traceback" not in site.sim.text()
+
+
+def test_contract_2_compact_stream_through_an_outage_is_read_by_the_fleet_decoder(tmp_path):
+    """contract = 2 on the board: the compact stream, its retained series table and a birth
+    that names the site; the fleet decoder (contract.decode with the subscriber's own context)
+    rebuilds every reading. The broker cut and brought back: the board probes, comes back after
+    the spread and delivers every record it confirmed, as the Pi does (docs/mqtt.md)."""
+    extra = ('contract = 2\nformat = "compact"\nprobe_interval = 1\nreconnect_spread = 2\n'
+             "integrity_period = 60")  # fmt: skip
+    with ReferenceSite(tmp_path, persistent=True, uplink_extra=extra,
+                       prefix="site-agent/v2") as site:  # fmt: skip
+        site.boot()
+        assert "contract=2 format=compact" in site.sim.wait_for("uplink: started", 60)
+        site.sim.wait_for("uplink: connected", 60)
+        _wait(lambda: PROOF <= set(_latest(site)), 60, "readings", site)
+        status = json.loads(site.up.status)
+        assert status["state"] == "online" and status["v"] == 1 and status["session"]
+        assert status["name"] == "Simulated board, reference site" and status["kind"] == "bts"
+        _wait(lambda: site.up.series is not None, 30, "the series table", site)
+        assert site.up.retained["state"][:1] == b"\xc2"  # v2 compact
+        mark = len(site.sim.lines)
+        site.broker.halt()
+        site.sim.wait_for("uplink: no broker answers; probing", 30, start=mark)
+        before = max(site.confirmed())
+        _wait(lambda: max(site.confirmed()) > before + 50, 60, "polling during the outage", site)
+        site.broker.restart()
+        site.sim.wait_for("uplink: a broker answers again", 60, start=mark)
+        site.sim.wait_for("uplink: connected", 60, start=mark)
+        _wait(lambda: _all_confirmed_delivered(site), 60, "the backlog after the outage", site)
+        assert site.up.bad_payloads == 0 and site.up.unresolved == []
         assert "Traceback" not in site.sim.text()
 
 
