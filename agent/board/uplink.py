@@ -1,31 +1,22 @@
-"""The board's MQTT uplink on asyncio streams (portable code; the board's, also run on CPython in
-tests). The contract is docs/mqtt.md, the same as the host's (agent/host/uplink.py), and so is
-the code that decides it: what is sent, in what order, the window and when a batch is acked are
-agent/core/uplink/outbox.py (Outbox); which broker next, when to probe, when a session is dead
-and what the status messages say are agent/core/uplink/links.py (Links); topics and payloads
-contract.py and the v2 forms. Only the transport differs: agent/board/mqtt.py on asyncio streams
-instead of paho.
+"""The board's MQTT uplink on asyncio streams (portable; the board's, also run on CPython in
+tests). Contract: docs/mqtt.md, the host's (agent/host/uplink.py), decided by the same code:
+what goes out, in what order, the window and the acks are agent/core/uplink/outbox.py; which
+broker next, probes, reconnects, a dead session and the status messages are links.py. Only the
+transport differs: agent/board/mqtt.py on asyncio streams instead of paho.
 
     up = BoardUplink(cfg.uplink, site_id, queue, log, tls=make_context,   # tls(broker) ->
                      site_info=contract.site_info(cfg.site))              # (ctx, server name)
-    up.attach(facade)
-    loop.listeners.append(up.notify); loop.alarm_listeners.append(up.alarms_changed)
-    loop.cycle_listeners.append(up.state_changed)
+    up.attach(facade); loop.listeners.append(up.notify)
+    loop.alarm_listeners.append(up.alarms_changed); loop.cycle_listeners.append(up.state_changed)
     task = asyncio.create_task(up.run())
 
-Invariants (the host's):
-- a batch is acked to the queue only after PUBACK for every message that carried it; after any
-  disconnect or broker switch the Outbox requeues what was in flight (duplicates, never gaps).
-- data flows only after the broker acknowledged our birth message AND delivered it back on our
-  own status topic (the echo): an ACL that silently drops our publishes keeps the data here.
-- the backoff is reset only after a connect plus that first acknowledged, echoed publish, or when
-  a probe finds a broker answering after none did; never more than max_connects_per_min full
-  attempts, returns to the preferred broker included. While no broker answers TCP, only probes.
-- no secret is passed to the log: broker lines name the broker and host:port only.
-Board specifics: MQTT 3.1.1 only (the fit check refuses protocol "5" on a board); every wait is
-bounded (connect, CONNACK, echo, each send); no attempt or probe while the network is down
-(link_up); `progress_age()` tells the watchdog how long the uplink task has gone without making
-progress, so a wedged uplink ends in a reset.
+Invariants (the host's): data flows only after the broker acknowledged our birth AND delivered
+it back on our status topic (an ACL that silently drops our publishes keeps the data here); the
+backoff is reset only after that, or when a probe finds a broker after none answered; no secret
+reaches the log (brokers are named by name and host:port). Board specifics: MQTT 3.1.1 only;
+every wait is bounded (connect, CONNACK, echo, each send); no attempt or probe while the
+network is down (link_up); progress_age() tells the watchdog how long the uplink task has gone
+without progress, so a wedged uplink ends in a reset.
 """
 
 import asyncio
@@ -36,6 +27,7 @@ import random
 from agent import __version__
 from agent.board import mqtt
 from agent.core.compat import monotonic, wait_for, wall_time
+from agent.core.log import ERROR, WARNING
 from agent.core.uplink.links import Links
 from agent.core.uplink.outbox import Message, Outbox
 
@@ -84,7 +76,6 @@ class BoardUplink:
                           contract_version=lk.contract, integrity=lk.integrity, mono=mono,
                           wall=wall)  # fmt: skip
         self.session = None
-        self.last_error = None
         self.confirmed_seq = None
         self.beat = mono()  # last time the uplink task made progress (the watchdog's check)
         self._wake = None
@@ -95,21 +86,12 @@ class BoardUplink:
         """Commands, the retained state and active alarms work through the AgentFacade."""
         self.out.attach(facade)
 
-    @property
-    def acked(self):
-        return self.out.acked
-
-    @property
-    def remote(self):
-        return self.out.remote
-
-    @property
-    def commands_dropped(self):
-        return self.out.commands_dropped
-
-    @property
-    def budget_blocked(self):
-        return self.out.budget_blocked
+    def __getattr__(self, name):  # the counters the host's uplink has (console, tests)
+        if name in ("acked", "remote", "commands_dropped", "budget_blocked"):
+            return getattr(self.out, name)
+        if name == "probes":
+            return self.links.probes
+        raise AttributeError(name)
 
     def progress_age(self):
         """Seconds since the uplink task last made progress."""
@@ -147,7 +129,7 @@ class BoardUplink:
             "connected": bool(s is not None and s.ready),
             "broker": self.links.where(s.broker) if s is not None else None,
             "inflight": len(s.inflight) if s is not None else 0,
-            "last_error": self.last_error,
+            "last_error": self.links.last_error,
             "backoff_failures": self.backoff.failures,
             "probes": self.links.probes,
             "budgets": [bb.state(now) for bb in self.budgets],
@@ -215,9 +197,12 @@ class BoardUplink:
                     s.failed = "link closed by the broker or the network (%s)" % e
         self.out.serve_commands(reply)
 
-    async def _send(self, s, data):
+    async def _send(self, s, data=None):
+        """Write a whole packet (None: what put() queued) within send_timeout."""
         try:
-            await wait_for(s.conn.send(data), self.send_timeout)
+            if data is not None:
+                s.conn.put(data)
+            await wait_for(s.conn.flush(), self.send_timeout)
             s.last_tx = self.mono()
         except asyncio.TimeoutError:
             s.failed = "send blocked for %gs (link stalled)" % self.send_timeout
@@ -241,25 +226,18 @@ class BoardUplink:
 
     async def _pump(self, s):
         wait = self.out.pump(s, self.budgets[s.idx], lambda m: self._publish(s, m), self._fmt())
-        await self._flush(s)
+        await self._send(s)
         self.beat = self.mono()
         return wait
 
-    async def _flush(self, s):
-        try:
-            await wait_for(s.conn.flush(), self.send_timeout)
-            s.last_tx = self.mono()
-        except asyncio.TimeoutError:
-            s.failed = "send blocked for %gs (link stalled)" % self.send_timeout
-        except mqtt.MqttError as e:
-            if s.failed is None:
-                s.failed = "link closed by the broker or the network (%s)" % e
-
     # --- connections -----------------------------------------------------------------------
-    def _give_up(self, b, why):
-        self.last_error = why
-        self.log.warning("uplink", "connection attempt failed", broker=self.links.where(b),
-                         reason=why)  # fmt: skip
+    def _give_up(self, idx, why):
+        """The attempt failed for `why`: one line per broker, then a summary per window while it
+        keeps failing (Log.repeating)."""
+        self.links.last_error = why
+        self.log.repeating(("uplink", "connect", idx), WARNING, "uplink",
+                           "connection attempt failed", broker=self.links.where(
+                               self.brokers[idx]), reason=why)  # fmt: skip
         return None
 
     async def _connect(self, idx):
@@ -279,8 +257,9 @@ class BoardUplink:
                     self._tls[idx] = self.tls(b)
                 ctx, sni = self._tls[idx]
             except Exception as e:  # a missing or bad certificate file: say which, keep data
-                self.log.error("uplink", "cannot set up TLS", broker=lk.where(b), error=str(e))
-                return self._give_up(b, "TLS setup failed: %s" % (e,))
+                self.log.repeating(("uplink", "connect", idx), ERROR, "uplink",
+                                   "cannot set up TLS", broker=lk.where(b), error=str(e))
+                return self._give_up(idx, "TLS setup failed: %s" % (e,))
         will = (self.topics["status"], lk.offline("connection lost"), 1, True)
         conn = None
         try:
@@ -294,12 +273,13 @@ class BoardUplink:
                 conn.close()
             # CONNECT never went out: no TCP, or TLS refused? (MicroPython's streams report a
             # refused connect only at the first write.) A probe tells the two apart.
-            lk.unreachable = not sent and not await lk.probe(b)
-            return self._give_up(b, "connect failed: %s" % (e,))
+            why = None if sent else await lk.probe(b)
+            lk.unreachable = why is not None
+            return self._give_up(idx, why or str(e))
         self.beat = self.mono()
         if rc != 0:
             conn.close()
-            return self._give_up(b, "broker refused the connection: %s"
+            return self._give_up(idx, "broker refused the connection: %s"
                                  % mqtt.CONNACK_TEXT.get(rc, "code %d" % rc))  # fmt: skip
         s = _Session(idx, b, conn, self.mono(), lk.where(b))
         s.reader = asyncio.create_task(self._reader(s))
@@ -317,7 +297,7 @@ class BoardUplink:
         if not (s.birth_acked and s.echoed):
             why = s.failed or lk.echo_missing()
             await self._close(s, None)
-            return self._give_up(b, why)
+            return self._give_up(idx, why)
         s.ready = True
         self.backoff.reset()
         self.log.info("uplink", "connected", broker=lk.where(b), protocol="3.1.1")
@@ -346,7 +326,7 @@ class BoardUplink:
                 pass
         s.conn.close()
         if why is not None:
-            self._give_up(s.broker, why)
+            self._give_up(s.idx, why)
         self.out.end_session(s)
         return None
 
@@ -379,7 +359,7 @@ class BoardUplink:
         """Pump session s until it fails or a more preferred broker takes over."""
         lk = self.links
         self.session = s
-        self.last_error = None
+        lk.last_error = None
         lk.serving()
         while s.alive and not s.failed:
             now = self.mono()
@@ -409,7 +389,7 @@ class BoardUplink:
         lk.serving()
         lk.lost(why)
         await self._close(s, None)
-        self.last_error = why
+        lk.last_error = why
         self.session = None
         return None
 

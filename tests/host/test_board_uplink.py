@@ -10,6 +10,7 @@ by the board's, read by the fleet decoder (contract.decode) with nothing lost or
 the two streams alike in every way a consumer can see (topics, forms, keys, retained set)."""
 
 import asyncio
+import inspect
 import json
 import ssl
 import time
@@ -17,6 +18,7 @@ import time
 import pytest
 
 import tests.host.test_uplink_delivery as delivery
+import tests.host.test_uplink_errors as errors
 import tests.host.test_uplink_links as links
 import tests.host.test_uplink_reconnect as reconnect
 import tests.host.test_uplink_security as security
@@ -57,15 +59,18 @@ SCENARIOS = [
     (links, "test_budget_holds_routine_backlog_but_alarms_go"),
     (reconnect, "test_silent_link_is_noticed_by_missing_pubacks_and_the_backup_takes_over"),
     (reconnect, "test_after_a_long_outage_the_return_is_found_by_probes_within_seconds"),
+    (errors, "test_a_missing_ca_file_is_named_by_the_probe_and_the_live_uplink"),
+    (errors, "test_a_dns_failure_names_the_broker_and_the_next_attempt"),
     # The two scripted broken brokers (links._broken) are below: the host test counts polls at
     # the moment of the second attempt, and this uplink reaches it sooner than paho's thread.
 ]
 
 
 @pytest.mark.parametrize("module,name", SCENARIOS, ids=[n for _, n in SCENARIOS])
-def test_board_uplink_passes_the_host_uplink_scenario(module, name, monkeypatch):
+def test_board_uplink_passes_the_host_uplink_scenario(module, name, monkeypatch, tmp_path):
     monkeypatch.setattr(rig, "MqttUplink", CPythonBoardUplink)
-    getattr(module, name)()
+    test = getattr(module, name)
+    test(*([tmp_path] if "tmp_path" in inspect.signature(test).parameters else []))
 
 
 def _broken(mode):

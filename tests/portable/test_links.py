@@ -96,7 +96,8 @@ def test_preferred_broker_is_probed_from_a_backup_then_taken_after_the_spread():
 
     async def fake_probe(b):
         probed.append(b["name"])
-        return len(probed) > 1  # the first probe finds nothing, the second an answer
+        # the first probe finds nothing, the second an answer
+        return None if len(probed) > 1 else "connection refused: nothing listens on h0:1883"
 
     lk.probe = fake_probe
     woken = []

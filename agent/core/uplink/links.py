@@ -29,7 +29,8 @@ Times are monotonic seconds the caller passes in; the probes are the only I/O he
 import asyncio
 
 from agent.core.compat import wait_for
-from agent.core.log import INFO
+from agent.core.errors import os_reason
+from agent.core.log import INFO, WARNING
 from agent.core.uplink import contract
 from agent.core.uplink.backoff import Backoff, ByteBudget, ConnectLimiter, LinkWatch
 
@@ -64,6 +65,8 @@ class Links:
         self.unreachable = False  # the last failure: no broker answered TCP (else it refused)
         self.next_idx = 0  # the broker of the next full attempt
         self.probes = 0
+        self.probe_failures = {}  # the last probe round: broker index -> why it did not answer
+        self.last_error = None  # why the last attempt or probe failed (uplink state)
         self._next_probe = None  # on a backup: when the preferred broker is probed next
         self._pref_ready = None  # ... it answered: when the full attempt is due
         self._pref_probe = None  # ... the probe running now (a task)
@@ -155,7 +158,7 @@ class Links:
     async def _probe_preferred(self, gen, mono, wake):
         ok = False
         try:
-            ok = await self.probe(self.brokers[0])
+            ok = (await self.probe(self.brokers[0])) is None
         finally:
             if gen == self._pref_gen:
                 self._pref_probe = None
@@ -186,57 +189,68 @@ class Links:
 
     # --- probes: a TCP connect and close, no TLS, no MQTT ----------------------------------------
     async def probe(self, b):
-        """Does anything accept TCP at broker b within a probe period?"""
+        """One cheap look at broker b: None when something accepts TCP there within a probe
+        period, else why not in words (DNS, refused, no answer, a TLS file missing: no attempt
+        could succeed until a technician fixes it)."""
         self.probes += 1
+        if not b.get("insecure"):
+            for key, what in (("ca_file", "CA file"), ("cert_file", "client certificate"),
+                              ("key_file", "client key")):  # fmt: skip
+                path = b.get(key)
+                if path and not _exists(path):
+                    return "TLS setup failed: %s %s not found (uplink.brokers %s)" % (what,
+                                                                                     path, key)
         try:
             r, w = await wait_for(asyncio.open_connection(b["host"], b["port"]), self.watch.every)
-        except Exception:  # no route, refused, timed out, no address: not answering
-            return False
-        ok = True
+        except Exception as e:  # no route, refused, timed out, no address: not answering
+            return _reason(b, e, self.watch.every)
+        why = None
         try:
             # MicroPython's open_connection returns before a refused connect is known as such:
             # a read raises at once then; a listener sends nothing (a timeout) or closes.
             await wait_for(r.read(1), 0.05)
         except asyncio.TimeoutError:
             pass
-        except Exception:
-            ok = False
+        except Exception as e:
+            why = _reason(b, e, self.watch.every)
         try:
             w.close()
             await w.wait_closed()
         except Exception:
             pass
-        return ok
+        return why
 
     async def probe_round(self):
         """Probe every broker at once: the index of the first to answer (among those answering
-        together, the most preferred), or None when none does. A dead preferred link costs no
-        wait: a backup that answers first is taken, and the preferred one probed from there."""
+        together, the most preferred), or None when none does; why each did not is in
+        self.probe_failures (index -> reason). A dead preferred link costs no wait: a backup
+        that answers first is taken, and the preferred one probed from there."""
         n = len(self.brokers)
-        res = [None] * n
+        res = [False] * n  # False: still probing; None: answered; text: why not
         ev = asyncio.Event()
 
         async def one(i):
-            ok = False
+            why = "probe cancelled"
             try:
-                ok = await self.probe(self.brokers[i])
+                why = await self.probe(self.brokers[i])
             finally:
-                res[i] = ok
+                res[i] = why
                 ev.set()
 
         tasks = [asyncio.create_task(one(i)) for i in range(n)]
         try:
             while True:
                 for i in range(n):
-                    if res[i]:
+                    if res[i] is None:
                         return i
-                if None not in res:
+                if False not in res:
+                    self.probe_failures = dict(enumerate(res))
                     return None
                 ev.clear()
                 await ev.wait()
         finally:
             for i in range(n):
-                if res[i] is None:
+                if res[i] is False:
                     tasks[i].cancel()
 
     async def until_answer(self, pause, log, quiet=False):
@@ -250,9 +264,16 @@ class Links:
             if idx is not None:
                 return idx
             delay = self.watch.probe_delay()
-            # One line, then a count now and then (Log.repeating): a round every few seconds.
-            log.repeating("uplink.probe", INFO, "uplink", "next attempt", probe="every broker",
-                          delay_s=round(delay, 2))  # fmt: skip
+            # One line per broker and reason, then a count now and then (Log.repeating): a
+            # round every few seconds. The reason is in the key: a change (DNS fixed, now
+            # refused) is a new line.
+            for i in range(len(self.brokers)):
+                why = self.probe_failures.get(i)
+                if why:
+                    self.last_error = why
+                    log.repeating(("uplink", "connect", i, why), WARNING, "uplink",
+                                  "connection attempt failed", broker=self.where(self.brokers[i]),
+                                  reason=why, next_attempt_s=round(delay, 2))  # fmt: skip
             await pause(delay, False)
 
     async def drive(self, connect, serve, pause, log):
@@ -280,5 +301,34 @@ class Links:
                 log.info("uplink", "a broker answers again", broker=self.where(
                     self.brokers[self.next_idx]), delay_s=round(delay, 2))  # fmt: skip
                 continue
-            log.info("uplink", "next attempt", broker=self.where(self.brokers[self.next_idx]),
-                     delay_s=round(delay, 2))  # fmt: skip
+            log.repeating(("uplink", "next"), INFO, "uplink", "next attempt",
+                          broker=self.where(self.brokers[self.next_idx]),
+                          delay_s=round(delay, 2))  # fmt: skip
+
+
+def _exists(path):
+    import os
+
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _reason(b, e, timeout):
+    """Why a TCP connect to broker b failed, in words (portable: an errno, not an exception
+    class; a negative one is the resolver's on both runtimes)."""
+    if isinstance(e, asyncio.TimeoutError):
+        return "no answer from %s:%s within %gs" % (b["host"], b["port"], timeout)
+    code = getattr(e, "errno", None)
+    if code is None and getattr(e, "args", None) and isinstance(e.args[0], int):
+        code = e.args[0]
+    if isinstance(code, int) and code < 0:
+        return "cannot resolve the host name %s (DNS: %s)" % (b["host"], getattr(
+            e, "strerror", None) or code)  # fmt: skip
+    if code in (111, 61, 10061):  # ECONNREFUSED: Linux and lwIP, BSD, Windows
+        return "connection refused: nothing listens on %s:%s" % (b["host"], b["port"])
+    if isinstance(e, OSError):
+        return os_reason(e)
+    return str(e) or e.__class__.__name__
