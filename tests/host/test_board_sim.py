@@ -70,6 +70,10 @@ def test_normal_run_by_the_contract_on_a_wifi_board_from_romfs(tmp_path):
         assert _value(site, "agent", "agent.boot_count") == 1
         assert _value(site, "agent", "agent.net.link") is True
         assert _value(site, "agent", "agent.clock.trusted") is True  # SNTP answered
+        # A reading read out before SNTP answered has no time yet (the contract's null): wait
+        # for one stamped after it (the uplink may connect before SNTP does).
+        _wait(lambda: _latest(site)[("ups-serial", "input.voltage")][0]["time"] is not None, 30,
+              "a reading stamped after SNTP", site)  # fmt: skip
         rec = _latest(site)[("ups-serial", "input.voltage")][0]
         assert rec["quality"] in ("good", "est") and abs(rec["time"] - time.time()) < 120
         assert site.megatec.requests > 0 and site.epever.requests > 0
