@@ -184,6 +184,20 @@ def test_littlefs_with_a_tiny_block_count_keeps_within_it_and_opens_when_full():
     st2.close()
 
 
+def _fill(lfs):
+    """Others take every block left, one block per file (each write that fits stays); the
+    names, to free them again."""
+    others = []
+    try:
+        while True:
+            with lfs.open("/other%d" % len(others), "wb") as f:
+                f.write(b"x" * BLOCK)
+            others.append("/other%d" % len(others))
+    except Exception:  # littlefs-python's LFS_ERR_NOSPC
+        pass
+    return others
+
+
 def test_space_others_free_is_taken_up_again_by_a_store_that_writes_nothing():
     # The field drill: the agent restarts on a medium others filled; its own backlog was
     # delivered, so it has nothing to drop and its budget is 0: every routine reading is
@@ -194,14 +208,7 @@ def test_space_others_free_is_taken_up_again_by_a_store_that_writes_nothing():
     lfs = new_lfs(ctx, blocks)
     fs = LfsFs(lfs)
     fs.mkdir("/q")  # the agent ran here before
-    others = []
-    try:
-        while True:  # one block per file: each write that fits stays
-            with lfs.open("/other%d" % len(others), "wb") as f:
-                f.write(b"x" * BLOCK)
-            others.append("/other%d" % len(others))
-    except Exception:  # littlefs-python's LFS_ERR_NOSPC
-        pass
+    others = _fill(lfs)
     now = [0.0]
     st = Store("/q", 1 << 20, fs=fs, thin_window=60, mono=lambda: now[0])
     assert st.budget == 0
@@ -231,14 +238,7 @@ def test_a_store_opens_on_a_medium_too_full_for_its_folder_and_stores_once_there
     ctx = UserContext(buffsize=blocks * BLOCK)
     lfs = new_lfs(ctx, blocks)
     fs = LfsFs(lfs)
-    others = []
-    try:
-        while True:
-            with lfs.open("/other%d" % len(others), "wb") as f:
-                f.write(b"x" * BLOCK)
-            others.append("/other%d" % len(others))
-    except Exception:  # littlefs-python's LFS_ERR_NOSPC
-        pass
+    others = _fill(lfs)
     now = [0.0]
     st = Store("/q", 1 << 20, fs=fs, thin_window=60, mono=lambda: now[0])
     assert st.fault is not None
