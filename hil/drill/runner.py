@@ -27,19 +27,18 @@ that server), its end is a power cut, and its store is read off the flash for ba
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 
 from agent.core.simtime import SiteTime
 from hil import netns
-from hil.broker import Broker
 from hil.drill import report as report_mod
 from hil.drill.agents import make_agent
-from hil.drill.netlab import LoopbackLab, NetLab
+from hil.drill.datadir import DataDir
+from hil.drill.netlab import Brokers, LoopbackLab, NetLab
+from hil.drill.observer import ObserverProcess
 from hil.drill.rigsite import RigSite, site_config, to_toml
-from hil.proc import die_with_parent
 from hil.sntp_server import SntpServer
 
 PREFIX = "site-agent/v1"
@@ -68,24 +67,19 @@ class Drill:
         self.realtime = realtime or bool(rig.real_devices)
         self.scale = 1.0 if self.realtime else scale
         self.lab = None
-        self.brokers = {}
-        self.broker_up = {}
+        self.brokers = None  # netlab.Brokers
         self.observer = None
         self.site = None
         self.agent = None
-        self.mount = None
+        self.data = None  # DataDir
         self.data_dir = None
         self.time = None
         self.step_file = None
-        self.filler = None
         self.cut_by_scenario = False
         self.cut_by_supply = False
-        self.disk_full = False
         self.clock_step = 0.0
         self.files = {}
         self.manual = []  # events the operator had to carry out by hand (real devices)
-        self.noc_pos = 0
-        self.noc_counts = {"readings": 0, "alarms": 0}
         self.sntp = None  # the board's time server (site LAN)
 
     # --- output files ---------------------------------------------------------------------
@@ -118,46 +112,13 @@ class Drill:
             return LoopbackLab(self.rig.links, why).start()
         return NetLab(self.rig.links).start()
 
-    def _make_data_dir(self):
-        self.data_dir = os.path.join(self.out, "data")
-        os.makedirs(self.data_dir, exist_ok=True)
-        if self.agent_kind == "board":
-            from firmware import board_table
-
-            fs_kb = board_table.load(self.rig.agent["board"])["fs_kb"]
-            return ("the board's littlefs (%d KB flash partition in a file; disk_full events "
-                    "are skipped)" % fs_kb)  # fmt: skip
-        if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount"):
-            size_mb = int(self.rig.agent.get("config", {}).get("storage", {}).get("budget_mb", 64))
-            argv = ["mount", "-t", "tmpfs", "-o", "size=%dm" % (size_mb * 2 + 8), "hil-drill",
-                    self.data_dir]
-            r = subprocess.run(argv, capture_output=True, text=True)
-            if r.returncode == 0:
-                self.mount = self.data_dir
-                return "tmpfs of %d MB" % (size_mb * 2 + 8)
-        return "a plain directory (not root: disk_full events are skipped)"
-
-    def _start_brokers(self):
-        noc = self.lab.place("noc")
-        for b in self.rig.brokers:
-            host = self.lab.broker_host(b["link"])
-            broker = Broker(host=host, netns=noc) if noc else Broker()
-            broker.start()
-            self.brokers[b["name"]] = broker
-            self.broker_up[b["name"]] = True
-
     def _start_observer(self):
-        argv = [sys.executable, "-m", "hil.drill.observer", "--out",
-                os.path.join(self.out, "noc.jsonl"), "--prefix", PREFIX, "--site",
-                self.rig.site_id]  # fmt: skip
-        for name, br in self.brokers.items():
-            argv += ["--broker", "%s=%s:%d" % (name, br.host, br.port)]
+        self.observer = ObserverProcess(os.path.join(self.out, "noc.jsonl"))
+        brokers = self.brokers.addresses()
+        noc = self.lab.place("noc")
         env = dict(os.environ, PYTHONPATH=_repo_root())
-        self.observer = subprocess.Popen(
-            netns.exec_argv(self.lab.place("noc"), argv), env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, preexec_fn=die_with_parent,
-        )  # fmt: skip
-        if b"ready" not in self.observer.stderr.readline():
+        if not self.observer.start(lambda argv: netns.exec_argv(noc, argv), PREFIX,
+                                   self.rig.site_id, brokers, env):  # fmt: skip
             raise DrillError("the operations centre's subscriber did not start")
 
     def _agent_env(self):
@@ -208,12 +169,15 @@ class Drill:
         self._open("truth.jsonl")
         self.lab = self._make_lab()
         self.say("drill: network: %s" % self.lab.mode)
-        disk = self._make_data_dir()
+        self.data = DataDir(self.out, self.agent_kind, self.rig.agent)
+        disk = self.data.make()
+        self.data_dir = self.data.path
         self.say("drill: agent data: %s" % disk)
         self.step_file = os.path.join(self.out, "clock-step")
         with open(self.step_file, "w") as f:
             f.write("0\n")
-        self._start_brokers()
+        self.brokers = Brokers(self.lab, self.rig.brokers)
+        self.brokers.start()  # teardown stops those started when one fails
         self._start_observer()
         # The timeline starts now; the site's wall clock reads the scenario's start (or now).
         epoch = _epoch(self.scn.start) if self.scn.start else None
@@ -221,8 +185,8 @@ class Drill:
         self.site = RigSite(self.rig, self.lab, clock=self.time.mono).start()
         for name, spec in self.scn.links.items():
             self._apply_link(name, spec)
-        brokers = {n: (b.host, b.port) for n, b in self.brokers.items()}
-        cfg = site_config(self.rig, self.site, brokers, self.scn.links, self.data_dir)
+        cfg = site_config(self.rig, self.site, self.brokers.addresses(), self.scn.links,
+                          self.data_dir)  # fmt: skip
         self.agent = self._make_agent(cfg)
         meta = {
             "rig": self.rig.path, "rig_name": self.rig.name, "scenario": self.scn.path,
@@ -249,20 +213,12 @@ class Drill:
             if up is not None:
                 for b in self.rig.brokers:
                     if b["link"] == name:
-                        self._broker(b["name"], up)
+                        self.brokers.set(b["name"], up)
             self.lab.set_link(name, up=up, **shape)
         else:
             self.lab.set_link(name, up=up, **shape)
         if up is not None and self.site is not None:
             self.site.set_link(name, up)
-
-    def _broker(self, name, up):
-        br = self.brokers[name]
-        if up and not self.broker_up[name]:
-            br.restart()
-        elif not up and self.broker_up[name]:
-            br.halt()
-        self.broker_up[name] = up
 
     def apply(self, ev):
         a = ev.args
@@ -276,7 +232,7 @@ class Drill:
         elif ev.do == "link_shape":
             self._apply_link(a["link"], a)
         elif ev.do in ("broker_down", "broker_up"):
-            self._broker(a["broker"], ev.do == "broker_up")
+            self.brokers.set(a["broker"], ev.do == "broker_up")
         elif ev.do == "power_cut":
             self.cut_by_scenario = True
             note = self.agent.cut(a.get("how", "kill"))
@@ -288,9 +244,9 @@ class Drill:
             if not self.site.set_fault(a["device"], fault):
                 note = self._prompt("fault %s on real device %s" % (fault, a["device"]))
         elif ev.do == "disk_full":
-            note = self._fill_disk()
+            note = self.data.fill()
         elif ev.do == "disk_ok":
-            self._free_disk()
+            self.data.free()
         elif ev.do == "clock_jump":
             self.clock_step += a["by_s"]
             self._write_step()
@@ -311,32 +267,6 @@ class Drill:
         with open(tmp, "w") as f:
             f.write("%r\n" % self.clock_step)
         os.replace(tmp, self.step_file)
-
-    def _fill_disk(self):
-        if self.agent_kind == "board":
-            return ("skipped: the board's store is on littlefs in its flash partition, which "
-                    "the drill cannot fill from outside while the board runs")  # fmt: skip
-        if self.mount is None:
-            return "skipped: the data directory is not a tmpfs of the drill's (needs root)"
-        self.filler = os.path.join(self.data_dir, "drill-filler")
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            for size in (1 << 20, 4096, 1):  # unbuffered: every byte the tmpfs takes is written
-                chunk = b"\0" * size
-                try:
-                    while True:
-                        os.write(fd, chunk)
-                except OSError:
-                    pass
-        finally:
-            os.close(fd)
-        self.disk_full = True
-        return None
-
-    def _free_disk(self):
-        if self.filler and os.path.exists(self.filler):
-            os.remove(self.filler)
-        self.disk_full = False
 
     # --- power coupling and the timeline ----------------------------------------------------
     def _supply_ok(self):
@@ -376,32 +306,11 @@ class Drill:
         rec = {
             "t": round(self.now(), 3), "rt": round(time.time(), 3), "power": self.site.truth(),
             "links": {n: s.get("up", True) for n, s in self.lab.state.items()},
-            "brokers": dict(self.broker_up), "agent": self.agent.running(),
-            "disk_full": self.disk_full, "clock_step": self.clock_step,
+            "brokers": dict(self.brokers.up), "agent": self.agent.running(),
+            "disk_full": self.data.full, "clock_step": self.clock_step,
             "link_bytes": {n: self.lab.link_bytes(n) for n in self.lab.links},
         }  # fmt: skip
         self._write("truth.jsonl", rec)
-
-    def _noc_progress(self):
-        path = os.path.join(self.out, "noc.jsonl")
-        try:
-            with open(path) as f:
-                f.seek(self.noc_pos)
-                for line in f:
-                    if not line.endswith("\n"):
-                        break
-                    self.noc_pos += len(line)
-                    try:
-                        m = json.loads(line)
-                    except ValueError:
-                        continue
-                    if m.get("topic") == "data":
-                        self.noc_counts["readings"] += len(m.get("records") or ())
-                    elif m.get("topic") == "alarm":
-                        self.noc_counts["alarms"] += len(m.get("records") or ())
-        except OSError:
-            pass
-        return self.noc_counts
 
     def _progress(self, end):
         t = self.now()
@@ -411,7 +320,7 @@ class Drill:
             power.append("%s %s %.0f%%" % (dev, state, st["soc"]))
         links = " ".join("%s %s" % (n, "up" if s.get("up", True) else "DOWN")
                          for n, s in self.lab.state.items())  # fmt: skip
-        c = self._noc_progress()
+        c = self.observer.progress()
         self.say("drill: [%s/%s] %s | %s | agent %s | noc: %d readings, %d alarm events" % (
             _fmt_h(t).strip(), _fmt_h(end).strip(), ", ".join(power), links,
             "up" if self.agent.running() else "off", c["readings"], c["alarms"]))  # fmt: skip
@@ -465,7 +374,7 @@ class Drill:
     def teardown(self):
         """Stop everything this drill started; every step runs even when an earlier one fails,
         so no namespace, process or mount is left behind."""
-        steps = [self._stop_observer]
+        steps = [self.observer.stop] if self.observer is not None else []
         if self.agent is not None:
             steps.append(lambda: self.agent.running() and self.agent.cut("kill"))
             if hasattr(self.agent, "close"):
@@ -474,10 +383,12 @@ class Drill:
             steps.append(self.sntp.stop)
         if self.site is not None:
             steps.append(self.site.stop)
-        steps += [br.stop for br in self.brokers.values()]
+        if self.brokers is not None:
+            steps += [br.stop for br in self.brokers.by_name.values()]
         if self.lab is not None:
             steps.append(self.lab.stop)
-        steps.append(self._unmount)
+        if self.data is not None:
+            steps.append(self.data.unmount)
         for step in steps:
             try:
                 step()
@@ -486,32 +397,6 @@ class Drill:
         for f in self.files.values():
             f.close()
         self.files = {}
-
-    def _stop_observer(self):
-        p = self.observer
-        if p is not None and p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
-
-    def _unmount(self):
-        if self.mount is None:
-            return
-        try:
-            self._free_disk()
-            # Keep the agent's store for inspection: copy it out of the tmpfs first.
-            keep = os.path.join(self.out, "data-kept")
-            shutil.rmtree(keep, ignore_errors=True)
-            shutil.copytree(self.data_dir, keep, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("*.sock"))  # fmt: skip
-        finally:
-            subprocess.run(["umount", self.mount], capture_output=True)
-            self.mount = None
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        os.rename(keep, self.data_dir)
 
     def run(self):
         """The whole drill; returns the report's verdict dict."""
