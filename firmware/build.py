@@ -63,12 +63,12 @@ from agent.core.config.validate import validate
 from agent.core.errors import ConfigError
 from agent.host.configfile import parse
 from firmware import board_table, fit, modules
+from firmware.main import BOOT_ONLY
 
 FORMAT = 1
 MICROPYTHON_MIN = "1.27.0"
 MPY_VERSION = "6.3"  # .mpy format: MicroPython 1.23 and later load it; the firmware is checked
 ENTRIES = ("firmware.main", "firmware.safe")
-BOOT_ONLY = ("agent.core.config.validate", "agent.core.config.tables", "agent.core.config.checker")
 FS = os.path.join(os.path.dirname(os.path.abspath(__file__)))
 
 

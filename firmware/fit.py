@@ -24,6 +24,7 @@ import os
 import ssl
 
 from agent.core.errors import ConfigError
+from firmware.main import BOOT_ONLY
 
 BOARD_DRIVERS = ("megatec", "voltronic", "vedirect", "modbus", "pylontech", "snmp-lite")
 SHARED_BUS_DRIVERS = ("modbus",)  # several slaves may share one RS-485 UART
@@ -57,9 +58,7 @@ def load_costs(path=COSTS):
 # Modules the image carries but the running agent does not hold: boot-only (released after
 # the config is validated), safe mode's, the console's when the console is off, and the HIL
 # drill's site time (imported only where there is an environment asking for it: the VM).
-NOT_RUNNING = ("agent.core.config.validate", "agent.core.config.tables",
-               "agent.core.config.checker", "firmware.safe", "firmware.main",
-               "agent.core.simtime")  # fmt: skip
+NOT_RUNNING = BOOT_ONLY + ("firmware.safe", "firmware.main", "agent.core.simtime")
 CONSOLE_ONLY = ("agent.core.console.session", "agent.core.console.views",
                 "agent.core.console.fmt", "agent.core.console.line", "agent.core.console.output",
                 "agent.core.console.auth", "agent.core.console.facade",

@@ -26,7 +26,9 @@ from agent.core.log import DEBUG, INFO, Log
 BOARD_FILE = "/board.json"
 SITE_FILE = "/site.json"
 BOOT_FILE = "/data/boot.json"
-BOOT_ONLY = ("agent.core.config.validate", "agent.core.config.tables", "agent.core.config.checker")
+# Imported to check /site.json, released after (firmware/build.py and fit.py count on this list).
+BOOT_ONLY = ("agent.core.config.validate", "agent.core.config.devices",
+             "agent.core.config.tables", "agent.core.config.checker")  # fmt: skip
 DEFAULT_SAFE = {"resets": 5, "window_s": 600, "retry_s": 3600}
 
 
