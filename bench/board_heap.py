@@ -148,6 +148,8 @@ def run(cycles, source=False, extra=4):
         files["/bench/fake_machine.py"] = os.path.join(REPO, "tests", "portable",
                                                        "fake_machine.py")  # fmt: skip
         files["/bench/board_site.py"] = os.path.join(REPO, "bench", "mpy", "board_site.py")
+        files["/bench/outbox_session.py"] = os.path.join(REPO, "tests", "portable",
+                                                         "outbox_session.py")  # fmt: skip
         # The port has no socket module; agent/board/udp.py needs only its names at import.
         files["/bench/socket.py"] = os.path.join(REPO, "bench", "mpy", "socket.py")
         files["/runner/mpy_runner.py"] = os.path.join(REPO, "tests", "mpy", "mpy_runner.py")

@@ -37,13 +37,17 @@ import random
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "tests", "portable"))  # as pytest's pythonpath: the session
 
 from agent.core.log import Log  # noqa: E402
 from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE, MemoryQueue  # noqa: E402
 from agent.core.uplink import contract, deadband  # noqa: E402
 from agent.core.uplink.backoff import ByteBudget  # noqa: E402
 from agent.core.uplink.outbox import Outbox  # noqa: E402
+
+from outbox_session import Session  # noqa: E402
 
 SITE = "pbench"
 FORMS = (("v1 json", 1, "json"), ("v1 compact", 1, "compact"), ("v2 json", 2, "json"),
@@ -57,16 +61,6 @@ PEERS = (
     ("vyatta-unknown", "network/router/vyatta-unknown", "if-mib"),
 )
 EPOCH = 1788000000.0
-
-
-class _Session:
-    def __init__(self):
-        self.ready = True
-        self.failed = None
-        self.inflight = {}
-        self.state_sent = False
-        self.where = "bench"
-        self.nonce = "%012x" % random.getrandbits(48)
 
 
 class _Facade:
@@ -102,7 +96,7 @@ class Meter:
         self.out = Outbox(self.queue, SITE, topics, Log(write=lambda line: None), batch_max=100,
                           rate_msgs=0, facade=self.facade, contract_version=version,
                           mono=lambda: self.now)  # fmt: skip
-        self.session = _Session()
+        self.session = Session("bench", nonce="%012x" % random.getrandbits(48))
         self.budget = ByteBudget(0, 3600)
         self.ctx = {}
         self.data_bytes = self.data_msgs = self.readings = self.records = 0

@@ -11,6 +11,7 @@ import gc
 import json
 
 import fake_machine
+from outbox_session import Session
 
 S = {}
 
@@ -92,17 +93,6 @@ class FakeSnmp:
         pass
 
 
-class Session:
-    def __init__(self):
-        self.ready = True
-        self.failed = None
-        self.inflight = {}
-        self.state_sent = False
-        self.where = "bench"
-        self.idx = 0
-        self.pid = 0
-
-
 def scaffold(mib_path):
     """Peers and SNMP tables: bench scaffolding, measured on its own line."""
     fake_machine.install()
@@ -169,7 +159,8 @@ def setup(extra_devices=0):
     loop.alarm_listeners.append(up.alarms_changed)
     health = {"id": "agent", "driver": "health", "interval": 60, "timeout": 10, "jitter": 0.1}
     loop.add_device(health, BoardHealthDriver(health, queue, up, clock, 1 << 20, 1, None))
-    S.update(cfg=cfg, loop=loop, queue=queue, up=up, session=Session(), log=log, clock=clock)
+    S.update(cfg=cfg, loop=loop, queue=queue, up=up, session=Session("bench"), log=log,
+             clock=clock)  # fmt: skip
     S["peak"] = 0
     S["acked"] = 0
 
@@ -177,12 +168,11 @@ def setup(extra_devices=0):
 def _publish(msg):
     from agent.board import mqtt
 
-    s = S["session"]
-    s.pid = s.pid % 65535 + 1
+    pid = S["pid"] = S.get("pid", 0) % 65535 + 1  # the broker's side: a packet id per publish
     S["last_size"] = len(msg.payload)
-    S["last_packet"] = (mqtt.publish_head(msg.topic, len(msg.payload), 1, msg.retain, s.pid),
+    S["last_packet"] = (mqtt.publish_head(msg.topic, len(msg.payload), 1, msg.retain, pid),
                         msg.payload)
-    return s.pid
+    return pid
 
 
 def drain(limit=100000):

@@ -9,17 +9,10 @@ from agent.core.uplink import contract
 from agent.core.uplink.backoff import ByteBudget
 from agent.core.uplink.outbox import Outbox
 
+from outbox_session import Session
+
 SITE = "s1"
 TOPICS = dict((k, contract.topic("p", SITE, k)) for k in contract.TOPIC_KINDS)
-
-
-class Session:
-    def __init__(self):
-        self.ready = True
-        self.failed = None
-        self.inflight = {}
-        self.state_sent = False
-        self.where = "test broker"
 
 
 class Facade:
