@@ -6,7 +6,11 @@
     sudo python3 install.py --rollback      back to the release installed before this one
     python3 install.py --status [--root R]  what is installed
 
-Standard library only: it runs on the Pi's own python3 (no pip, no internet). Layout:
+Standard library only: it runs on the Pi's own python3 (no pip, no internet). One file on
+purpose, although it is longer than the project's modules: tools/flashing/pi.py copies it into
+the bundle as install.py, which a technician runs by path on a Pi where nothing is installed yet;
+it can use neither the agent's packages (the wheels are what it installs) nor helpers of its own
+without a second file to copy and keep in step. Layout:
 
     /opt/site-agent/releases/<version>-<stamp>/   one virtualenv per release (bin/python links to
                                                   the system's /usr/bin/python3; wheels unpacked)
