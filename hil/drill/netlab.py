@@ -29,6 +29,7 @@ import sys
 
 from hil import netns as ns
 from hil.broker import Broker
+from hil.proc import stop
 
 SITE_ADDR = "10.77.0.2"
 RTR_ADDR = "10.77.0.1"
@@ -226,12 +227,7 @@ class NetLab:
     def _stop_delayline(self, link):
         p = self.delaylines.pop(link, None)
         if p is not None:
-            p.terminate()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+            stop(p, 5)
             lnk = self.ns["lnk:" + link]
             for dev in ("up0", "dn0"):
                 _ip("-n", lnk, "rule", "del", "iif", dev, "lookup", 200, check=False)

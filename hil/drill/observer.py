@@ -26,7 +26,7 @@ import time
 import paho.mqtt.client as mqtt
 
 from agent.core.uplink import contract
-from hil.proc import die_with_parent
+from hil.proc import die_with_parent, stop
 
 
 class Observer:
@@ -109,14 +109,7 @@ class ObserverProcess:
         return b"ready" in self.proc.stderr.readline()
 
     def stop(self):
-        p = self.proc
-        if p is not None and p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
+        stop(self.proc, 10)
 
     def progress(self):
         """{"readings", "alarms"} received so far."""
