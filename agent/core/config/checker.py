@@ -15,7 +15,8 @@ A table schema is a tuple of (key, spec) pairs; a spec is a plain dict made by `
     fields    the sub-schema of a "table", or of every element of "tables"
 Invariant: the checker never raises on bad input; each problem becomes one message
 "<source>: <key path>: <what was expected>, got <what was found>" in `Checker.errors`, and checking
-continues, so one run reports every problem. Cross-field rules live in config/validate.py.
+continues, so one run reports every problem. Cross-field rules live in config/validate.py and
+config/devices.py.
 Portable: CPython and MicroPython (no dataclasses, typing, re).
 """
 
