@@ -9,8 +9,9 @@ flaps and fails, the battery discharges, the backhaul drops and mains returns.
 
 Wi-Fi point: a real MegatecDriver reads the Megatec Q1 emulator over a pty (the emulator's model
 runs on the same fake clock), and a scripted gateway probe, every 30 s for 110 minutes. BTS: the
-real pysnmp SnmpDriver reads the Eltek Smartpack emulator (a -48 V DC plant model behind an SNMP
-agent on the loopback, on the same fake clock) and a router whose IF-MIB rows the script sets,
+real SnmpDriver (v2c: the portable BER client) reads the Eltek Smartpack emulator (a -48 V DC
+plant model behind an SNMP agent on the loopback, on the same fake clock) and a router whose
+IF-MIB rows the script sets,
 served by a second SNMP agent, every 60 s for 6 h 15 min. tests/host/test_typhoon.py asserts the
 alarm sequence and the runtime estimate; the wire tests send the same records over the contract.
 """
@@ -124,7 +125,7 @@ def wifi_night():
 
 
 # The DC plant is hil/emulators/eltek.py: an Eltek Smartpack model behind a real SNMP agent on
-# the loopback, read by the real pysnmp SnmpDriver (profile "eltek") once per fake minute; the
+# the loopback, read by the real SnmpDriver (profile "eltek", v2c) once per fake minute; the
 # model runs on the fake clock. What the Smartpack MIB the profile reads does not give comes from
 # the site config, as on a real site ([devices.battery], PLANT_BANK): the bank's nominal voltage
 # and the LVD voltage per cell. Without a charge reading the runtime estimate is the voltage

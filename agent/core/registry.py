@@ -155,11 +155,28 @@ for _row in METRICS:
 del _row
 
 
+# Names matched by a pattern, remembered: every poll asks for the same series' units again (an
+# interface's in_bps, a cell's voltage), and the pattern scan is the dear part. Bounded, because
+# the names come from devices: past _SEEN_MAX names the scan runs, nothing is forgotten wrongly.
+_seen = {}
+_SEEN_MAX = 512
+
+
 def lookup(name):
     """Return the registry row (name, unit, type, description) for a metric name, or None."""
     row = _exact.get(name)
     if row is not None:
         return row
+    row = _seen.get(name)
+    if row is not None:
+        return row
+    row = _scan(name)
+    if row is not None and len(_seen) < _SEEN_MAX:
+        _seen[name] = row
+    return row
+
+
+def _scan(name):
     parts = name.split(".")
     for pattern, row in _patterns:
         if len(pattern) != len(parts):

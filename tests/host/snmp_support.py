@@ -6,8 +6,9 @@ expected values read from the .snmprec files the simulator serves (never typed i
     driver, s = poll(SnmpDriver, dev, times=2)       # s = {metric: (value, unit)} of the last poll
     num(rec, oid), column(rec, prefix)               # expected values from sim.expected(name)
 
-Both drivers are `DRIVERS` (pysnmp, snmp-lite): a test parametrized over them holds both to the
-same behaviour.
+Both SNMP engines are `DRIVERS`: pysnmp (PysnmpDriver, the `snmp` driver's v3 engine) and the
+portable BER client (SnmpLiteDriver, which the `snmp` driver uses for v1/v2c); a test
+parametrized over them holds both to the same behaviour.
 """
 
 import asyncio
@@ -15,8 +16,8 @@ import asyncio
 import pytest
 
 from agent.core import registry
-from drivers.snmp import SnmpDriver
 from drivers.snmp_lite import SnmpLiteDriver
+from drivers.snmp_pysnmp import PysnmpDriver
 from hil.snmpsim import SnmpSim
 
 UPS = "1.3.6.1.2.1.33.1."
@@ -37,7 +38,7 @@ ELTEK = "power/eltek-smartpack"  # hil/recordings
 NETSURE = "power/netsure"  # hil/recordings
 
 DRIVERS = [
-    pytest.param(SnmpDriver, id="snmp"),
+    pytest.param(PysnmpDriver, id="pysnmp"),
     pytest.param(SnmpLiteDriver, id="snmp-lite"),
 ]
 

@@ -1,6 +1,8 @@
 """The Eltek Smartpack emulator (hil/emulators/eltek.py) on its SNMP agent, read by the real
-pysnmp SnmpDriver (profile "eltek") and by net-snmp's command-line tools: exact values, the
-discharge on a fake clock, the protocol's corners, and staleness with a reason under each fault.
+pysnmp engine of the `snmp` driver (PysnmpDriver, profile "eltek"; the BER client's reasons
+under the same faults are in test_snmp_engine.py) and by net-snmp's command-line tools: exact
+values, the discharge on a fake clock, the protocol's corners, and staleness with a reason under
+each fault.
 """
 
 import asyncio
@@ -12,7 +14,7 @@ import time
 import pytest
 
 from drivers.proto import ber
-from drivers.snmp import SnmpDriver
+from drivers.snmp_pysnmp import PysnmpDriver
 from hil.emulators.eltek import EltekPlant
 from hil.emulators.snmp_agent import SnmpAgent
 
@@ -28,7 +30,7 @@ class FakeClock:
 
 
 def driver(plant, timeout=2.0, retries=0, version="2c"):
-    return SnmpDriver(
+    return PysnmpDriver(
         {
             "id": "plant",
             "timeout": timeout,

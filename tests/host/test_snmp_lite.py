@@ -1,5 +1,5 @@
 """SnmpLiteDriver (portable BER client + host UDP) against real snmpsim serving snmpsim-data
-recordings: its samples must equal what SnmpDriver (pysnmp) reads from the same recording, and
+recordings: its samples must equal what PysnmpDriver (pysnmp) reads from the same recording, and
 key values must equal the recording's own. Expected values are read from the .snmprec files."""
 
 import asyncio
@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from agent.core import registry
-from drivers.snmp import SnmpDriver
 from drivers.snmp_lite import SnmpLiteDriver
+from drivers.snmp_pysnmp import PysnmpDriver
 from hil.snmpsim import free_udp_port
 
 from snmp_support import (
@@ -41,7 +41,7 @@ LOOSE = (("outlet.", ".status"),)
 @pytest.mark.parametrize("name", ALL)
 def test_same_samples_as_pysnmp_driver(sim, name):
     lite_driver, lite = poll(SnmpLiteDriver, device(sim, name), times=2)
-    full_driver, full = poll(SnmpDriver, device(sim, name), times=2)
+    full_driver, full = poll(PysnmpDriver, device(sim, name), times=2)
     assert lite_driver.chosen == full_driver.chosen
     assert lite_driver.identified == full_driver.identified
     assert len(lite) >= 5
@@ -57,7 +57,7 @@ def test_same_samples_as_pysnmp_driver(sim, name):
 def test_v1_same_samples_as_pysnmp_driver(sim, name):
     profile = "router" if name == UBNT else "auto"
     _, lite = poll(SnmpLiteDriver, device(sim, name, version="1", profile=profile), times=2)
-    _, full = poll(SnmpDriver, device(sim, name, version="1", profile=profile), times=2)
+    _, full = poll(PysnmpDriver, device(sim, name, version="1", profile=profile), times=2)
     same(lite, full)
 
 
@@ -100,7 +100,7 @@ def test_silent_device_is_stale_with_the_same_reason_as_pysnmp():
         "snmp": {"host": "127.0.0.1", "port": port, "community": "x", "retries": 1},
     }
     lite = asyncio.run(SnmpLiteDriver(dev).poll(2.0))
-    full = asyncio.run(SnmpDriver(dev).poll(2.0))
+    full = asyncio.run(PysnmpDriver(dev).poll(2.0))
     assert not lite.ok and lite.samples == []
     assert lite.error == full.error
     assert lite.error == (
