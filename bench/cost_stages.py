@@ -181,15 +181,19 @@ def site_toml(sim, broker, data_dir, fmt, n):
     )
 
 
-async def run(cfg, seconds, warmup, t, counter):
+async def run(cfg, seconds, warmup, t, counter, prof=None):
     log = Log(write=lambda line: None)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run_agent(cfg, log, stop))
     await asyncio.sleep(warmup)
     t.on = counter.on = True
+    if prof is not None:
+        prof.enable()
     p0, m0, w0 = time.process_time(), time.thread_time(), time.monotonic()
     await asyncio.sleep(seconds)
     p1, m1, w1 = time.process_time(), time.thread_time(), time.monotonic()
+    if prof is not None:
+        prof.disable()
     t.on = counter.on = False
     stop.set()
     await task
@@ -202,6 +206,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=12.0)
     ap.add_argument("--format", default="json", choices=("json", "compact"))
     ap.add_argument("--devices", type=int, default=5, help="devices, cycling the 5 recordings")
+    ap.add_argument("--cprofile", metavar="FILE", help="also write a cProfile of the main "
+                    "thread's window to FILE (slows every stage; the table is then not a figure)")
     args = ap.parse_args()
     t = Timers()
     counter = Counter([device_id(i) for i in range(args.devices)])
@@ -213,7 +219,14 @@ def main():
         with open(path, "w") as f:
             f.write(site_toml(sim, broker, os.path.join(tmp, "data"), args.format, args.devices))
         cfg = configfile.load(path)
-        proc, main_cpu, wall = asyncio.run(run(cfg, args.seconds, args.warmup, t, counter))
+        prof = None
+        if args.cprofile:
+            import cProfile
+
+            prof = cProfile.Profile()
+        proc, main_cpu, wall = asyncio.run(run(cfg, args.seconds, args.warmup, t, counter, prof))
+        if prof is not None:
+            prof.dump_stats(args.cprofile)
     n = counter.values or 1
     t.spent["paho thread"] = proc - main_cpu
     t.spent["rest"] = main_cpu - sum(t.spent[s] for s in STAGES if s not in ("paho thread",

@@ -13,10 +13,16 @@ client's timeout and retries decide, as with a lost datagram.
 
 import asyncio
 import socket
+from collections import deque
 
 from agent.core.errors import DeviceError
 
 MAX_QUEUED = 64
+
+
+def _expire(waiter):
+    if not waiter.done():
+        waiter.set_result(None)  # nothing came within the timeout
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -24,11 +30,15 @@ class _Protocol(asyncio.DatagramProtocol):
         self.owner = owner
 
     def datagram_received(self, data, addr):
-        q = self.owner.queue
-        if q.qsize() < MAX_QUEUED:
-            q.put_nowait(data)
+        owner = self.owner
+        w = owner.waiter
+        if w is not None and not w.done():
+            owner.waiter = None
+            w.set_result(data)  # a recv() is waiting: hand the datagram over directly
+        elif len(owner.queue) < MAX_QUEUED:
+            owner.queue.append(data)
         else:
-            self.owner.overflow += 1
+            owner.overflow += 1
 
     def error_received(self, exc):
         self.owner.errors += 1
@@ -37,7 +47,8 @@ class _Protocol(asyncio.DatagramProtocol):
 
 class UdpTransport:
     def __init__(self):
-        self.queue = asyncio.Queue()
+        self.queue = deque()  # datagrams nobody waited for, oldest first
+        self.waiter = None  # the future a recv() waits on, if one does
         self.transport = None
         self.errors = 0
         self.overflow = 0
@@ -62,10 +73,21 @@ class UdpTransport:
         self.transport.sendto(data)
 
     async def recv(self, timeout):
-        try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
+        # One future and one timer per wait (asyncio.wait_for on a Queue costs a task too: this
+        # is on the path of every SNMP request).
+        if self.queue:
+            return self.queue.popleft()
+        if timeout <= 0:
             return None
+        loop = asyncio.get_running_loop()
+        w = self.waiter = loop.create_future()
+        timer = loop.call_later(timeout, _expire, w)
+        try:
+            return await w
+        finally:
+            timer.cancel()
+            if self.waiter is w:
+                self.waiter = None
 
     def close(self):
         if self.transport is not None:

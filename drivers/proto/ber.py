@@ -21,6 +21,7 @@ Unsigned types (Counter32, Gauge32, TimeTicks, Counter64) sent as a negative two
 number (some agents drop the leading 0x00) are read modulo 2**32 / 2**64, as net-snmp does.
 """
 
+from agent.core.compat import MICROPYTHON
 from agent.core.errors import ConfigError, ParseError
 
 # universal and SNMP application tags
@@ -266,6 +267,18 @@ def _put_oid(buf, pos, oid):
     return pos
 
 
+def _oid_tlv(oid):
+    """The OID TLV of a requested OID, remembered (a poll asks for the same OIDs every time)."""
+    t = _oid_tlvs.get(oid)
+    if t is None:
+        size = len(oid) + 8  # the body is never longer than the text; the header 2-6 bytes
+        tmp = bytearray(size)
+        t = bytes(tmp[_put_oid(tmp, size, oid) :])
+        if len(_oid_tlvs) < _OID_CACHE_MAX:
+            _oid_tlvs[oid] = t
+    return t
+
+
 def _put_header(buf, pos, tag, end):
     pos = _put_len(buf, pos, end - pos)
     pos -= 1
@@ -290,7 +303,12 @@ def encode_request(version, community, pdu_type, request_id, oids, a=0, b=0):
         vb_end = pos
         pos -= 2  # NULL value: 05 00
         buf[pos] = NULL
-        pos = _put_oid(buf, pos, oids[j])
+        if _OID_CACHE_MAX:
+            t = _oid_tlv(oids[j])
+            buf[pos - len(t) : pos] = t
+            pos -= len(t)
+        else:
+            pos = _put_oid(buf, pos, oids[j])
         pos = _put_header(buf, pos, SEQUENCE, vb_end)
     pos = _put_header(buf, pos, SEQUENCE, cap)
     pos = _put_int(buf, pos, b)
@@ -377,6 +395,14 @@ def dec_int(buf, start, end, unsigned_bits=0):
     return v
 
 
+# OID texts remembered by dec_oid() and OID TLVs by encode_request(), by CPython only (a board
+# reads few OIDs, and its heap is counted in docs/micropython.md): at most 8192 of each, about
+# 1.5 MB each at worst; the peers bench's 5 recordings use under 1,000.
+_OID_CACHE_MAX = 0 if MICROPYTHON else 8192
+_oid_text = {}  # OID body bytes -> dotted text
+_oid_tlvs = {}  # dotted text -> OID TLV bytes
+
+
 def _ndigits(n):
     d = 1
     while n >= 10:
@@ -441,6 +467,20 @@ def dec_oid(buf, start, end):
     """The dotted text of the OID body buf[start:end]."""
     if start >= end:
         raise ParseError("BER: empty OID at byte %d" % start)
+    if _OID_CACHE_MAX:
+        # A device answers the same OIDs every poll: their text is remembered by their bytes
+        # (each was checked when first decoded). Bounded: past the limit, decoded every time.
+        key = bytes(buf[start:end])
+        text = _oid_text.get(key)
+        if text is None:
+            text = _dec_oid(buf, start, end)
+            if len(_oid_text) < _OID_CACHE_MAX:
+                _oid_text[key] = text
+        return text
+    return _dec_oid(buf, start, end)
+
+
+def _dec_oid(buf, start, end):
     out = bytearray(_oid_pass(buf, start, end, None))
     _oid_pass(buf, start, end, out)
     return str(out, "ascii")

@@ -39,6 +39,7 @@ from agent.core.registry import unit_of
 SEVERITIES = ("critical", "major", "minor", "warning")
 STALE_METRIC = "agent.device.stale"
 MAX_VALUES = 8  # triggering values kept per alarm (the newest; bounded RAM on the board)
+MEMO_MAX = 512  # metric names whose matching rules an engine remembers
 
 
 def _rule(rule_id, metric, severity, **kw):
@@ -200,6 +201,10 @@ class AlarmEngine:
         # device has that value; its latest value per device is kept here.
         self._guards = [r["when"][0] for r in self.rules if r.get("when")]
         self._latest = {}
+        # metric name -> the value rules whose pattern it matches, in rule order: the rules are
+        # fixed for the engine's life and a site reports the same names every poll. Bounded
+        # (names come from devices); past MEMO_MAX names the rules are matched every time.
+        self._by_metric = {}
 
     # --- input ----------------------------------------------------------------------------
     def feed(self, readings):
@@ -214,15 +219,22 @@ class AlarmEngine:
             if r.metric in self._guards:
                 self._latest[(r.device, r.metric)] = r.value
                 events.extend(self._guard_changed(r.device, r.metric))
-            for rule in self.rules:
-                if "stale" in rule or not _matches(rule["metric"], r.metric):
-                    continue
+            for rule in self._value_rules(r.metric):
                 if rule.get("device", "*") not in ("*", r.device):
                     continue
                 ev = self._evaluate(rule, r.device, r.metric, r.value)
                 if ev is not None:
                     events.append(ev)
         return events
+
+    def _value_rules(self, metric):
+        rules = self._by_metric.get(metric)
+        if rules is None:
+            rules = tuple(r for r in self.rules
+                          if "stale" not in r and _matches(r["metric"], metric))  # fmt: skip
+            if len(self._by_metric) < MEMO_MAX:
+                self._by_metric[metric] = rules
+        return rules
 
     def poll(self, device, ok):
         """Count a poll result of `device` for the reachability rules; return the events."""

@@ -53,6 +53,7 @@ CELL_NOMINAL_V = 2.0  # lead-acid nominal volts per cell, to count cells from a 
 # default battery.voltage.low for Q1 UPSes (nutdrv_qx / blazer "guesstimation").
 CUTOFF_OF_RATED = 104.0 / 120.0
 MAX_POINTS = 128
+MEMO_MAX = 1024  # metric names remembered as backhaul or not (names come from devices)
 COARSE_S = 600.0  # one point of the coarse trend per 10 minutes ...
 COARSE_POINTS = 72  # ... for up to 12 hours
 # The fitted fall over the trend must reach this before an estimate is made: a fall within the
@@ -100,6 +101,11 @@ class SiteState:
         self._shut = []  # devices seen shutting down in this discharge (learn once each)
         self.floor_pct = floor_pct
         self.facts = {}  # device -> {metric: value}, newest good values
+        # The backhaul's part of facts (device -> {metric: value} of the metrics a backhaul
+        # pattern matches), kept as facts are, so that backhaul_state() is not a scan of every
+        # series of the site after every poll; _is_backhaul remembers which names match.
+        self._backhaul = {}
+        self._is_backhaul = {}
         self.source = "unknown"
         self.battery_since = None  # monotonic time the site went on battery
         self.trend = {}  # device -> [(mono, charge or None, voltage or None)] while on battery
@@ -118,10 +124,13 @@ class SiteState:
             if r.metric == "agent.device.stale":
                 if r.value is True:
                     self.facts.pop(r.device, None)  # its trend points stay: they were true
+                    self._backhaul.pop(r.device, None)
                 continue
             if r.value is None or r.quality == rd.STALE:
                 continue
             self.facts.setdefault(r.device, {})[r.metric] = r.value
+            if self._backhaul_metric(r.metric):
+                self._backhaul.setdefault(r.device, {})[r.metric] = r.value
             if r.device not in touched:
                 touched.append(r.device)
         self._update_source(now)
@@ -259,17 +268,26 @@ class SiteState:
         left = icept + slope * span - end  # the fitted level now, not the rounded last reading
         return max(0.0, left / -slope)
 
+    def _backhaul_metric(self, metric):
+        hit = self._is_backhaul.get(metric)
+        if hit is None:
+            hit = False
+            for pat in self.backhaul:
+                if _matches(pat, metric):
+                    hit = True
+                    break
+            if len(self._is_backhaul) < MEMO_MAX:
+                self._is_backhaul[metric] = hit
+        return hit
+
     def backhaul_state(self):
         ups = downs = 0
-        for f in self.facts.values():
-            for metric, v in f.items():
-                for pat in self.backhaul:
-                    if _matches(pat, metric):
-                        if v is True or v == "up":
-                            ups += 1
-                        else:
-                            downs += 1
-                        break
+        for f in self._backhaul.values():
+            for v in f.values():
+                if v is True or v == "up":
+                    ups += 1
+                else:
+                    downs += 1
         if ups + downs == 0:
             return "unknown"
         if downs == 0:

@@ -15,7 +15,7 @@ hung poll is still one that outlived its budget) and the loop sleeps wait / scal
 import asyncio
 
 from agent.core import readings as rd
-from agent.core.compat import monotonic, wall_time
+from agent.core.compat import monotonic, wait_for, wall_time
 from agent.core.log import ERROR, INFO, WARNING
 from agent.core.poll.scheduler import Scheduler
 from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE
@@ -289,7 +289,7 @@ class Loop:
                 wait = self._tick()
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), wait / self.scale)
+                    await wait_for(self._wake.wait(), wait / self.scale)  # no task per pass
                 except asyncio.TimeoutError:
                     pass
         finally:

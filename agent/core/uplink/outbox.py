@@ -96,6 +96,7 @@ class Outbox:
         self._inbox = []  # command payloads (appended from any thread; list ops are atomic)
         self._alarms_dirty = False
         self._state_sig = None  # STATE_KEYS' values in the retained state last sent
+        self._stored_at = None  # (confirmed_seq, STATE_KEYS' values stored at that seq)
         self._state_dirty = False
 
     def attach(self, facade):
@@ -174,6 +175,18 @@ class Outbox:
         latest = getattr(self.queue, "latest", None)
         return self._resolve(latest()) if latest is not None else self.facade.readings()
 
+    def _stored_sig(self):
+        """_sig of what is stored now. A durable queue's latest values change only at a commit:
+        they are looked at once per commit, not for every batch (a sort of every series of the
+        site; at 100 devices that was most of the uplink's CPU). Values need no _resolve()."""
+        latest = getattr(self.queue, "latest", None)
+        if latest is None:
+            return self._sig(self._readings())
+        seq = self.queue.confirmed_seq
+        if self._stored_at is None or self._stored_at[0] != seq:
+            self._stored_at = (seq, self._sig(latest()))
+        return self._stored_at[1]
+
     @staticmethod
     def _sig(readings):
         return tuple(r.get("value") for r in readings
@@ -182,7 +195,7 @@ class Outbox:
     def _fill(self, s, fmt):
         """Move the next batch from the queue into the outbox, in contract order."""
         if not self._alarms_dirty and s.state_sent and self.facade is not None:
-            if self._sig(self._readings()) != self._state_sig:
+            if self._stored_sig() != self._state_sig:
                 self._alarms_dirty = True  # the site's state changed: send it again
         if self._series_msg(s, fmt):
             return True
