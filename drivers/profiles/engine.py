@@ -132,9 +132,17 @@ def cells(values, prefix):
     """[(row, oid, value), ...] of the column `prefix`, ordered by row; first answer wins per
     row."""
     rows = {}
+    dotted = prefix + "."
+    n = len(dotted)
+    # row_key() inlined: this runs for every value and every column a profile reads
     for oid, value in values.items():
-        key = row_key(oid, prefix)
-        if key is not None and key not in rows:
+        if len(oid) <= n or not oid.startswith(dotted):
+            continue
+        try:
+            key = int(oid[n:].split(".", 1)[0])
+        except ValueError:
+            continue
+        if key not in rows:
             rows[key] = (oid, value)
     return [(k, rows[k][0], rows[k][1]) for k in sorted(rows)]
 

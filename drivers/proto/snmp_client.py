@@ -238,6 +238,10 @@ class SnmpClient:
                 cursors[p] = p
                 order.append(p)
         rows = {p: 0 for p in order}
+        dotted = {p: p + "." for p in order}
+        # The sub-ids after the column of the last OID seen: OIDs of one column compare by
+        # them alone (same prefix), and a row index is one or two sub-ids, not a dozen.
+        last = {p: None for p in order}
         budget = MAX_BULK_VARBINDS
         while order:
             active = order[: max(1, budget // 2)]
@@ -260,11 +264,13 @@ class SnmpClient:
                 col = active[i % len(active)]
                 if col in done:
                     continue
-                if value is ber.END_OF_MIB_VIEW or not oid.startswith(col + "."):
+                if value is ber.END_OF_MIB_VIEW or not oid.startswith(dotted[col]):
                     done.append(col)
                     continue
-                if oid_key(oid) <= oid_key(cursors[col]):
+                key = oid_key(oid[len(col) + 1 :])
+                if last[col] is not None and key <= last[col]:
                     raise ParseError("%s: OID not increasing in %s: %s" % (self.where, col, oid))
+                last[col] = key
                 cursors[col] = oid
                 rows[col] += 1
                 v = plain(tag, value)
