@@ -209,6 +209,27 @@ def test_malformed_oids():
     raises(ParseError, ber.dec_oid, many, 0, len(many))
 
 
+def test_remembered_oids_give_what_parsing_gives():
+    # On CPython the codec remembers OID texts and TLVs (a poll asks for the same OIDs every
+    # time); what it remembers must be what parsing gives, and a bad OID is refused every time.
+    oids = [SYS_UPTIME, HC_IN_1, "1.3.6.1.4.1.12148.9", "1.3.4294967295", ".1.3.6.1.2.1.1.5.0"]
+    limit = ber._OID_CACHE_MAX
+    try:
+        ber._OID_CACHE_MAX = 0
+        parsed = ber.encode_request(1, "c", ber.GET, 7, oids)
+        answer = ber.encode_response(1, "c", 7, [(o.lstrip("."), ber.INTEGER, 5) for o in oids])
+        decoded = [v[0] for v in ber.decode_message(answer).varbinds]
+    finally:
+        ber._OID_CACHE_MAX = limit
+    for _ in range(2):  # the first fills the memory, the second answers from it
+        assert ber.encode_request(1, "c", ber.GET, 7, oids) == parsed
+        assert [v[0] for v in ber.decode_message(answer).varbinds] == decoded
+        raises(ConfigError, ber.encode_request, 1, "c", ber.GET, 1, ["1.3..6"])
+        bad = h("2b 80 01")
+        raises(ParseError, ber.dec_oid, bad, 0, len(bad))
+    assert decoded == [o.lstrip(".") for o in oids]
+
+
 def test_deep_nesting_is_bounded():
     inner = h("02 01 05")
     for _ in range(ber.MAX_DEPTH - 1):
