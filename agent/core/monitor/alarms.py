@@ -40,6 +40,7 @@ SEVERITIES = ("critical", "major", "minor", "warning")
 STALE_METRIC = "agent.device.stale"
 MAX_VALUES = 8  # triggering values kept per alarm (the newest; bounded RAM on the board)
 MEMO_MAX = 512  # metric names whose matching rules an engine remembers
+_UNSEEN = object()  # no value of a guard metric yet
 
 
 def _rule(rule_id, metric, severity, **kw):
@@ -217,8 +218,15 @@ class AlarmEngine:
             if r.value is None or r.quality == rd.STALE:
                 continue
             if r.metric in self._guards:
-                self._latest[(r.device, r.metric)] = r.value
-                events.extend(self._guard_changed(r.device, r.metric))
+                key = (r.device, r.metric)
+                old = self._latest.get(key, _UNSEEN)
+                self._latest[key] = r.value
+                # Only a new guard value can end what it guards: with the same value nothing
+                # under it can have been raised since (a guard that does not hold steps its
+                # series with bad=False). Unchanged, this was a sort of every alarm series per
+                # poll, growing with the devices.
+                if old is _UNSEEN or old != r.value:
+                    events.extend(self._guard_changed(r.device, r.metric))
             for rule in self._value_rules(r.metric):
                 if rule.get("device", "*") not in ("*", r.device):
                     continue

@@ -106,6 +106,10 @@ class SiteState:
         # series of the site after every poll; _is_backhaul remembers which names match.
         self._backhaul = {}
         self._is_backhaul = {}
+        # device -> (mains opinion, generator running, solar up) from its facts, worked out when
+        # the device's readings arrive: the power source is then a look at one tuple per device,
+        # not at every device's facts after every poll.
+        self._power = {}
         self.source = "unknown"
         self.battery_since = None  # monotonic time the site went on battery
         self.trend = {}  # device -> [(mono, charge or None, voltage or None)] while on battery
@@ -125,6 +129,7 @@ class SiteState:
                 if r.value is True:
                     self.facts.pop(r.device, None)  # its trend points stay: they were true
                     self._backhaul.pop(r.device, None)
+                    self._power.pop(r.device, None)
                 continue
             if r.value is None or r.quality == rd.STALE:
                 continue
@@ -133,6 +138,13 @@ class SiteState:
                 self._backhaul.setdefault(r.device, {})[r.metric] = r.value
             if r.device not in touched:
                 touched.append(r.device)
+        for dev in touched:
+            f = self.facts.get(dev)
+            if f is None:
+                continue  # went stale later in the same list
+            p = _num(f.get("solar.power"))
+            self._power[dev] = (_mains(f), f.get("generator.running") is True,
+                                p is not None and p >= SOLAR_MIN_W)  # fmt: skip
         self._update_source(now)
         if self.source == "battery":
             for dev in touched:
@@ -159,16 +171,14 @@ class SiteState:
     def _update_source(self, now):
         mains = None
         gen = solar = False
-        for f in self.facts.values():
-            m = _mains(f)
+        for m, g, s in self._power.values():
             if m is False:
                 mains = False
             elif m is True and mains is None:
                 mains = True
-            if f.get("generator.running") is True:
+            if g:
                 gen = True
-            p = _num(f.get("solar.power"))
-            if p is not None and p >= SOLAR_MIN_W:
+            if s:
                 solar = True
         if mains is None:
             src = "unknown"
