@@ -1,7 +1,8 @@
-"""SNMP v1/v2c driver on the portable client (drivers/proto/snmp_client.py): the board's SNMP.
+"""SNMP v1/v2c driver on the portable client (drivers/proto/snmp_client.py): the board's SNMP,
+and the host's for v1/v2c (drivers/snmp.py's `snmp` driver is this class with pysnmp for v3).
 
-Same config, profile tables, detection and messages as drivers/snmp.py (both are
-drivers/snmp_base.py), so both drivers give the same samples for the same device. No v3 (no
+Same config, profile tables, detection and messages as the pysnmp engine (drivers/snmp_pysnmp.py;
+both are drivers/snmp_base.py), so both give the same samples for the same device. No v3 (no
 crypto on the board).
 
 Transport: `SnmpLiteDriver(device, transport=factory)` where `await factory(host, port)` returns an
