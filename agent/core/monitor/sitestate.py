@@ -106,9 +106,9 @@ class SiteState:
         # series of the site after every poll; _is_backhaul remembers which names match.
         self._backhaul = {}
         self._is_backhaul = {}
-        # device -> (mains opinion, generator running, solar up) from its facts, worked out when
-        # the device's readings arrive: the power source is then a look at one tuple per device,
-        # not at every device's facts after every poll.
+        # device -> (mains opinion, generator running, solar up, charge, runtime) from its facts,
+        # worked out when the device's readings arrive: the derived readings are then a look at
+        # one tuple per device, not at every device's facts after every poll.
         self._power = {}
         self.source = "unknown"
         self.battery_since = None  # monotonic time the site went on battery
@@ -144,7 +144,8 @@ class SiteState:
                 continue  # went stale later in the same list
             p = _num(f.get("solar.power"))
             self._power[dev] = (_mains(f), f.get("generator.running") is True,
-                                p is not None and p >= SOLAR_MIN_W)  # fmt: skip
+                                p is not None and p >= SOLAR_MIN_W, _num(f.get("battery.charge")),
+                                _num(f.get("battery.runtime")))  # fmt: skip
         self._update_source(now)
         if self.source == "battery":
             for dev in touched:
@@ -171,7 +172,7 @@ class SiteState:
     def _update_source(self, now):
         mains = None
         gen = solar = False
-        for m, g, s in self._power.values():
+        for m, g, s, _c, _r in self._power.values():
             if m is False:
                 mains = False
             elif m is True and mains is None:
@@ -223,8 +224,8 @@ class SiteState:
         with) the trend's line carried on to `at`: they go out after every device's poll, not
         only the battery's, and must not repeat a value made a poll interval ago."""
         best = None
-        for f in self.facts.values():
-            v = _num(f.get("battery.runtime"))
+        for t in self._power.values():
+            v = t[4]
             if v is not None and v >= 0 and (best is None or v < best):
                 best = v
         if best is not None:
@@ -320,8 +321,8 @@ class SiteState:
             rd.Reading(self.site_id, DEVICE, "site.backhaul", self.backhaul_state(), "", now, q),
         ]
         charge = None
-        for f in self.facts.values():
-            c = _num(f.get("battery.charge"))
+        for t in self._power.values():
+            c = t[3]
             if c is not None and (charge is None or c < charge):
                 charge = c
         if charge is not None:
