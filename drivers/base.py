@@ -19,7 +19,7 @@ says with `self.remark(level, text)`; the poll result carries them to the log an
 
 import asyncio
 
-from agent.core.compat import monotonic
+from agent.core.compat import monotonic, wait_for
 from agent.core.errors import DeviceError
 
 # Maturity, as NUT records it for its drivers.
@@ -111,7 +111,11 @@ class Driver:
         self.raw = None
         self.remarks = []
         try:
-            samples = await asyncio.wait_for(self._open_and_read(), budget_s)
+            # compat.wait_for runs the read in this task on CPython (no task and timer per
+            # poll); the sleep(0) keeps the one yield a poll always made, so polls started by
+            # the loop's pass interleave with a caller's poll as before
+            await asyncio.sleep(0)
+            samples = await wait_for(self._open_and_read(), budget_s)
             return PollResult(samples, None, self.raw, monotonic() - started, self.remarks)
         except asyncio.TimeoutError:
             error = "no answer within %gs" % budget_s
