@@ -39,7 +39,10 @@ DATA = "/data"
 LIMITS = ("SNMP v1/v2c only (snmp-lite; v3 needs the Pi)", "MQTT 3.1.1 only",
           "no TCP/DNS/HTTP probes", "no Unix-socket console", "health without CPU, disk, RSS",
           "uplink batches of at most %d records")  # fmt: skip
-HEALTH = {"id": "agent", "driver": "health", "interval": 60, "timeout": 10, "jitter": 0.1}
+# spread_first: the board's health device keeps a jittered first poll (0-6 s): polled at
+# once it would read the board before Wi-Fi and SNTP are up (every other device polls at once).
+HEALTH = {"id": "agent", "driver": "health", "interval": 60, "timeout": 10, "jitter": 0.1,
+          "spread_first": True}  # fmt: skip
 BATCH_MAX = 25  # records per uplink message on a board (the table's batch_max may change it)
 UPLINK_STALL_S = 240  # the watchdog resets a board whose uplink made no progress this long
 # Store sizes for a board: small read and write buffers (the host's are 16 and 64 KB).

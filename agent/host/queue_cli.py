@@ -4,6 +4,7 @@ factory (os.fsync for files, fsync of the directory for new and renamed entries)
 import os
 import time
 
+from agent.core.store.fsio import OsFs
 from agent.core.store.report import export_failed
 from agent.core.store.store import Store
 
@@ -23,8 +24,42 @@ def fsync_dir(path):
         os.close(fd)
 
 
+class _WriteThrough:
+    """A segment file opened for writing without a Python buffer: each write() is write(2)
+    calls until every byte is in the page cache (a short write is continued, so a frame is
+    never left half written by us; the next call then raises ENOSPC, as a full disk does)."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, b):
+        mv = memoryview(b)
+        n = len(mv)
+        while mv:
+            mv = mv[self._f.write(mv) :]
+        return n
+
+    def __getattr__(self, name):  # flush, close, fileno, seek, tell, read
+        return getattr(self._f, name)
+
+
+class HostFs(OsFs):
+    """OsFs whose segment files are written through (unbuffered): a record is handed to the
+    kernel when the store appends it, so killing the process loses nothing; the fsync stays
+    grouped at the commit, so a power cut loses at most the last commit interval. Other files
+    (meta, snapshots, a thinning's temp copy) keep Python's buffer: they are synced whole."""
+
+    def open(self, path, mode):
+        if "r" in mode or not path.endswith(".seg"):
+            return open(path, mode)
+        return _WriteThrough(open(path, mode, buffering=0))
+
+
 def open_store(data_dir, budget_bytes, **kw):
-    """The agent's durable queue on the host (ext4 or similar)."""
+    """The agent's durable queue on the host (ext4 or similar): records written through to
+    the kernel at append, synced (fsync) at each group commit."""
+    kw.setdefault("fs", HostFs())
+    kw.setdefault("write_through", True)
     return Store(data_dir, budget_bytes, sync=fsync_file, sync_dir=fsync_dir, **kw)
 
 

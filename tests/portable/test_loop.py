@@ -214,3 +214,28 @@ def test_the_first_complete_poll_cycle_is_told_once():
     run(loop.poll_all())
     assert told == [1]
     assert loop.latest[("a", "ups.load")].seq is not None  # the latest values carry their seq
+
+
+def test_the_first_pass_is_committed_as_soon_as_it_is_done():
+    # Issue 17: with a long commit interval the first readings still go at once: first polls
+    # are due at start (no jitter) and the pass of first polls is committed when it ends.
+    q = MemoryQueue()
+    log = Log(write=lambda s: None)
+    loop = Loop("site-1", q, lambda: 0.9, log, commit_interval=30.0)
+    heard = []
+    loop.listeners.append(heard.append)
+    slow = dict(dev("slow", 10, 5), jitter=0.5)
+    loop.add_device(dev("a", 10, 5), Scripted(dev("a", 10, 5), [[("ups.load", 1, "%")]]))
+    loop.add_device(slow, Scripted(slow, [("slow", 0.1, [("ups.load", 2, "%")])]))
+
+    async def main():
+        task = asyncio.create_task(loop.run())
+        await asyncio.sleep(0.05)
+        assert heard == []  # "slow" is still polling: the pass is not done
+        await asyncio.sleep(0.25)
+        assert len(heard) == 1 and q.confirmed_seq == 3  # 2 readings + 2 stale flags
+        loop.stop()
+        await task
+
+    run(main())
+    assert len(heard) == 1  # nothing more to commit: no second commit before the interval

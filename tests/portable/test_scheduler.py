@@ -182,3 +182,16 @@ def test_bad_parameters_are_refused():
         except ValueError:
             continue
         raise AssertionError("accepted interval=%r budget=%r" % (interval, budget))
+
+
+def test_the_first_poll_is_due_at_once_unless_spread():
+    # Issue 17: the first reading must not wait for a jittered start.
+    s = Scheduler(Rand((0.9,)))
+    st = s.add("ups", 5, 2, 0.1, 50.0)
+    assert st.due == 50.0 and s.due(50.0) == ["ups"]
+    run_ok(s, "ups", 50.0)
+    assert 55.0 <= st.due <= 55.0 + 0.1 * 5 and st.due > 55.0  # later polls keep their jitter
+    # The board's health device keeps a spread first poll (Wi-Fi and SNTP are not up yet).
+    h = s.add("agent", 60, 10, 0.1, 50.0, spread_first=True)
+    assert 50.0 < h.due <= 50.0 + 0.1 * 60
+    assert s.due(50.0) == []

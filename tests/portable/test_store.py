@@ -236,3 +236,31 @@ def test_stats_and_export():
     assert st.export("/out.jsonl") == 3
     lines = bytes(fs.files["/out.jsonl"]).decode().splitlines()
     assert '"lane":"alarm"' in lines[0] and '"seq":2' in lines[2]
+
+
+def test_write_through_puts_each_record_in_its_file_at_append():
+    # Issue 17: on the host a record reaches the OS at append (MemFs: the dict), while the sync
+    # stays grouped: a process killed before the commit loses nothing. Only synced records are
+    # read out; a store opened after the kill (no close) takes the written tail, syncs it and
+    # hands out sequence numbers above it.
+    fs = MemFs()
+    syncs = []
+    st = open_store(fs, write_through=True, sync=syncs.append)
+    st.append(LANE_ROUTINE, reading(0))
+    st.commit()
+    n = len(syncs)
+    for i in range(1, 6):
+        st.append(LANE_ROUTINE, reading(i))
+        (name,) = [p for p in fs.files if p.endswith(".seg")]
+        assert [fr[2] for fr in codec.scan(bytes(fs.files[name]))][-1] == i
+    assert len(syncs) == n  # no sync per record
+    assert st.confirmed_seq == 0  # unsynced records are not read out
+    assert [r["seq"] for r in st.next_batch(10)[1]] == [0]
+    # Killed here: no commit, no close.
+    st2 = open_store(fs, write_through=True, sync=syncs.append)
+    got = drain(st2)  # (the current value, seq 5, comes first, then the backlog)
+    assert sorted({r["seq"] for r in got}) == [0, 1, 2, 3, 4, 5]
+    assert all(r["value"] == float(r["seq"]) for r in got)
+    assert len(syncs) > n  # the recovered tail was synced before it counted as stored
+    assert st2.append(LANE_ROUTINE, reading(6)) > 5
+    st2.close()

@@ -4,7 +4,11 @@ Each due device is polled in its own task, so a slow or hung device holds only i
 result becomes readings stamped with the site, device and time; they go to the queue's routine lane
 and to the table of latest values. The queue is committed (group commit) at most once per
 `commit_interval` seconds, or sooner when `commit_records` readings are waiting, and listeners are
-told only after the commit, because only then do those readings count as stored.
+told only after the commit, because only then do those readings count as stored. The first
+pass (every device polled once after the start; first polls are due at once) is committed as
+soon as it is done, so the first readings go upstream within about a second of the start.
+A poll's readings are appended to the queue as soon as the poll returns, in one step; with a
+write-through store (the host's) a killed process therefore loses no reading it polled.
 
 Time: `mono` is the site's clock (intervals, jitter, the commit interval). A poll's budget is
 machine time: a device answers in real seconds. With accelerated site time (`scale` > 1, a HIL
@@ -60,6 +64,7 @@ class Loop:
         self.cycle_listeners = []  # called once as fn() after the first commit that follows a
         # complete poll cycle (every device polled once): the retained state is then fresh
         self._cycle_told = False
+        self._first_pass = False  # the first poll of every device has been committed
         self._alarms_changed = False
         self.store_error = None  # last queue error text, None when the store works
         self._tasks = {}
@@ -77,6 +82,7 @@ class Loop:
             device["timeout"] * self.scale,
             device.get("jitter", 0.1),
             self.mono(),
+            device.get("spread_first", False),
         )
 
     def poll_now(self, dev_id=None):
@@ -223,6 +229,14 @@ class Loop:
             self._alarms_changed = False
             self._tell(self.alarm_listeners)
 
+    def _first_pass_done(self):
+        """True once, when every device has been polled since the start: the first readings
+        are committed (and so sent) at once, not at the end of the first commit interval."""
+        if self._first_pass or not self._cycle_complete():
+            return False
+        self._first_pass = True
+        return True
+
     def _cycle_complete(self):
         devs = self.sched.devices
         return bool(devs) and all(st.polls for st in devs.values())
@@ -247,7 +261,8 @@ class Loop:
                 self.sched.finished(dev_id, self.mono(), False, "internal error: %r" % e)
         finally:
             self._tasks.pop(dev_id, None)
-            if self._pending >= self.commit_records and self.store_error is None:
+            if self.store_error is None and (self._pending >= self.commit_records
+                                             or self._first_pass_done()):  # fmt: skip
                 self.commit()  # a failing store is retried at the commit interval, not per poll
             # The loop slept until this poll's hung deadline; the device's next due time is new.
             self._wake.set()
@@ -273,7 +288,7 @@ class Loop:
             self._record(dev_id, _Hung(reason), was_stale, False)
         for dev_id in self.sched.due(now):
             self._tasks[dev_id] = asyncio.create_task(self._poll_task(dev_id))
-        if now - self._last_commit >= self.commit_interval:
+        if now - self._last_commit >= self.commit_interval or self._first_pass_done():
             self.commit()
         wait = self.sched.next_wakeup(now)
         to_commit = self.commit_interval - (now - self._last_commit)

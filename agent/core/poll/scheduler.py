@@ -3,6 +3,8 @@
 Invariants:
 - Each device has its own timeline. A slow, hung or failing device changes only its own next poll
   time; nothing here waits, so no device can delay another.
+- The first poll of a device is due when it is added (unless spread_first), so the first
+  readings of a start do not wait for an interval.
 - Polls keep to a grid: the nominal time advances by exactly `interval` on success, so polls do not
   drift by their own duration. The due time is the nominal time plus a random offset in
   [0, jitter * interval], which spreads devices (and sites) that share an interval.
@@ -71,13 +73,16 @@ class Scheduler:
         self.devices = {}
         self.order = []
 
-    def add(self, dev_id, interval, budget, jitter, now):
+    def add(self, dev_id, interval, budget, jitter, now, spread_first=False):
         if interval <= 0 or budget <= 0:
             raise ValueError("%s: interval and budget must be > 0" % dev_id)
         st = DeviceState(dev_id, float(interval), float(budget), float(jitter))
-        # First polls are spread over [now, now + jitter * interval] like every later one.
+        # The first poll is due at once (the first reading must not wait for an interval or
+        # its jitter); later ones fall in [nominal, nominal + jitter * interval]. spread_first
+        # spreads the first poll over that window too (the board's own health device: polled
+        # at once it would read a board whose Wi-Fi and SNTP are not up yet).
         st.nominal = now
-        st.due = now + self.rand() * st.jitter * st.interval
+        st.due = now + (self.rand() * st.jitter * st.interval if spread_first else 0.0)
         self.devices[dev_id] = st
         self.order.append(dev_id)
         return st

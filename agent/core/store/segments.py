@@ -31,6 +31,7 @@ class Segment:
         self.last = -1
         self.sealed = False
         self.thinned = False
+        self.scanned = False  # read frame by frame at open (no SEAL): may hold unsynced bytes
 
 
 class Frames:
@@ -137,6 +138,7 @@ class SegmentFiles:
                 seg.thinned = bool(flags & codec.FLAG_THINNED)
                 seg.conf = size - codec.SEAL_FRAME
                 return True
+        seg.scanned = True
         r = Frames(fs, seg.path, 0, size, self.chunk)
         try:
             while True:
@@ -160,6 +162,27 @@ class SegmentFiles:
             self.say("torn tail cut", file=seg.path, at=end, size=size)
             seg.sealed = True
         return True
+
+    def sync_scanned(self):
+        """Sync the segments read without a SEAL at open (each lane's tail, and any closed by a
+        torn write): a killed writer may have left whole frames that were written but never
+        synced. One sync per such file, once per open; nothing when the medium's flush is its
+        sync (littlefs). A medium that refuses is left alone: the frames stay readable."""
+        if self.m.sync is None:
+            return
+        for segs in self.segs.values():
+            for seg in segs:
+                if seg.scanned:
+                    seg.scanned = False
+                    try:
+                        f = self.fs.open(seg.path, "rb")
+                        try:
+                            self.m.sync(f)
+                            self.m.io["syncs"] += 1
+                        finally:
+                            f.close()
+                    except OSError as e:
+                        self.say("sync at open failed", file=seg.path, error=str(e))
 
     def recover_tail(self, lane):
         """After a failed write: read the lane's open tail again as its file holds it. Whole

@@ -55,6 +55,10 @@ class Store:
     both shrink to what the medium can hold (budget.py).
     thin_window: seconds per aggregate when thinning (0 disables thinning: drop only).
     flush_bytes: pending bytes written (unsynced) to the tail before commit.
+    write_through: write each record to its tail file at append (unsynced; the fs adapter's
+    files must not buffer it, agent.host.queue_cli.HostFs), so that a killed process loses
+    nothing; syncs stay one per commit. Off on the board: a littlefs write reaches the flash
+    only at the flush (the sync), so it would cost writes and buy nothing.
     max_pending: while the medium fails, records buffered in RAM beyond this are dropped.
     readonly: inspect a stopped agent's directory without repairing or writing anything.
     log: an agent.core.log.Log (conditions go through Log.repeating: a line, then summaries).
@@ -65,7 +69,7 @@ class Store:
     def __init__(self, path, budget_bytes, sync=None, fs=None, sync_dir=None, segment_bytes=None,
                  thin_window=900, flush_bytes=65536, max_pending=262144, read_chunk=16384,
                  counter_device="agent", seq_lease=1024, readonly=False, log=None,
-                 wall=wall_time, mono=monotonic):  # fmt: skip
+                 wall=wall_time, mono=monotonic, write_through=False):  # fmt: skip
         self.path = path.rstrip("/") or "/"
         self.wall = wall  # the time on the counter records it makes (the site's wall clock)
         self.configured = budget_bytes
@@ -80,6 +84,7 @@ class Store:
         self.headroom = self.segment_bytes // 2  # room for a thinned segment's tmp copy
         self.thin_window = thin_window
         self.flush_bytes = flush_bytes
+        self.write_through = write_through
         self.max_pending = max_pending
         self.counter_device = counter_device
         self.readonly = readonly
@@ -162,6 +167,9 @@ class Store:
     def _settle(self):
         """The writes of an open. A medium that refuses them leaves the store open and faulted
         (commit() retries); delivered segments go and the budget is fitted to the medium."""
+        # Records of a killed process are whole in the page cache but maybe not on the medium:
+        # sync them before they count as stored (confirmed, read out).
+        self.files.sync_scanned()
         try:
             # Make the meta we trust durable now (an unsynced write we just read may not be)
             # and lease the first sequence numbers.
@@ -202,7 +210,8 @@ class Store:
 
     # --- writing ------------------------------------------------------------------------
     def append(self, lane, record):
-        """Queue a record dict; sets and returns record["seq"]. Not stored until commit().
+        """Queue a record dict; sets and returns record["seq"]. Not stored until commit()
+        (with write_through it is in the file at once, but confirmed only by the commit's sync).
         Never raises for I/O or space: a failing medium surfaces from commit(); a record the
         budget cannot hold is dropped and counted if routine, kept if an alarm."""
         if lane not in PREFIX:
@@ -240,7 +249,8 @@ class Store:
             self.site = record.get("site")
         if self.fault:
             self._shed()
-        elif len(self.pending[lane]) * n >= self.flush_bytes:  # estimate: no O(n) sum here
+        elif self.write_through or len(self.pending[lane]) * n >= self.flush_bytes:
+            # (the flush_bytes test is an estimate: no O(n) sum here)
             try:
                 self._write_pending(lane)
             except OSError as e:
