@@ -95,8 +95,8 @@ def _wait(pred, timeout, what, log):
         if v:
             return v
         time.sleep(0.05)
-    raise AssertionError("timed out after %gs waiting for %s\n%s"
-                         % (timeout, what, open(log, errors="replace").read()[-3000:]))  # fmt: skip
+    tail = open(log, errors="replace").read()[-3000:]
+    raise AssertionError("timed out after %gs waiting for %s\n%s" % (timeout, what, tail))
 
 
 def test_sigkill_after_append_before_commit_loses_nothing():
