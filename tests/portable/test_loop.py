@@ -239,3 +239,29 @@ def test_the_first_pass_is_committed_as_soon_as_it_is_done():
 
     run(main())
     assert len(heard) == 1  # nothing more to commit: no second commit before the interval
+
+
+def test_a_pass_of_polls_is_committed_when_it_ends_not_when_the_interval_is_up():
+    # The commit follows a pass instead of falling just before the next one (issue 17: the
+    # readings waited a whole interval). Device b's poll takes 0.1 s: not before it ends.
+    q = MemoryQueue()
+    log = Log(write=lambda s: None)
+    loop = Loop("site-1", q, lambda: 0.0, log, commit_interval=2.5)
+    t0 = loop.mono()
+    heard = []
+    loop.listeners.append(lambda seq: heard.append((round(loop.mono() - t0, 2), seq)))
+    a, b = dev("a", 1.5, 1.0), dev("b", 1.5, 1.0)
+    loop.add_device(a, Scripted(a, [[("ups.load", 1, "%")]]))
+    loop.add_device(b, Scripted(b, [("slow", 0.1, [("ups.load", 2, "%")])]))
+
+    async def main():
+        task = asyncio.create_task(loop.run())
+        await asyncio.sleep(2.4)
+        loop.stop()
+        await task
+
+    run(main())
+    # The first pass at ~0.1 s, the second when b's poll ends at ~1.6 s: not at 2.6 s (the
+    # interval), nor at 2.4 s (the stop), nor after a's poll alone (then seq 4 is confirmed).
+    assert len(heard) == 2, heard
+    assert heard[1][1] == 5 and 1.5 <= heard[1][0] < 2.2, heard
