@@ -10,6 +10,8 @@ import random
 import signal
 import time
 
+import pytest
+
 from agent.core.errors import QueueError
 from agent.core.store.queue import LANE_ALARM, LANE_ROUTINE
 from agent.core.store.store import Store
@@ -149,7 +151,7 @@ def _kill_writers(tmp_path, n_kills, through):
     assert kills >= n_kills * 4 // 5 and len(confirmed) > 1000
 
 
-def _workload(fs, path):
+def _workload(fs, path, through=False):
     """Append and commit with read-out; returns (confirmed records, acked seqs, errors seen)."""
     st = None
     confirmed = {}
@@ -159,7 +161,8 @@ def _workload(fs, path):
     for cycle in range(12):
         try:
             if st is None:
-                st = Store(path, 64 * 1024, sync=fs.sync, fs=fs, segment_bytes=1024, thin_window=0)
+                st = Store(path, 64 * 1024, sync=fs.sync, fs=fs, segment_bytes=1024, thin_window=0,
+                           write_through=through)  # fmt: skip
             for _ in range(4):
                 rec = _rec(len(appended))
                 st.append(LANE_ROUTINE if cycle % 5 else LANE_ALARM, rec)
@@ -177,16 +180,17 @@ def _workload(fs, path):
     return st, confirmed, acked, errors
 
 
-def test_io_errors_and_disk_full_at_every_operation(tmp_path):
+@pytest.mark.parametrize("through", [False, True], ids=["buffered", "write_through"])
+def test_io_errors_and_disk_full_at_every_operation(tmp_path, through):
     total = FailFs()
-    _workload(total, str(tmp_path / "count"))
+    _workload(total, str(tmp_path / "count"), through)
     n_ops = total.ops
     tried = 0
     for mode in ("once", "from"):
         for k in range(1, n_ops + 1):
             path = str(tmp_path / ("%s%d" % (mode, k)))
             fs = FailFs(k, mode, errno.EIO if mode == "once" else errno.ENOSPC)
-            st, confirmed, acked, errors = _workload(fs, path)
+            st, confirmed, acked, errors = _workload(fs, path, through)
             assert fs.ops >= k
             fs.heal()
             # the medium works again: the same store (or a fresh open) recovers by itself
