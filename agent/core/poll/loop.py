@@ -2,12 +2,13 @@
 
 Each due device is polled in its own task, so a slow or hung device holds only its own slot. A poll
 result becomes readings stamped with the site, device and time; they go to the queue's routine lane
-and to the table of latest values. The queue is committed (group commit) at most once per
+and to the table of latest values. The queue is committed (group commit) at least once per
 `commit_interval` seconds, or sooner when `commit_records` readings are waiting, and listeners are
 told only after the commit, because only then do those readings count as stored. The first
 pass (every device polled once after the start; first polls are due at once) is committed as
 soon as it is done, so the first readings go upstream within about a second of the start; later
-commits follow the end of a pass of polls when half an interval has passed (_pass_done).
+commits follow the end of a pass of polls once half an interval has passed (_pass_done): at
+most two commits per interval, one on a steady grid.
 A poll's readings are appended to the queue as soon as the poll returns, in one step; with a
 write-through store (the host's) a killed process therefore loses no reading it polled.
 
