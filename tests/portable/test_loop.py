@@ -265,3 +265,30 @@ def test_a_pass_of_polls_is_committed_when_it_ends_not_when_the_interval_is_up()
     # interval), nor at 2.4 s (the stop), nor after a's poll alone (then seq 4 is confirmed).
     assert len(heard) == 2, heard
     assert heard[1][1] == 5 and 1.5 <= heard[1][0] < 2.2, heard
+
+
+def test_a_commit_due_during_a_pass_waits_for_its_end():
+    # The commit interval runs out while b's poll (0.6 s) is still going: committing then would
+    # leave b's readings waiting a whole interval. It waits for the pass (at most PASS_GAP_S).
+    q = MemoryQueue()
+    log = Log(write=lambda s: None)
+    loop = Loop("site-1", q, lambda: 0.0, log, commit_interval=2.0)
+    t0 = loop.mono()
+    heard = []
+    loop.listeners.append(lambda seq: heard.append((round(loop.mono() - t0, 2), seq)))
+    a, b = dev("a", 2.0, 1.0), dev("b", 2.0, 1.0)
+    loop.add_device(a, Scripted(a, [[("ups.load", 1, "%")]]))
+    loop.add_device(b, Scripted(b, [("slow", 0.1, [("ups.load", 2, "%")]),
+                                    ("slow", 0.6, [("ups.load", 3, "%")])]))  # fmt: skip
+
+    async def main():
+        task = asyncio.create_task(loop.run())
+        await asyncio.sleep(3.0)
+        loop.stop()
+        await task
+
+    run(main())
+    # First pass at ~0.1 s (seq 0-3); the interval is up at ~2.1 s with a's reading (seq 4)
+    # waiting and b polling: one commit at ~2.6 s holds both (seq 5), none holds a's alone.
+    assert [seq for _, seq in heard] == [3, 5], heard
+    assert 2.5 <= heard[1][0] < 3.0, heard

@@ -8,7 +8,9 @@ told only after the commit, because only then do those readings count as stored.
 pass (every device polled once after the start; first polls are due at once) is committed as
 soon as it is done, so the first readings go upstream within about a second of the start; later
 commits follow the end of a pass of polls once half an interval has passed (_pass_done): at
-most two commits per interval, one on a steady grid.
+most two commits per interval, one on a steady grid. A commit that falls due during a pass
+waits for its end, at most PASS_GAP_S: records wait at most commit_interval + PASS_GAP_S for
+their sync.
 A poll's readings are appended to the queue as soon as the poll returns, in one step; with a
 write-through store (the host's) a killed process therefore loses no reading it polled.
 
@@ -247,13 +249,19 @@ class Loop:
         next ones (the peers bench: readings waited 4.5 s, a whole interval), so readings go
         upstream about as soon as their pass is done and a power cut loses less; at most two
         syncs per commit interval (one on a steady grid, as before)."""
-        if not self._pending or self._tasks:
+        if not self._pending:
             return False
         now = self.mono()
         if now - self._last_commit < self.commit_interval / 2:
             return False
+        return not self._in_pass(now)
+
+    def _in_pass(self, now):
+        """A poll is running, or one is due within PASS_GAP_S."""
+        if self._tasks:
+            return True
         wait = self.sched.next_wakeup(now)
-        return wait is None or wait > PASS_GAP_S
+        return wait is not None and wait <= PASS_GAP_S
 
     def _cycle_complete(self):
         devs = self.sched.devices
@@ -307,10 +315,19 @@ class Loop:
             self._record(dev_id, _Hung(reason), was_stale, False)
         for dev_id in self.sched.due(now):
             self._tasks[dev_id] = asyncio.create_task(self._poll_task(dev_id))
-        if now - self._last_commit >= self.commit_interval or self._first_pass_done():
+        since = now - self._last_commit
+        if self._first_pass_done():
             self.commit()
+        elif since >= self.commit_interval:
+            # Due; while a pass of polls goes on, wait for its end (at most PASS_GAP_S more),
+            # where _pass_done commits: a commit in the middle of a pass would leave the rest
+            # of its readings waiting a whole interval (seen on the peers bench).
+            if since >= self.commit_interval + PASS_GAP_S or not self._in_pass(now):
+                self.commit()
         wait = self.sched.next_wakeup(now)
         to_commit = self.commit_interval - (now - self._last_commit)
+        if to_commit <= 0:  # deferred to the end of the pass
+            to_commit = self.commit_interval + PASS_GAP_S - (now - self._last_commit)
         if wait is None or to_commit < wait:
             wait = to_commit
         return 0.01 if wait < 0.01 else wait
