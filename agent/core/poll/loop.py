@@ -70,6 +70,7 @@ class Loop:
         # complete poll cycle (every device polled once): the retained state is then fresh
         self._cycle_told = False
         self._first_pass = False  # the first poll of every device has been committed
+        self._timed = False  # the last commit was the timer's, not a pass end's
         self._alarms_changed = False
         self.store_error = None  # last queue error text, None when the store works
         self._tasks = {}
@@ -212,6 +213,7 @@ class Loop:
 
     def commit(self):
         self._last_commit = self.mono()
+        self._timed = False
         if not self._pending:
             return
         try:
@@ -252,7 +254,10 @@ class Loop:
         if not self._pending:
             return False
         now = self.mono()
-        if now - self._last_commit < self.commit_interval / 2:
+        # After a timed commit (made away from a pass end, e.g. after the health device's own
+        # pass shifted the timer) the next pass end commits at once: else the timer can lock
+        # onto a phase mid-way between passes (seen on the peers bench: 3.1 s latency).
+        if now - self._last_commit < self.commit_interval / 2 and not self._timed:
             return False
         return not self._in_pass(now)
 
@@ -324,6 +329,7 @@ class Loop:
             # of its readings waiting a whole interval (seen on the peers bench).
             if since >= self.commit_interval + PASS_GAP_S or not self._in_pass(now):
                 self.commit()
+                self._timed = True
         wait = self.sched.next_wakeup(now)
         to_commit = self.commit_interval - (now - self._last_commit)
         if to_commit <= 0:  # deferred to the end of the pass
