@@ -63,7 +63,7 @@ class FakeSnmp:
         return None
 
     async def send(self, data):
-        from drivers.proto import ber
+        from drivers.proto import ber, ber_agent
 
         m = ber.decode_message(data)
         out = []
@@ -84,7 +84,7 @@ class FakeSnmp:
                     else:
                         out.append((nxt, self.mib[nxt][0], self.mib[nxt][1]))
                         cursors[i] = nxt
-        self.inbox.append(ber.encode_response(m.version, m.community, m.request_id, out))
+        self.inbox.append(ber_agent.encode_response(m.version, m.community, m.request_id, out))
 
     async def recv(self, timeout):
         return self.inbox.pop(0) if self.inbox else None

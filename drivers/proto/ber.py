@@ -1,4 +1,6 @@
-"""BER for the SNMP v1/v2c subset (portable): encode requests, decode messages, bytes only.
+"""BER for the SNMP v1/v2c subset (portable): the tags, and the decoder of messages; bytes only.
+Requests are encoded by drivers/proto/ber_request.py; value TLVs, Response messages and any BER
+as a tree (the agent's side and debugging, which a board never needs) by ber_agent.py.
 
 Message = SEQUENCE { INTEGER version (0 = v1, 1 = v2c), OCTET STRING community, PDU }.
 PDU = [tag] { INTEGER request-id, INTEGER error-status, INTEGER error-index,
@@ -14,7 +16,7 @@ Strictness (the invariants the fuzz tests hold us to):
 - every length is checked against the bytes that are left, in its enclosing TLV too; long-form
   lengths take at most 4 bytes; the indefinite form (0x80) is refused;
 - a message is at most `max_size` bytes (MAX_MESSAGE by default) and TLVs nest at most
-  MAX_DEPTH deep (decode_tree; the message decoder itself never recurses);
+  MAX_DEPTH deep (ber_agent.decode_tree; the message decoder itself never recurses);
 - INTEGER is 1..9 bytes, OID sub-ids are < 2**32 and minimal, at most MAX_SUBIDS of them;
 - whatever the input, only ParseError comes out: never IndexError, ValueError, RecursionError.
 Unsigned types (Counter32, Gauge32, TimeTicks, Counter64) sent as a negative two's complement
@@ -22,7 +24,7 @@ number (some agents drop the leading 0x00) are read modulo 2**32 / 2**64, as net
 """
 
 from agent.core.compat import MICROPYTHON
-from agent.core.errors import ConfigError, ParseError
+from agent.core.errors import ParseError
 
 # universal and SNMP application tags
 INTEGER = 0x02
@@ -98,260 +100,6 @@ def error_name(status):
     return ERRORS[status] if 0 <= status < len(ERRORS) else "error%d" % status
 
 
-# --- encoding ----------------------------------------------------------------------------------
-def _len(n):
-    if n < 0x80:
-        return bytes((n,))
-    body = []
-    while n:
-        body.append(n & 0xFF)
-        n >>= 8
-    body.append(0x80 | len(body))
-    body.reverse()  # lists, not bytearray: MicroPython's bytearray has no insert/reverse
-    return bytes(body)
-
-
-def tlv(tag, body):
-    return bytes((tag,)) + _len(len(body)) + body
-
-
-def int_body(value):
-    """Minimal two's complement, big-endian (at least one byte)."""
-    out = []
-    while True:
-        out.append(value & 0xFF)
-        value >>= 8  # arithmetic shift: -1 stays -1
-        if (value == 0 and not out[-1] & 0x80) or (value == -1 and out[-1] & 0x80):
-            out.reverse()
-            return bytes(out)
-
-
-def enc_int(value, tag=INTEGER):
-    return tlv(tag, int_body(value))
-
-
-def enc_unsigned(value, tag):
-    """Counter32/Gauge32/TimeTicks/Counter64: a non-negative number (leading 0x00 if needed)."""
-    if value < 0:
-        raise ConfigError("unsigned SNMP value is negative: %d" % value)
-    return tlv(tag, int_body(value))
-
-
-def oid_parts(oid):
-    """'1.3.6.1.2.1.1.3.0' (a leading dot allowed) -> [1, 3, 6, ...]; ConfigError if invalid."""
-    s = oid[1:] if oid[:1] == "." else oid
-    parts = []
-    for p in s.split("."):
-        if not p or not p.isdigit():
-            raise ConfigError("bad OID %r" % oid)
-        parts.append(int(p))
-    if len(parts) < 2 or parts[0] > 2 or (parts[0] < 2 and parts[1] > 39):
-        raise ConfigError("bad OID %r" % oid)
-    if len(parts) > MAX_SUBIDS or max(parts) >= 1 << 32:
-        raise ConfigError("bad OID %r (too long or a sub-id of 2**32 or more)" % oid)
-    return parts
-
-
-def _base128(n, out):
-    chunk = [n & 0x7F]
-    n >>= 7
-    while n:
-        chunk.append(0x80 | (n & 0x7F))
-        n >>= 7
-    chunk.reverse()
-    out.extend(chunk)
-
-
-def enc_oid(oid):
-    parts = oid_parts(oid)
-    body = bytearray()
-    _base128(parts[0] * 40 + parts[1], body)
-    for n in parts[2:]:
-        _base128(n, body)
-    return tlv(OID, bytes(body))
-
-
-def _varbind(oid, value_tlv=b"\x05\x00"):
-    return tlv(SEQUENCE, enc_oid(oid) + value_tlv)
-
-
-# The request encoder writes backward into one buffer (lengths are known once the content is
-# written), parsing OIDs in place: a 20-varbind GET costs a few allocations, not hundreds. On a
-# board every allocation is garbage the GC must later walk.
-_SUB_LIMIT = 1 << 32
-
-
-def _put_len(buf, pos, n):
-    if n < 0x80:
-        pos -= 1
-        buf[pos] = n
-        return pos
-    k = 0
-    while n:
-        pos -= 1
-        buf[pos] = n & 0xFF
-        n >>= 8
-        k += 1
-    pos -= 1
-    buf[pos] = 0x80 | k
-    return pos
-
-
-def _put_int(buf, pos, value):
-    end = pos
-    while True:
-        pos -= 1
-        b = value & 0xFF
-        buf[pos] = b
-        value >>= 8
-        if (value == 0 and not b & 0x80) or (value == -1 and b & 0x80):
-            break
-    pos = _put_len(buf, pos, end - pos)
-    pos -= 1
-    buf[pos] = INTEGER
-    return pos
-
-
-def _put_sub(buf, pos, n):
-    pos -= 1
-    buf[pos] = n & 0x7F
-    n >>= 7
-    while n:
-        pos -= 1
-        buf[pos] = 0x80 | (n & 0x7F)
-        n >>= 7
-    return pos
-
-
-def _put_oid(buf, pos, oid):
-    """The OID TLV of a dotted str, written backward, parsed without splitting."""
-    s = oid.encode() if isinstance(oid, str) else oid
-    end = pos
-    first = 1 if s and s[0] == 0x2E else 0
-    idx = s.count(b".") - first  # index of the last sub-id
-    if idx < 1 or idx >= MAX_SUBIDS:
-        raise ConfigError("bad OID %r" % (oid,))
-    n = 0
-    mul = 1
-    seen = False
-    second = 0
-    i = len(s)
-    while True:
-        i -= 1
-        c = s[i] if i >= first else 0x2E
-        if 0x30 <= c <= 0x39:
-            n += (c - 0x30) * mul
-            mul *= 10
-            seen = True
-            if n >= _SUB_LIMIT:
-                raise ConfigError("bad OID %r (a sub-id of 2**32 or more)" % (oid,))
-            continue
-        if c != 0x2E or not seen:
-            raise ConfigError("bad OID %r" % (oid,))
-        if idx >= 2:
-            pos = _put_sub(buf, pos, n)
-        elif idx == 1:
-            second = n
-        else:
-            if n > 2 or (n < 2 and second > 39):
-                raise ConfigError("bad OID %r" % (oid,))
-            pos = _put_sub(buf, pos, 40 * n + second)
-            break
-        idx -= 1
-        n = 0
-        mul = 1
-        seen = False
-    pos = _put_len(buf, pos, end - pos)
-    pos -= 1
-    buf[pos] = OID
-    return pos
-
-
-def _oid_tlv(oid):
-    """The OID TLV of a requested OID, remembered (a poll asks for the same OIDs every time)."""
-    t = _oid_tlvs.get(oid)
-    if t is None:
-        size = len(oid) + 8  # the body is never longer than the text; the header 2-6 bytes
-        tmp = bytearray(size)
-        t = bytes(tmp[_put_oid(tmp, size, oid) :])
-        if len(_oid_tlvs) < _OID_CACHE_MAX:
-            _oid_tlvs[oid] = t
-    return t
-
-
-def _put_header(buf, pos, tag, end):
-    pos = _put_len(buf, pos, end - pos)
-    pos -= 1
-    buf[pos] = tag
-    return pos
-
-
-def encode_request(version, community, pdu_type, request_id, oids, a=0, b=0):
-    """A request message. `a`, `b` are error-status/index (0) or, for GET_BULK, non-repeaters
-    and max-repetitions. `community` is bytes or str; every varbind value is NULL. A bad OID
-    string raises ConfigError."""
-    if isinstance(community, str):
-        community = community.encode()
-    cap = 48 + len(community)
-    for oid in oids:
-        cap += len(oid) + 12  # OID body <= its text; headers 2-4 each; NULL 2
-    buf = bytearray(cap)
-    pos = cap
-    j = len(oids)
-    while j:
-        j -= 1
-        vb_end = pos
-        pos -= 2  # NULL value: 05 00
-        buf[pos] = NULL
-        if _OID_CACHE_MAX:
-            t = _oid_tlv(oids[j])
-            buf[pos - len(t) : pos] = t
-            pos -= len(t)
-        else:
-            pos = _put_oid(buf, pos, oids[j])
-        pos = _put_header(buf, pos, SEQUENCE, vb_end)
-    pos = _put_header(buf, pos, SEQUENCE, cap)
-    pos = _put_int(buf, pos, b)
-    pos = _put_int(buf, pos, a)
-    pos = _put_int(buf, pos, request_id)
-    pos = _put_header(buf, pos, pdu_type, cap)
-    pdu_start = pos
-    pos -= len(community)
-    buf[pos:pdu_start] = community
-    pos = _put_header(buf, pos, OCTET_STRING, pdu_start)
-    pos = _put_int(buf, pos, version)
-    pos = _put_header(buf, pos, SEQUENCE, cap)
-    return bytes(memoryview(buf)[pos:])
-
-
-def encode_value(tag, value):
-    """A value TLV, for scripted agents in tests and simulators."""
-    if tag in _EXCEPTIONS or tag == NULL:
-        return bytes((tag, 0))
-    if tag == INTEGER:
-        return enc_int(value)
-    if tag in _UNSIGNED:
-        return enc_unsigned(value, tag)
-    if tag == OID:
-        return enc_oid(value)
-    if tag == IP_ADDRESS:
-        return tlv(tag, bytes(int(x) for x in value.split(".")))
-    if isinstance(value, str):
-        value = value.encode()
-    return tlv(tag, value)  # OCTET STRING, Opaque
-
-
-def encode_response(version, community, request_id, varbinds, status=0, index=0):
-    """A Response message; varbinds are (oid, tag, value)."""
-    if isinstance(community, str):
-        community = community.encode()
-    vbs = b"".join(_varbind(o, encode_value(t, v)) for o, t, v in varbinds)
-    pdu = tlv(
-        RESPONSE, enc_int(request_id) + enc_int(status) + enc_int(index) + tlv(SEQUENCE, vbs)
-    )
-    return tlv(SEQUENCE, enc_int(version) + tlv(OCTET_STRING, community) + pdu)
-
-
 # --- decoding ----------------------------------------------------------------------------------
 def read_tlv(buf, pos, end):
     """(tag, start of content, end of content) of the TLV at buf[pos]; it must end by `end`."""
@@ -395,12 +143,12 @@ def dec_int(buf, start, end, unsigned_bits=0):
     return v
 
 
-# OID texts remembered by dec_oid() and OID TLVs by encode_request(), by CPython only (a board
-# reads few OIDs, and its heap is counted in docs/micropython.md): at most 8192 of each, about
-# 1.5 MB each at worst; the peers bench's 5 recordings use under 1,000.
+# OID texts remembered by dec_oid() and OID TLVs by ber_request.encode_request(), by CPython
+# only (a board reads few OIDs, and its heap is counted in docs/micropython.md): at most 8192 of
+# each, about 1.5 MB each at worst; the peers bench's 5 recordings use under 1,000.
 _OID_CACHE_MAX = 0 if MICROPYTHON else 8192
 _oid_text = {}  # OID body bytes -> dotted text
-_oid_tlvs = {}  # dotted text -> OID TLV bytes
+_SUB_LIMIT = 1 << 32
 
 
 def _ndigits(n):
@@ -573,35 +321,6 @@ def decode_message(data, max_size=MAX_MESSAGE):
         varbinds.append((oid, tag, dec_value(buf, tag, vs, ve)))
         pos = e
     return Message(version, community, pdu, request_id, status, index, varbinds)
-
-
-def decode_tree(data, max_depth=MAX_DEPTH, max_size=MAX_MESSAGE):
-    """Any BER as nested (tag, value) with constructed content as a list: for debugging and
-    Opaque payloads. Depth is bounded by max_depth (ParseError beyond)."""
-    if len(data) > max_size:
-        raise ParseError("BER: %d bytes exceeds %d" % (len(data), max_size))
-    out = []
-    _tree(data, 0, len(data), 0, max_depth, out)
-    return out
-
-
-def _tree(buf, pos, end, depth, max_depth, out):
-    if depth >= max_depth:
-        raise ParseError("BER: nesting deeper than %d" % max_depth)
-    while pos < end:
-        tag, s, e = read_tlv(buf, pos, end)
-        if tag & 0x20:
-            inner = []
-            _tree(buf, s, e, depth + 1, max_depth, inner)
-            out.append((tag, inner))
-        else:
-            out.append((tag, dec_value(buf, tag, s, e) if tag in _KNOWN else bytes(buf[s:e])))
-        pos = e
-
-
-_KNOWN = (
-    (INTEGER, OCTET_STRING, NULL, OID, IP_ADDRESS, OPAQUE) + tuple(_UNSIGNED) + tuple(_EXCEPTIONS)
-)
 
 
 def text(value):

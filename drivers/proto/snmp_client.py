@@ -36,7 +36,7 @@ datagrams a try ends early: a flooding peer cannot keep the client busy until it
 
 from agent.core.compat import monotonic
 from agent.core.errors import DeviceError, DeviceTimeout, ParseError
-from drivers.proto import ber
+from drivers.proto import ber, ber_request
 
 MAX_GET = 32  # OIDs per GET; halved on tooBig
 MAX_BULK_VARBINDS = 60  # columns x repetitions per GETBULK (snmpsim answers at most 64)
@@ -154,7 +154,7 @@ class SnmpClient:
         """Send one request and return its Response (ber.Message). Raises DeviceTimeout when
         nothing matching came, ParseError when only malformed replies came."""
         rid = self._next_id()
-        data = ber.encode_request(self.ver, self.community, pdu, rid, oids, a, b)
+        data = ber_request.encode_request(self.ver, self.community, pdu, rid, oids, a, b)
         self.requests += 1
         junk = None
         icmp_before = getattr(self.transport, "errors", 0)

@@ -33,7 +33,7 @@ import threading
 import time
 
 from agent.core.errors import ParseError
-from drivers.proto import ber
+from drivers.proto import ber, ber_agent
 
 FAULTS = ("silence", "garbage", "truncated", "slow")
 MAX_ANSWER = 1472  # one Ethernet frame's UDP payload: an agent's usual limit
@@ -158,14 +158,14 @@ class SnmpAgent:
                 if tag in (ber.NO_SUCH_OBJECT_TAG, ber.NO_SUCH_INSTANCE_TAG,
                            ber.END_OF_MIB_VIEW_TAG):  # fmt: skip
                     vbs = [(o, ber.NULL, None) for o in oids]
-                    return ber.encode_response(0, msg.community, msg.request_id, vbs,
-                                               NO_SUCH_NAME, i + 1)  # fmt: skip
+                    return ber_agent.encode_response(0, msg.community, msg.request_id, vbs,
+                                                     NO_SUCH_NAME, i + 1)  # fmt: skip
         return self._fit(msg, out)
 
     def _fit(self, msg, out):
         """Encode; drop trailing varbinds of a GETBULK answer until it fits MAX_ANSWER."""
         while True:
-            enc = ber.encode_response(msg.version, msg.community, msg.request_id, out)
+            enc = ber_agent.encode_response(msg.version, msg.community, msg.request_id, out)
             if len(enc) <= MAX_ANSWER or msg.pdu != ber.GET_BULK or len(out) <= 1:
                 return enc
             out = out[: max(1, len(out) * MAX_ANSWER // len(enc) - 1)]

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from drivers.proto import ber
+from drivers.proto import ber, ber_request
 from drivers.snmp_pysnmp import PysnmpDriver
 from hil.emulators.eltek import EltekPlant
 from hil.emulators.snmp_agent import SnmpAgent
@@ -179,7 +179,7 @@ def table():
 
 
 def ask(agent, pdu, oids, a=0, b=0, version=1, community=b"public"):
-    req = ber.encode_request(version, community, pdu, 7, oids, a, b)
+    req = ber_request.encode_request(version, community, pdu, 7, oids, a, b)
     out = agent.answer(req)
     return None if out is None else ber.decode_message(out)
 
@@ -220,7 +220,7 @@ def test_get_next_bulk_and_exceptions():
 def test_bulk_answer_is_cut_to_fit_a_datagram():
     big = {"1.3.6.1.4.1.9.1.%d" % i: (ber.OCTET_STRING, b"y" * 100) for i in range(1, 200)}
     agent = SnmpAgent(lambda: big)
-    req = ber.encode_request(1, b"public", ber.GET_BULK, 1, ["1.3.6.1.4.1.9.1"], 0, 100)
+    req = ber_request.encode_request(1, b"public", ber.GET_BULK, 1, ["1.3.6.1.4.1.9.1"], 0, 100)
     out = agent.answer(req)
     m = ber.decode_message(out)
     assert len(out) <= 1472 and 5 <= len(m.varbinds) < 100

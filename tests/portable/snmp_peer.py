@@ -15,7 +15,7 @@ on every call instead (a peer that never stops sending).
 
 import asyncio
 
-from drivers.proto import ber
+from drivers.proto import ber, ber_agent
 from drivers.proto.snmp_client import oid_key
 
 
@@ -58,7 +58,7 @@ def answer(varbinds, status=0, index=0, rid_delta=0, community=None, version=Non
 
     def step(m, _data):
         return [
-            ber.encode_response(
+            ber_agent.encode_response(
                 m.version if version is None else version,
                 m.community if community is None else community,
                 m.request_id + rid_delta,
@@ -124,7 +124,9 @@ def drawn_values(draw_value, rid_delta=0, junk=None):
             rows[name] = True
             vbs.append((name, tag, value))
         out = [junk] if junk is not None else []
-        out.append(ber.encode_response(m.version, m.community, m.request_id + rid_delta, vbs))
+        out.append(
+            ber_agent.encode_response(m.version, m.community, m.request_id + rid_delta, vbs)
+        )
         return out
 
     return step

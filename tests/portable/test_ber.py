@@ -3,7 +3,7 @@
 import gc
 
 from agent.core.errors import ConfigError, ParseError
-from drivers.proto import ber
+from drivers.proto import ber, ber_agent, ber_request
 
 from support import raises
 
@@ -42,7 +42,7 @@ RESP_COUNTER64 = h(
 
 
 def test_golden_get_request():
-    assert ber.encode_request(ber.V2C, "public", ber.GET, 1, [SYS_UPTIME]) == GET_SYSUPTIME
+    assert ber_request.encode_request(ber.V2C, "public", ber.GET, 1, [SYS_UPTIME]) == GET_SYSUPTIME
     m = ber.decode_message(GET_SYSUPTIME)
     assert (m.version, m.community, m.pdu, m.request_id) == (1, b"public", ber.GET, 1)
     assert m.varbinds == [(SYS_UPTIME, ber.NULL, None)]
@@ -52,7 +52,9 @@ def test_golden_response_with_counter64():
     m = ber.decode_message(RESP_COUNTER64)
     assert m.pdu == ber.RESPONSE and m.request_id == 0x1234 and m.status == 0
     assert m.varbinds == [(HC_IN_1, ber.COUNTER64, (1 << 64) - 1)]
-    built = ber.encode_response(1, "public", 0x1234, [(HC_IN_1, ber.COUNTER64, (1 << 64) - 1)])
+    built = ber_agent.encode_response(
+        1, "public", 0x1234, [(HC_IN_1, ber.COUNTER64, (1 << 64) - 1)]
+    )
     assert built == RESP_COUNTER64
 
 
@@ -70,7 +72,7 @@ def test_integers_two_complement_minimal():
         (2147483647, "02 04 7f ff ff ff"),
     )
     for value, wire in cases:
-        assert ber.enc_int(value) == h(wire), value
+        assert ber_agent.enc_int(value) == h(wire), value
         b = h(wire)
         assert ber.dec_int(b, 2, len(b)) == value
 
@@ -81,8 +83,8 @@ def test_unsigned_types_read_modulo_their_width():
     assert ber.dec_value(b, ber.COUNTER32, 0, 4) == 4294967295
     assert ber.dec_value(b, ber.INTEGER, 0, 4) == -1
     assert ber.dec_value(h("01 00 00 00 00"), ber.COUNTER64, 0, 5) == 1 << 32
-    assert ber.encode_value(ber.GAUGE32, 4294967295) == h("42 05 00 ff ff ff ff")
-    assert ber.encode_value(ber.TIMETICKS, 0) == h("43 01 00")
+    assert ber_agent.encode_value(ber.GAUGE32, 4294967295) == h("42 05 00 ff ff ff ff")
+    assert ber_agent.encode_value(ber.TIMETICKS, 0) == h("43 01 00")
 
 
 def test_oids_with_large_sub_ids():
@@ -94,27 +96,27 @@ def test_oids_with_large_sub_ids():
         ("0.0", "06 01 00"),
     )
     for oid, wire in cases:
-        assert ber.enc_oid(oid) == h(wire), oid
+        assert ber_agent.enc_oid(oid) == h(wire), oid
         b = h(wire)
         assert ber.dec_oid(b, 2, len(b)) == oid
-    assert ber.enc_oid(".1.3.6") == ber.enc_oid("1.3.6")
+    assert ber_agent.enc_oid(".1.3.6") == ber_agent.enc_oid("1.3.6")
     for bad in ("", "1", "1.x", "3.1", "1.40", "1.3.4294967296", "1..3", "1.3.", ".", "1.3.6\xe9"):
-        raises(ConfigError, ber.enc_oid, bad)
-        raises(ConfigError, ber.encode_request, 1, "c", ber.GET, 1, ["1.3.6.1", bad])
+        raises(ConfigError, ber_agent.enc_oid, bad)
+        raises(ConfigError, ber_request.encode_request, 1, "c", ber.GET, 1, ["1.3.6.1", bad])
     # the request encoder parses OIDs in place: same bytes as the simple encoder
     for oid, _wire in cases:
-        assert ber.encode_request(1, "c", ber.GET, 1, [oid])[-len(_wire.split()) - 2 : -2] == h(
-            _wire
-        )
+        assert ber_request.encode_request(1, "c", ber.GET, 1, [oid])[
+            -len(_wire.split()) - 2 : -2
+        ] == h(_wire)
 
 
 def test_long_form_lengths():
-    assert ber.tlv(0x04, b"a" * 127)[:2] == h("04 7f")
-    assert ber.tlv(0x04, b"a" * 128)[:3] == h("04 81 80")
-    assert ber.tlv(0x04, b"a" * 200)[:3] == h("04 81 c8")
-    assert ber.tlv(0x04, b"a" * 300)[:4] == h("04 82 01 2c")
+    assert ber_agent.tlv(0x04, b"a" * 127)[:2] == h("04 7f")
+    assert ber_agent.tlv(0x04, b"a" * 128)[:3] == h("04 81 80")
+    assert ber_agent.tlv(0x04, b"a" * 200)[:3] == h("04 81 c8")
+    assert ber_agent.tlv(0x04, b"a" * 300)[:4] == h("04 82 01 2c")
     long = "x" * 300
-    wire = ber.encode_response(1, "public", 9, [(SYS_UPTIME, ber.OCTET_STRING, long)])
+    wire = ber_agent.encode_response(1, "public", 9, [(SYS_UPTIME, ber.OCTET_STRING, long)])
     # varbind 4+10+304 = 318, list 322, PDU 9+322 -> 4+331 = 335, message 3+8+335 = 346 = 0x15a
     assert wire[:4] == h("30 82 01 5a")
     assert ber.decode_message(wire).varbinds[0][2] == long.encode()
@@ -137,7 +139,7 @@ def test_every_value_type():
         ("1.3.6.1.2.1.33.1.2.5.0", ber.END_OF_MIB_VIEW_TAG, None),
         ("1.3.6.1.2.1.33.1.2.6.0", ber.NULL, None),
     ]
-    m = ber.decode_message(ber.encode_response(0, b"c", 5, vbs, status=2, index=3))
+    m = ber.decode_message(ber_agent.encode_response(0, b"c", 5, vbs, status=2, index=3))
     assert m.version == 0 and m.status == 2 and m.index == 3
     assert ber.error_name(m.status) == "noSuchName" and ber.error_name(99) == "error99"
     got = m.varbinds
@@ -151,7 +153,7 @@ def test_every_value_type():
 
 
 def test_get_bulk_request_fields():
-    wire = ber.encode_request(1, "public", ber.GET_BULK, 7, ["1.3.6.1.2.1.2.2.1.8"], 0, 30)
+    wire = ber_request.encode_request(1, "public", ber.GET_BULK, 7, ["1.3.6.1.2.1.2.2.1.8"], 0, 30)
     m = ber.decode_message(wire)
     assert m.pdu == ber.GET_BULK and (m.status, m.index) == (0, 30)
     assert wire[13:15] == h("a5 1a")  # 3 + 3 + 3 (02 01 1e) + list 2+15 = 26
@@ -186,11 +188,11 @@ def test_malformed_messages_are_parse_errors():
     assert "runs past" in parse_error(bytes(bad))
     # NULL with content, IpAddress of 3 bytes, an empty INTEGER, a 10-byte INTEGER
     for value in ("05 01 00", "40 03 01 02 03", "02 00", "02 0a" + " 01" * 10):
-        vb = ber.tlv(0x30, ber.enc_oid(SYS_UPTIME) + h(value))
-        wire = ber.tlv(
+        vb = ber_agent.tlv(0x30, ber_agent.enc_oid(SYS_UPTIME) + h(value))
+        wire = ber_agent.tlv(
             0x30,
             h("02 01 01 04 01 70")
-            + ber.tlv(0xA2, h("02 01 01 02 01 00 02 01 00") + ber.tlv(0x30, vb)),
+            + ber_agent.tlv(0xA2, h("02 01 01 02 01 00 02 01 00") + ber_agent.tlv(0x30, vb)),
         )
         parse_error(wire)
     assert wire  # the loop ran
@@ -216,15 +218,17 @@ def test_remembered_oids_give_what_parsing_gives():
     limit = ber._OID_CACHE_MAX
     try:
         ber._OID_CACHE_MAX = 0
-        parsed = ber.encode_request(1, "c", ber.GET, 7, oids)
-        answer = ber.encode_response(1, "c", 7, [(o.lstrip("."), ber.INTEGER, 5) for o in oids])
+        parsed = ber_request.encode_request(1, "c", ber.GET, 7, oids)
+        answer = ber_agent.encode_response(
+            1, "c", 7, [(o.lstrip("."), ber.INTEGER, 5) for o in oids]
+        )
         decoded = [v[0] for v in ber.decode_message(answer).varbinds]
     finally:
         ber._OID_CACHE_MAX = limit
     for _ in range(2):  # the first fills the memory, the second answers from it
-        assert ber.encode_request(1, "c", ber.GET, 7, oids) == parsed
+        assert ber_request.encode_request(1, "c", ber.GET, 7, oids) == parsed
         assert [v[0] for v in ber.decode_message(answer).varbinds] == decoded
-        raises(ConfigError, ber.encode_request, 1, "c", ber.GET, 1, ["1.3..6"])
+        raises(ConfigError, ber_request.encode_request, 1, "c", ber.GET, 1, ["1.3..6"])
         bad = h("2b 80 01")
         raises(ParseError, ber.dec_oid, bad, 0, len(bad))
     assert decoded == [o.lstrip(".") for o in oids]
@@ -233,15 +237,15 @@ def test_remembered_oids_give_what_parsing_gives():
 def test_deep_nesting_is_bounded():
     inner = h("02 01 05")
     for _ in range(ber.MAX_DEPTH - 1):
-        inner = ber.tlv(0x30, inner)
-    assert ber.decode_tree(inner)  # MAX_DEPTH - 1 constructed levels + a primitive: fine
-    deeper = ber.tlv(0x30, inner)
-    assert "nesting deeper" in str(raises(ParseError, ber.decode_tree, deeper))
+        inner = ber_agent.tlv(0x30, inner)
+    assert ber_agent.decode_tree(inner)  # MAX_DEPTH - 1 constructed levels + a primitive: fine
+    deeper = ber_agent.tlv(0x30, inner)
+    assert "nesting deeper" in str(raises(ParseError, ber_agent.decode_tree, deeper))
     # 1000 levels: a ParseError at the limit, never a RecursionError
     blob = h("30 00")
     for _ in range(1000):
-        blob = ber.tlv(0x30, blob)
-    raises(ParseError, ber.decode_tree, blob)
+        blob = ber_agent.tlv(0x30, blob)
+    raises(ParseError, ber_agent.decode_tree, blob)
     raises(ParseError, ber.decode_message, blob)
 
 
@@ -254,13 +258,13 @@ def test_heap_per_request():
     gc.mem_alloc with the GC off; CPython: the same work, checked for the round trip)."""
     oids = _twenty()
     vbs = [(o, ber.INTEGER, 1000 + i) for i, o in enumerate(oids)]
-    reply = ber.encode_response(1, "public", 77, vbs)
+    reply = ber_agent.encode_response(1, "public", 77, vbs)
     measure = hasattr(gc, "mem_alloc")
     if measure:
         gc.collect()
         gc.disable()
         before = gc.mem_alloc()
-    req = ber.encode_request(1, "public", ber.GET, 77, oids)
+    req = ber_request.encode_request(1, "public", ber.GET, 77, oids)
     m = ber.decode_message(reply)
     if measure:
         used = gc.mem_alloc() - before
