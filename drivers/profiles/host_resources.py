@@ -12,7 +12,7 @@ _MEMORY = {
     "size": _ST + "5",
     "used": _ST + "6",
     "ram_type": HR_STORAGE_RAM,
-    # net-snmp's Linux rows for reclaimable RAM (see engine._hr_memory)
+    # net-snmp's Linux rows for reclaimable RAM (see derive._hr_memory)
     "reclaimable": ("Memory buffers", "Cached memory"),
 }
 _MEMORY["walk"] = tuple(_MEMORY[k] for k in ("type", "descr", "units", "size", "used"))

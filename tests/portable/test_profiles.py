@@ -2,7 +2,7 @@
 
 from agent.core import registry
 from drivers import profiles
-from drivers.profiles import engine
+from drivers.profiles import derive, engine
 
 UPS = "1.3.6.1.2.1.33.1."
 IF = "1.3.6.1.2.1.2.2.1."
@@ -32,7 +32,7 @@ def test_every_metric_in_every_profile_is_in_the_registry():
                     assert registry.is_known(row[1].replace("<n>", "1")), (name, row)
                     assert row[4] in ("first", "max", "mean", "sum", "each", "phases"), row
             for step, _args in part.get("derive", ()):
-                assert step in engine.DERIVE, (name, step)
+                assert step in derive.DERIVE, (name, step)
 
 
 def test_plan_lists_each_oid_once():
