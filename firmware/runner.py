@@ -159,7 +159,8 @@ async def run_agent(cfg, board, boot, log, machine, network_mod, led, boot_rec=N
         ucfg["batch_max"] = min(ucfg.get("batch_max", 100), batch)
         uplink = BoardUplink(ucfg, cfg.site["id"], queue, log, tls=make_context,
                              mono=monotonic, wall=lambda: clock.now() or wall(),
-                             link_up=net.up, site_info=site_info(cfg.site))  # fmt: skip
+                             site_mono=mono, link_up=net.up,
+                             site_info=site_info(cfg.site))  # fmt: skip
         dog.watch("uplink", uplink.progress_age, UPLINK_STALL_S)
     budget = int(cfg.storage["budget_mb"] * 1024 * 1024)
     health = dict(HEALTH, interval=board.get("health_s", HEALTH["interval"]))

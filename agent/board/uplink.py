@@ -54,8 +54,11 @@ class _Session:
 
 class BoardUplink:
     def __init__(self, uplink_cfg, site_id, queue, log, tls=None, facade=None, rand=random.random,
-                 mono=monotonic, wall=wall_time, link_up=None, site_info=None):  # fmt: skip
-        self.links = lk = Links(uplink_cfg, site_id, rand, site_info)
+                 mono=monotonic, wall=wall_time, link_up=None, site_info=None,
+                 site_mono=None):  # fmt: skip
+        # mono: machine time (timeouts, pacing); wall and site_mono (default mono): the site's
+        # clocks (budget windows, payload times), which run faster in a drill.
+        self.links = lk = Links(uplink_cfg, site_id, rand, site_info, site_mono or mono)
         self.cfg = uplink_cfg
         self.site_id = site_id
         self.queue = queue

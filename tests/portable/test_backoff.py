@@ -135,6 +135,61 @@ def test_budget_holds_routine_not_alarms_and_reopens():
     assert bb.state(later)["used"] == 0
 
 
+class _Mono:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_budget_window_keeps_its_true_length_when_the_wall_clock_steps_forward():
+    # The board drill: its SNTP server stepped +10 min 15 min into a spent hour; the window
+    # followed the wall clock and the next hour's allowance opened 10 min early.
+    mono = _Mono()
+    bb = ByteBudget(1000, window_s=3600, mono=mono)
+    now = 7200.0 + 900
+    bb.spend(now, 1000)
+    assert not bb.allows(now, 1)
+    mono.t += 2100  # 35 min later by the site's monotonic clock; the wall clock stepped +10 min
+    now += 2100 + 600  # the wall says 10 800: a new hour
+    assert not bb.allows(now, 1) and bb.reopens_in(now) == 600
+    mono.t += 600  # the hour's true end
+    now += 600
+    assert bb.allows(now, 1000) and bb.state(now)["used"] == 0
+    assert bb.reopens_in(now) == 3000  # the next hour: the wall clock's again
+    # Wall-only (no monotonic clock): the step ends the window early, as before.
+    bw = ByteBudget(1000, window_s=3600)
+    bw.spend(8100.0, 1000)
+    assert bw.allows(8100.0 + 2700, 1000)
+
+
+def test_budget_step_back_never_reopens_a_spent_window():
+    for mono in (_Mono(), None):
+        bb = ByteBudget(1000, window_s=3600, mono=mono)
+        bb.spend(10800.0 + 60, 1000)  # the first minute of an hour
+        if mono is not None:
+            mono.t += 120
+        assert not bb.allows(10800.0 - 300, 1)  # stepped back 7 min into the previous hour
+        if mono is not None:
+            mono.t += 3480  # the hour spent at 10 800 + 60 has truly passed
+        assert not bb.allows(14400.0 - 1, 1)  # the wall clock's hour has not (mono: 1 s lag)
+        assert bb.allows(14400.0 + 1, 1000)
+    # A clock set back by days (wrong before its first sync): with the monotonic clock the window
+    # ends after its true length; wall-only it ends at once (it would else hold for days).
+    mono = _Mono()
+    bb = ByteBudget(1000, window_s=3600, mono=mono)
+    bb.spend(3600.0 * 300 + 60, 1000)
+    assert not bb.allows(3600.0 * 20 + 60, 1)  # set back 280 hours
+    mono.t += 3539
+    assert not bb.allows(3600.0 * 20 + 3599, 1)
+    mono.t += 1
+    assert bb.allows(3600.0 * 20 + 3600, 1000)
+    bw = ByteBudget(1000, window_s=3600)
+    bw.spend(3600.0 * 300 + 60, 1000)
+    assert bw.allows(3600.0 * 20 + 60, 1000)
+
+
 def test_zero_budget_is_unlimited():
     bb = ByteBudget(0)
     assert bb.allows(5.0, 10**12)

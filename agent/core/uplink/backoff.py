@@ -135,19 +135,47 @@ class TokenBucket:
 
 class ByteBudget:
     """A byte allowance per fixed window (a metered satellite or LTE link). limit 0 = unlimited.
-    `allows(now, n, urgent)` says whether n bytes may go now: urgent (alarm) traffic always may."""
+    `allows(now, n, urgent)` says whether n bytes may go now: urgent (alarm) traffic always may.
+    `now` is the site's wall clock; windows are its calendar hours or days (the carrier's).
 
-    def __init__(self, limit, window_s=86400.0):
+    A wall clock steps (SNTP answering after a boot, a server that was wrong, a technician), and a
+    window that followed it would overdraw: a step forward ended a spent window early and opened
+    the next (the board drill: +10 min from its SNTP server, 23.6 KB of 16 KB in one site hour),
+    a step back across a boundary opened a spent one again. With `mono` (the site's monotonic
+    clock, seconds) a window ends when both clocks say so: the monotonic clock, anchored when the
+    window began, at its wall end; and the wall clock, in a later window. A wall clock that is
+    more than a tenth of a window behind the monotonic end was set back: the monotonic clock
+    alone then ends the window (else a clock set back by days would hold the budget for days).
+    So a step never makes a window shorter than its true length; it may make one longer (spends
+    less, never more). Without `mono` (wall only) a step back never reopens a spent window, a
+    step forward does end it early, and a wall clock set back by more than a window starts one."""
+
+    def __init__(self, limit, window_s=86400.0, mono=None):
         self.limit = int(limit)
         self.window_s = float(window_s)
+        self.mono = mono
         self.start = None
+        self.end_mono = None  # the monotonic time the current window ends at (with mono)
         self.used = 0
 
     def _roll(self, now):
-        start = now - (now % self.window_s)
-        if self.start != start:
-            self.start = start
-            self.used = 0
+        w = self.window_s
+        start = now - (now % w)
+        if self.start is not None:
+            if self.mono is None:
+                # A later window rolls; a step back into the spent window or the one before it
+                # does not; a clock set back further (wrong before its first sync) does.
+                if start <= self.start < start + 2 * w:
+                    return
+            else:
+                if self.mono() < self.end_mono:
+                    return  # the window's true length has not passed (a step forward)
+                if start == self.start and self.start + w - now < w / 10:
+                    return  # the wall clock lags a little behind: its boundary is near
+        self.start = start
+        if self.mono is not None:
+            self.end_mono = self.mono() + (start + w - now)
+        self.used = 0
 
     def allows(self, now, n, urgent=False):
         if self.limit <= 0 or urgent:
@@ -160,9 +188,13 @@ class ByteBudget:
         self.used += n
 
     def reopens_in(self, now):
-        """Seconds until the current window ends."""
+        """Seconds until the current window ends (at least until the wall clock says so; a
+        caller asks again then)."""
         self._roll(now)
-        return self.start + self.window_s - now
+        wall = self.start + self.window_s - now
+        if self.mono is None:
+            return max(wall, 0.0)
+        return max(wall, self.end_mono - self.mono(), 0.0)
 
     def state(self, now):
         self._roll(now)

@@ -38,7 +38,9 @@ WINDOWS = {"hour": 3600.0, "day": 86400.0}
 
 
 class Links:
-    def __init__(self, cfg, site_id, rand, site_info=None):
+    def __init__(self, cfg, site_id, rand, site_info=None, site_mono=None):
+        # site_mono: the site's monotonic clock, which keeps byte-budget windows their true
+        # length when the wall clock steps (backoff.ByteBudget); None: the wall clock alone.
         self.cfg = cfg
         self.site_id = site_id
         self.rand = rand
@@ -58,7 +60,7 @@ class Links:
         self.watch = LinkWatch(rand, cfg.get("probe_interval", 4.0),
                                cfg.get("reconnect_spread", 8.0))  # fmt: skip
         self.budgets = [ByteBudget(b.get("budget_bytes", 0), WINDOWS.get(b.get("budget_window",
-                        "day"))) for b in self.brokers]  # fmt: skip
+                        "day")), site_mono) for b in self.brokers]  # fmt: skip
         self.topics = {}
         for k in contract.TOPIC_KINDS:
             self.topics[k] = contract.topic(self.prefix, site_id, k)
