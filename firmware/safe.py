@@ -8,8 +8,11 @@ or poll loop runs, so whatever crashed the agent cannot crash this. What runs:
   shows SAFE MODE and the reasons in the site line, `log` the lines above, `reboot` leaves;
 - the network and, when the config (or, if it does not validate, its readable uplink part)
   names brokers, a retained status on <prefix>/<site>/status:
-      {"v": 1, "state": "safe", "reason": "...", "agent": version, "boot": n, "reset": cause}
-  with the usual last will, kept up with keepalive pings and reconnected with backoff;
+      {"v": 1, "state": "safe", "name", "kind", "location", "reason": "...", "agent": version,
+       "boot": n, "reset": cause}
+  with the site's name, kind and location as the birth has them (from the unvalidated [site]
+  table when the config does not validate, only what has the contract's shape) and the usual
+  last will (with them too), kept up with keepalive pings and reconnected with backoff;
 - the watchdog, fed by this module's own loop.
 After a boot loop, safe mode lasts retry_s (an hour) and then resets to try the agent again
 (the boot record was cleared, so it takes a new loop to come back here): an unattended site
@@ -42,15 +45,29 @@ def _resolve(node):
     return node
 
 
+def _raw_info(site):
+    """site_info() of an unvalidated [site] table: only the shapes the contract allows (a text
+    name and kind, a table of text or numbers for the location), anything else left out."""
+    info = {}
+    for k in ("name", "kind"):
+        if isinstance(site.get(k), str):
+            info[k] = site[k]
+    loc = site.get("location")
+    if isinstance(loc, dict):
+        info["location"] = {k: v for k, v in loc.items() if isinstance(v, (str, int, float))}
+    return contract.site_info(info)
+
+
 def raw_parts():
-    """(site id, uplink table, network table) read from /site.json without validating it."""
+    """(site id, uplink table, network table, site info) read from /site.json without
+    validating it."""
     try:
         with open("/site.json") as f:
             raw = json.load(f)
     except (OSError, ValueError):
-        return None, None, None
+        return None, None, None, {}
     if not isinstance(raw, dict):
-        return None, None, None
+        return None, None, None, {}
     site = raw.get("site") if isinstance(raw.get("site"), dict) else {}
     up = _resolve(raw.get("uplink")) if isinstance(raw.get("uplink"), dict) else None
     if up is not None:
@@ -64,7 +81,7 @@ def raw_parts():
             up = None
     net = _resolve(raw.get("network")) if isinstance(raw.get("network"), dict) else None
     sid = site.get("id") if isinstance(site.get("id"), str) else None
-    return sid, up, net
+    return sid, up, net, _raw_info(site)
 
 
 class SafeFacade:
@@ -158,10 +175,11 @@ class SafeFacade:
 class SafeStatus:
     """Keeps one retained "safe" status on the first broker that takes it."""
 
-    def __init__(self, uplink, site_id, body, log, tls):
+    def __init__(self, uplink, site_id, body, log, tls, info=None):
         self.cfg = uplink
         self.site_id = site_id
         self.body = body
+        self.info = info  # the site's name, kind and location: in the will too, as the agent's
         self.log = log
         self.tls = tls
         self.connected = False
@@ -183,7 +201,8 @@ class SafeStatus:
         if not b.get("insecure"):
             ctx, sni = self.tls(b)
         keepalive = int(self.cfg.get("keepalive") or 60)
-        will = (self.topic, contract.status_payload(contract.OFFLINE, "connection lost"), 1, True)
+        will = (self.topic, contract.status_payload(contract.OFFLINE, "connection lost",
+                                                   info=self.info), 1, True)  # fmt: skip
         conn = await mqtt.MqttConn.open(b["host"], b["port"], ctx, sni, 15)
         try:
             rc = await conn.connect(self.cfg.get("client_id") or self.site_id, keepalive, will,
@@ -236,9 +255,10 @@ async def run(reasons, cfg, errors, board, boot, log, machine, network_mod, retr
               reason="; ".join(reasons))  # fmt: skip
     for e in errors[:20]:
         log.error("config", e)
-    sid, raw_up, raw_net = raw_parts()
+    sid, raw_up, raw_net, info = raw_parts()
     if cfg is not None:
         sid, up, net = cfg.site["id"], cfg.uplink, getattr(cfg, "network", None)
+        info = contract.site_info(cfg.site)
     else:
         up, net = raw_up, raw_net
 
@@ -260,10 +280,11 @@ async def run(reasons, cfg, errors, board, boot, log, machine, network_mod, retr
     if up and sid:
         from agent.board.tls import make_context
 
-        body = json.dumps({"v": contract.CONTRACT_VERSION, "state": SAFE,
-                           "reason": "; ".join(reasons), "agent": __version__,
-                           "boot": boot["count"], "reset": boot["cause"]}).encode()  # fmt: skip
-        facade.link = SafeStatus(up, sid, body, log, make_context)
+        body = {"v": contract.CONTRACT_VERSION, "state": SAFE}
+        body.update(info)  # what the birth says about the site (docs/mqtt.md)
+        body.update({"reason": "; ".join(reasons), "agent": __version__, "boot": boot["count"],
+                     "reset": boot["cause"]})  # fmt: skip
+        facade.link = SafeStatus(up, sid, json.dumps(body).encode(), log, make_context, info)
         tasks.append(asyncio.create_task(facade.link.run()))
     else:
         log.warning("safe", "no usable [uplink] in the config: no status upstream")

@@ -32,6 +32,7 @@ TOML = """\
 id = "{site}"
 kind = "bts"
 name = "Simulated board, reference site"
+location = {{ lat = 15.2463, lon = 108.8069, commune = "Tinh Ky", province = "Quang Ngai" }}
 
 [network]
 ntp = ["127.0.0.1:{sntp}"]

@@ -225,6 +225,16 @@ def _safe_status(site):
     return json.loads(st) if st else {}
 
 
+SITE_INFO = {"name": "Simulated board, reference site", "kind": "bts",
+             "location": {"lat": 15.2463, "lon": 108.8069, "commune": "Tinh Ky",
+                          "province": "Quang Ngai"}}  # fmt: skip
+
+
+def _says_the_site(st):
+    """A status message carries the site info the birth does (docs/mqtt.md)."""
+    assert {k: st.get(k) for k in SITE_INFO} == SITE_INFO, st
+
+
 CONSOLE = """
 [console]
 enabled = true
@@ -252,6 +262,7 @@ def test_boot_loop_ends_in_safe_mode_with_console_and_status(tmp_path):
               site)  # fmt: skip
         st = _safe_status(site)
         assert "boot loop" in st["reason"] and st["reset"] == "watchdog"
+        _says_the_site(st)  # from the validated config
         # The console says why.
         os.write(site.sim.console_fd, b"status\r")
         out = _read_console(site, b"SAFE MODE", 20)
@@ -288,4 +299,5 @@ def test_bad_config_on_the_board_ends_in_safe_mode_naming_the_error(tmp_path):
         _wait(lambda: _safe_status(site).get("state") == "safe", 60, "safe status upstream",
               site)  # fmt: skip
         assert "config does not validate" in _safe_status(site)["reason"]
+        _says_the_site(_safe_status(site))  # from the [site] table read without validating
         assert not any(k[0] in DEVICES for k in _latest(site))  # no driver ran
