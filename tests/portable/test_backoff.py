@@ -190,6 +190,18 @@ def test_budget_step_back_never_reopens_a_spent_window():
     assert bw.allows(3600.0 * 20 + 60, 1000)
 
 
+def test_budget_bytes_acked_in_a_later_window_count_there():
+    bb = ByteBudget(1000, window_s=3600)
+    w = bb.spend(3590.0, 600)
+    bb.acked(3595.0, w, 600)  # the same window: nothing more
+    assert bb.state(3595.0)["used"] == 600
+    bb.acked(3605.0, w, 600)  # acked in the next one: it crossed the meter there, maybe
+    assert bb.state(3605.0)["used"] == 600 and not bb.allows(3605.0, 401)
+    unlimited = ByteBudget(0)
+    unlimited.acked(5.0, unlimited.spend(1.0, 10) - 1, 10)
+    assert unlimited.used == 10  # counted, never limiting
+
+
 def test_zero_budget_is_unlimited():
     bb = ByteBudget(0)
     assert bb.allows(5.0, 10**12)

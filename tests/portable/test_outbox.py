@@ -136,6 +136,35 @@ def test_routine_backlog_never_overdraws_the_budget_but_alarms_do():
     assert out.budget_blocked and q.depth() == 5
 
 
+def test_a_message_acked_in_a_later_budget_window_counts_there_too():
+    # Bytes in flight at a boundary cross the carrier's meter in the next window: a drill at
+    # 240x sent in one site hour what arrived in the next and overdrew that one.
+    q = MemoryQueue()
+    for i in range(4):
+        q.append(LANE_ROUTINE, rec("input.voltage", 220 + i))
+    q.commit()
+    clock = [3600.0 - 10]
+    out = Outbox(q, SITE, TOPICS, Log(), batch_max=1, rate_msgs=0, facade=Facade(),
+                 wall=lambda: clock[0])  # fmt: skip
+    s = Session()
+    wire = Wire()
+    budget = ByteBudget(100000, 3600)
+    out.pump(s, budget, wire.publish, "json")
+    sent = sum(contract.publish_bytes(m.topic, len(m.payload)) for _, m in wire.sent)
+    assert budget.used == sent and len(s.inflight) == 4
+    first = wire.sent[0][0]
+    out.on_puback(s, first)  # acked in the same window: counted once
+    assert budget.used == sent
+    clock[0] = 3600.0 + 5  # the next window: the rest are acked there
+    late = [m for mid, m in wire.sent if mid != first]
+    for mid, _ in wire.sent[1:]:
+        out.on_puback(s, mid)
+    assert budget.used == sum(contract.publish_bytes(m.topic, len(m.payload)) for m in late)
+    for mid, _ in wire.sent:
+        out.on_puback(s, mid)  # a repeated ack counts nothing more
+    assert budget.used == sum(contract.publish_bytes(m.topic, len(m.payload)) for m in late)
+
+
 def test_commands_are_bounded_and_answered_on_the_reply_topic():
     out = Outbox(MemoryQueue(), SITE, TOPICS, Log(), rate_msgs=0)
     for _ in range(70):

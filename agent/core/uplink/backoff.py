@@ -157,6 +157,7 @@ class ByteBudget:
         self.start = None
         self.end_mono = None  # the monotonic time the current window ends at (with mono)
         self.used = 0
+        self.window = 0  # which window: counts the rolls
 
     def _roll(self, now):
         w = self.window_s
@@ -176,6 +177,7 @@ class ByteBudget:
         if self.mono is not None:
             self.end_mono = self.mono() + (start + w - now)
         self.used = 0
+        self.window += 1
 
     def allows(self, now, n, urgent=False):
         if self.limit <= 0 or urgent:
@@ -184,8 +186,19 @@ class ByteBudget:
         return self.used + n <= self.limit
 
     def spend(self, now, n):
+        """n bytes handed to the link now; returns the window they were counted in (for
+        acked())."""
         self._roll(now)
         self.used += n
+        return self.window
+
+    def acked(self, now, window, n):
+        """The broker acknowledged n bytes spent in `window`: they crossed the carrier's meter
+        between the two, so a window begun since counts them too (a link's own bytes in flight
+        at a boundary: a few KB over a satellite, whole site minutes of a drill at 240x)."""
+        self._roll(now)
+        if self.limit > 0 and window != self.window:
+            self.used += n
 
     def reopens_in(self, now):
         """Seconds until the current window ends (at least until the wall clock says so; a

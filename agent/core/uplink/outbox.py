@@ -18,7 +18,9 @@ Invariants:
 - at most `window` messages are in flight per session;
 - order after each connect: alarm events, then the retained state and active-alarm set, then the
   backlog oldest first, paced by rate_msgs / rate_bytes; routine traffic never overdraws a
-  broker's byte budget, alarms may. When the active-alarm set or the site's state (power source,
+  broker's byte budget, alarms may (a message counts in the window it was published in and,
+  when its PUBACK comes in a later one, in that one too: it crossed the meter in between).
+  When the active-alarm set or the site's state (power source,
   backhaul: STATE_KEYS) changes on a session that has sent its state, the retained state and set
   go again, so what a centre holds retained is current (a state sent at connect, before the
   first poll, said "unknown" for hours: found by the drill).
@@ -48,7 +50,7 @@ INBOX_MAX = 64  # command payloads waiting to be served; more are dropped and co
 
 
 class Message:
-    __slots__ = ("topic", "payload", "retain", "urgent", "batch", "kind", "done", "sent")
+    __slots__ = ("topic", "payload", "retain", "urgent", "batch", "kind", "done", "sent", "paid")
 
     def __init__(self, topic, payload, retain=False, urgent=False, batch=None, kind=None,
                  done=None):  # fmt: skip
@@ -60,6 +62,7 @@ class Message:
         self.kind = kind
         self.done = done  # called once the message is handed to the client (stream state)
         self.sent = None  # monotonic() when published: how long it has waited for its PUBACK
+        self.paid = None  # (budget, window, bytes) it was counted in when published
 
 
 class Outbox:
@@ -279,7 +282,7 @@ class Outbox:
                 msg.done()
             self.msg_rate.take(mono)
             self.byte_rate.take(mono, nbytes)
-            budget.spend(now, nbytes)
+            msg.paid = (budget, budget.spend(now, nbytes), nbytes)
             msg.sent = mono
             s.inflight[mid] = msg
             self.published += 1
@@ -293,6 +296,9 @@ class Outbox:
         """A successful PUBACK for message mid of session s. Returns the message (None if it
         was not in flight, e.g. from a session already closed)."""
         msg = s.inflight.pop(mid, None)
+        if msg is not None and msg.paid is not None:
+            msg.paid[0].acked(self.wall(), msg.paid[1], msg.paid[2])
+            msg.paid = None
         if msg is None or msg.batch is None:
             return msg
         left = self._parts.get(msg.batch, 0) - 1
