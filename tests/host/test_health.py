@@ -56,3 +56,46 @@ def test_soc_temperature_from_a_thermal_zone_or_left_out(tmp_path):
 def test_missing_data_dir_leaves_disk_out_and_still_polls(tmp_path):
     got = poll(HealthDriver({"id": "agent"}, str(tmp_path / "not-there"), zones=()))
     assert "agent.disk_used" not in got and "agent.rss" in got
+
+
+def test_hwmon_sensor_is_preferred_over_a_thermal_zone(tmp_path):
+    hw = tmp_path / "hwmon"
+    for n, name, milli in (("hwmon0", "acpitz", "30000"), ("hwmon1", "cpu_thermal", "51230")):
+        (hw / n).mkdir(parents=True)
+        (hw / n / "name").write_text(name + "\n")
+        (hw / n / "temp1_input").write_text(milli + "\n")
+    (hw / "hwmon2").mkdir()  # no name file: skipped
+    zone = tmp_path / "temp"
+    zone.write_text("40000\n")
+    assert soc_temperature(zones=(str(zone),), hwmon=str(hw)) == 51.23
+    assert soc_temperature(sensors=("acpitz",), zones=(str(zone),), hwmon=str(hw)) == 30.0
+    assert soc_temperature(sensors=("k10temp",), zones=(str(zone),), hwmon=str(hw)) == 40.0
+
+
+def test_cpu_is_the_busy_share_between_two_reads_of_proc_stat(tmp_path, monkeypatch):
+    from agent.host import health
+
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3\n")
+    monkeypatch.setattr(health, "PROC", str(tmp_path))
+    assert health.cpu_times(str(tmp_path)) == (200, 1000)
+    fig = health._ProcFigures()
+    assert fig.cpu() is None  # primes
+    stat.write_text("cpu  150 0 150 1000 200 0 0 0 0 0\n")  # +100 busy of +500
+    assert fig.cpu() == 20.0
+    assert fig.cpu() == 0.0  # no tick since: nothing measured
+
+
+def test_without_proc_the_figures_come_from_psutil(tmp_path, monkeypatch):
+    from agent.host import health
+
+    monkeypatch.setattr(health, "PROC", str(tmp_path / "no-proc"))
+    drv = HealthDriver({"id": "agent"}, str(tmp_path), zones=())
+    assert isinstance(drv.fig, health._PsutilFigures)
+    assert "agent.cpu" not in poll(drv)
+    got = poll(drv)
+    assert 0.0 <= got["agent.cpu"][0] <= 100.0
+    assert abs(got["agent.memory"][0] - psutil.virtual_memory().percent) < 5.0
+    rss = psutil.Process(os.getpid()).memory_info().rss
+    assert abs(got["agent.rss"][0] - rss) < 0.2 * rss
