@@ -12,7 +12,6 @@ line for the config (nothing is stored).
 """
 
 import asyncio
-import getpass
 import json
 import os
 import ssl
@@ -24,7 +23,6 @@ from agent.core.console.facade import ConsoleFacade
 from agent.core.console.session import Console
 from agent.core.errors import ConfigError
 from agent.host.console_socket import SOCKET_NAME, SocketConsole, attach
-from agent.host.console_tty import TtyConsole
 
 
 def socket_path(cfg):
@@ -92,6 +90,8 @@ async def start_consoles(cfg, facade, log, sock_path=None):
 
     service = ConsoleService()
     if c.get("enabled"):
+        from agent.host.console_tty import TtyConsole  # termios: only with a serial console
+
         service.tty = TtyConsole(c["port"], c.get("baud", 115200), make_console, log)
         service.task = asyncio.create_task(service.tty.run())
     if c.get("socket", True):
@@ -215,7 +215,11 @@ def add_parser(sub):
     return p
 
 
-def hash_pin(iterations, ask=getpass.getpass, out=sys.stdout):
+def hash_pin(iterations, ask=None, out=sys.stdout):
+    if ask is None:
+        import getpass
+
+        ask = getpass.getpass
     pin = ask("New console PIN (%d-%d characters): " % (auth.MIN_PIN, auth.MAX_PIN))
     if ask("Again: ") != pin:
         sys.stderr.write("site-agent console: the two PINs differ; nothing printed\n")
