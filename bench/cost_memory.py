@@ -1,4 +1,4 @@
-"""The agent daemon's memory on the peers' bench site, over time (issue 17 point 2). Prints; asserts
+"""The agent daemon's memory on the peers' bench site over time (issue 17 point 2). Prints; asserts
 nothing.
 
     .venv/bin/python bench/cost_memory.py [--minutes 10] [--every 10] [--driver snmp-lite]
@@ -76,7 +76,6 @@ import signal  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 
 MIB = 1024 * 1024  # the peers harness reports MiB as "MB"

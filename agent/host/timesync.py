@@ -8,8 +8,6 @@ The runner asks this at start and every minute until it says yes, then calls
 - systemd-timesyncd's flag file /run/systemd/timesync/synchronized (it touches it on sync).
 """
 
-import ctypes
-import ctypes.util
 import os
 
 TIME_ERROR = 5
@@ -19,10 +17,14 @@ _TIMEX_BYTES = 256  # struct timex is 208 bytes on 64-bit Linux; a zeroed, large
 
 def kernel_state(adjtimex=None):
     """adjtimex's return value (0 TIME_OK ... 5 TIME_ERROR), or None where it cannot be asked."""
+    # ctypes only here: a daemon whose clock is trusted never asks, and never imports it.
+    import ctypes
+
     if adjtimex is None:
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            adjtimex = libc.adjtimex
+            # The process's own symbols include libc's (no ctypes.util.find_library: on Linux it
+            # runs ldconfig in a subprocess).
+            adjtimex = ctypes.CDLL(None, use_errno=True).adjtimex
         except (OSError, AttributeError):
             return None
     buf = ctypes.create_string_buffer(_TIMEX_BYTES)  # modes = 0: read only, changes nothing

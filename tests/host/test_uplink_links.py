@@ -123,7 +123,11 @@ def _broken(mode):
             b = {"name": "broken", "host": "127.0.0.1", "port": srv.port, "insecure": True}
             agent = Agent(uplink_cfg([b], connect_timeout=1.0), interval=0.1)
             await agent.start()
-            await until(lambda: srv.accepted >= 2, 15, "two attempts", agent)
+            # Two attempts, and polling going on meanwhile (asserted below). Closing a session
+            # no longer waits up to 1 s for paho's network thread (there is none), so the second
+            # attempt can come after the test backoff's [0, 0.4] s, before 5 polls at 0.1 s.
+            await until(lambda: srv.accepted >= 2 and sum(
+                d.calls for d in agent.drivers.values()) >= 5, 15, "two attempts", agent)
             polls = sum(d.calls for d in agent.drivers.values())
             await agent.stop()
             return agent, polls
