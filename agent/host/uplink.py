@@ -1,14 +1,11 @@
 """MQTT uplink on paho-mqtt (host): several brokers in priority order, QoS 1 batches tied to the
 queue, paced backlog, byte budgets, reconnect backoff and commands. Contract: docs/mqtt.md.
 
-Threading: each connection ("session") is one paho client driven by the asyncio loop, as paho's
-docs show for external loops: its socket is watched with add_reader (loop_read) and, while paho
-has bytes to send, add_writer (loop_write); a task calls loop_misc every second (keepalive). So
-the daemon runs no paho network thread; only the blocking connect (DNS, TCP, TLS handshake) runs
-in a short-lived thread of its own, which ends with the connect. Paho callbacks are handed on with
-call_soon(_threadsafe), so the queue, the budgets and the session state are only touched from the
-asyncio thread. A new client is made for every connection (clean session): redelivery is ours,
-from the queue, not paho's.
+Threading: each connection ("session") is one paho client run by the asyncio loop
+(mqtt_client.LoopDriver: no paho network thread; only the blocking connect runs in a thread of its
+own, which ends with it). Paho callbacks are handed on with call_soon_threadsafe, so the queue,
+the budgets and the session state are only touched from the asyncio thread. A new client is made
+for every connection (clean session): redelivery is ours, from the queue, not paho's.
 Invariants:
 - what is sent, in what order and when a batch is acked to the queue is decided by the portable
   Outbox (agent/core/uplink/outbox.py), shared with the board's uplink; this module owns the
@@ -34,7 +31,6 @@ import binascii
 import os
 import random
 import ssl
-import threading
 import time
 
 import paho.mqtt.client as mqtt
@@ -68,34 +64,7 @@ class _Session:
         self.inflight = {}  # mid -> Message
         self.nonce = binascii.hexlify(os.urandom(6)).decode()
         self.state_sent = False
-        self.sock = None  # the socket the asyncio loop watches for paho
-        self.misc = None  # the task calling loop_misc
-
-
-def _in_thread(aloop, fn, *args):
-    """fn(*args) in a thread of its own that ends with it (not the default executor, whose
-    threads stay); a future for its result."""
-    fut = aloop.create_future()
-
-    def settle(result, error):
-        if not fut.done():
-            if error is not None:
-                fut.set_exception(error)
-            else:
-                fut.set_result(result)
-
-    def run():
-        try:
-            result, error = fn(*args), None
-        except Exception as e:
-            result, error = None, e
-        try:
-            aloop.call_soon_threadsafe(settle, result, error)
-        except RuntimeError:  # the asyncio loop is closed: shutting down
-            pass
-
-    threading.Thread(target=run, name="mqtt-connect", daemon=True).start()
-    return fut
+        self.link = None  # mqtt_client.LoopDriver: paho on the asyncio loop, once connected
 
 
 class MqttUplink:
@@ -194,51 +163,6 @@ class MqttUplink:
         )
         client.on_message = lambda c, u, msg: self._on_message(session_box[0], msg)
         return client
-
-    # --- driving paho from the asyncio loop ---------------------------------------------------
-    def _attach(self, s):
-        """After the connect: watch s's socket for paho, write what it queued (CONNECT), and
-        keep its keepalive. From here on paho runs only in this thread."""
-        sock = s.client.socket()
-        if sock is None:
-            return False
-        s.sock = sock
-        client = s.client
-        client.on_socket_register_write = lambda c, u, k: self._aloop.add_writer(k, self._writable,
-                                                                                 s)  # fmt: skip
-        client.on_socket_unregister_write = lambda c, u, k: self._aloop.remove_writer(k)
-        client.on_socket_close = lambda c, u, k: self._detach(s)
-        self._aloop.add_reader(sock, self._readable, s)
-        if client.want_write():
-            self._aloop.add_writer(sock, self._writable, s)
-        s.misc = asyncio.ensure_future(self._misc(s))
-        return True
-
-    def _readable(self, s):
-        client = s.client
-        client.loop_read()
-        # TLS: records already decrypted wait in the SSL object, not on the socket.
-        pending = getattr(s.sock, "pending", None)
-        while pending is not None and client.socket() is s.sock and pending() > 0:
-            client.loop_read()
-
-    def _writable(self, s):
-        s.client.loop_write()
-        # paho only unregisters a writer it registered itself; the CONNECT's may be ours.
-        if s.sock is not None and not s.client.want_write():
-            self._aloop.remove_writer(s.sock)
-
-    async def _misc(self, s):
-        while s.client.socket() is not None:
-            s.client.loop_misc()  # PINGREQ on time; a missing PINGRESP closes the link
-            await asyncio.sleep(1.0)
-
-    def _detach(self, s):
-        """Stop watching s's socket (paho is closing it, or the session ends)."""
-        sock, s.sock = s.sock, None
-        if sock is not None:
-            self._aloop.remove_reader(sock)
-            self._aloop.remove_writer(sock)
 
     def _call(self, fn, *args):
         try:
@@ -368,13 +292,14 @@ class MqttUplink:
         self.log.info("uplink", "connecting", broker=self._where(b))
         self.unreachable = False
         try:
-            await _in_thread(self._aloop, client.connect, b["host"], b["port"], self.keepalive)
+            await mqtt_client.connect(client, b["host"], b["port"], self.keepalive)
         except (OSError, ssl.SSLError, ValueError) as e:
             # No TCP (a timeout, refused, no route): nothing answers there; TLS failures are
             # ssl.SSLError, an OSError too, but mean the broker did answer.
             self.unreachable = not isinstance(e, (ssl.SSLError, ValueError))
             return self._give_up(s, mqtt_client.connect_reason(b, e, self.connect_timeout))
-        if not self._attach(s):
+        s.link = mqtt_client.LoopDriver(client, self._aloop)
+        if not s.link.start():
             return await self._close(s, "link closed by the broker or the network during connect")
         deadline = time.monotonic() + self.connect_timeout
         while s.connack is None and time.monotonic() < deadline:
@@ -426,19 +351,8 @@ class MqttUplink:
         s.ready = False
         if why is not None:
             self._give_up(s, why)
-        try:
-            s.client.disconnect()  # queues DISCONNECT; paho closes the socket once it is written
-        except Exception:  # already gone
-            pass
-        end = time.monotonic() + 1.0
-        while s.sock is not None and s.client.want_write() and time.monotonic() < end:
-            await asyncio.sleep(0.02)
-        sock = s.sock
-        self._detach(s)
-        if sock is not None:
-            sock.close()  # paho never got to close it (DISCONNECT unsent): the client is dropped
-        if s.misc is not None:
-            s.misc.cancel()
+        if s.link is not None:
+            await s.link.close()
         self.out.end_session(s)
         return None
 

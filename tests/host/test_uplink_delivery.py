@@ -168,3 +168,30 @@ def test_command_flood_does_not_stall_polling():
         counts = agent.uplink.remote.counts
         # Most of the flood got no reply at all (no reply amplification).
     assert counts["dropped"] + agent.uplink.commands_dropped > 1000, counts
+
+
+def test_the_uplink_runs_on_the_asyncio_loop_without_a_network_thread():
+    """paho is driven from the asyncio loop (mqtt_client.LoopDriver): once connected and
+    delivering, no thread is left besides those the test had (the connect's own thread ends with
+    the connect; no paho loop thread, no executor thread)."""
+    import threading
+
+    with Broker() as broker:
+        up = _upstream(broker)
+
+        async def main():
+            before = {t.ident for t in threading.enumerate()}
+            agent = Agent(uplink_cfg([broker_cfg(broker)], keepalive=2))
+            await agent.start()
+            await until(lambda: agent.uplink.acked >= 3, 10, "batches acked", agent)
+            await asyncio.sleep(3.0)  # past a keepalive: PINGREQ/PINGRESP through loop_misc
+            await until(lambda: agent.uplink.acked >= 5, 10, "more batches acked", agent)
+            extra = [t.name for t in threading.enumerate() if t.ident not in before]
+            connected = agent.uplink.state()["connected"]
+            await agent.stop()
+            return extra, connected
+
+        extra, connected = asyncio.run(main())
+        up.stop()
+    assert connected
+    assert extra == []
