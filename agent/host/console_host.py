@@ -20,7 +20,6 @@ import time
 
 from agent.core.console import auth
 from agent.core.console.facade import ConsoleFacade
-from agent.core.console.session import Console
 from agent.core.errors import ConfigError
 from agent.host.console_socket import SOCKET_NAME, SocketConsole, attach
 
@@ -86,6 +85,9 @@ async def start_consoles(cfg, facade, log, sock_path=None):
         log.warning("console", "no console.pin_hash: the console shows only help and status")
 
     def make_console(write, where):
+        # The session (views, line editing) is imported when a technician first attaches.
+        from agent.core.console.session import Console
+
         return Console(facade, access, write, where=where, log=log)
 
     service = ConsoleService()
