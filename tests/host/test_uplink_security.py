@@ -150,3 +150,39 @@ def test_insecure_broker_warns_at_every_start():
             warn = [ln for ln in agent.lines if "WARNING" in ln and "insecure = true" in ln]
             assert len(warn) == 1
             assert PASSWORD not in agent.log_text()
+
+
+def test_a_backlog_drains_over_tls_without_gaps():
+    """A backlog of several hundred records goes out over mutual TLS in bursts of batches, with
+    paho driven from the asyncio loop (mqtt_client.LoopDriver): every seq arrives, none stays."""
+    d, p = _pki()
+    with _tls_broker(p, passwords={"agent": PASSWORD, "ops": "ops-pw"}) as broker:
+        up = Upstream(broker.host, broker.port, PREFIX, SITE, tls={
+            "ca_file": p["ca_file"], "cert_file": p["client_cert"],
+            "key_file": p["client_key"]})  # fmt: skip
+        up.client.username_pw_set("ops", "ops-pw")
+        up.start()
+
+        async def main():
+            cfg = _secure(broker, p, username="agent", password=PASSWORD)
+            agent = Agent(uplink_cfg([cfg], batch_max=5, rate_msgs=1000), interval=0.01)
+            await agent.start(uplink=False)
+            await until(lambda: agent.queue.confirmed_seq >= 600, 20, "a backlog", agent)
+            agent.loop.stop()  # a fixed backlog: all of it must go
+            await agent.loop_task
+            agent.start_uplink()
+
+            def drained():
+                st = agent.queue.stats()
+                seqs = up.snapshot()[1]
+                return (sum(st["depth"].values()) == 0
+                        and all(s in seqs for s in range(st["confirmed_seq"] + 1)))  # fmt: skip
+
+            await until(drained, 30, "the backlog upstream", agent)
+            await agent.stop()
+            return agent
+
+        agent = asyncio.run(main())
+        up.stop()
+        _no_secrets(agent, p)
+        assert agent.uplink.acked >= 120
