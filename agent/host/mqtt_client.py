@@ -154,7 +154,8 @@ class LoopDriver:
         c.loop_read()
         # TLS: records already decrypted wait in the SSL object, not on the socket.
         pending = getattr(self.sock, "pending", None)
-        while pending is not None and c.socket() is self.sock and pending() > 0:
+        while pending is not None and self.sock is not None and c.socket() is self.sock \
+                and pending() > 0:  # fmt: skip
             c.loop_read()
 
     def _writable(self):
