@@ -19,9 +19,9 @@ over the run after the first two minutes (least squares, MiB per hour), and the 
 daemon had imported, grouped by top-level package (--modules: every one).
 
 --heap starts tracemalloc in the agent (it costs memory and CPU of its own: use it to see where
-the heap goes, not for the RSS figures) and prints the traced heap per row and the 25 largest
-allocation sites at the end. --driver snmp runs the pysnmp driver instead of the portable
-client.
+the heap goes, not for the RSS figures) and prints the traced heap per row, the 25 largest
+allocation sites at the end and the 15 that grew most since 120 s. --driver snmp runs the
+pysnmp driver instead of the portable client.
 """
 
 import sys
@@ -51,10 +51,17 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--child"]:
             json.dump(row, f)
         os.replace(_out + ".tmp", _out)
 
+    _base = []
+
     def _final(_signum, _frame):
+        if _heap and not _base:  # the first SIGUSR2 (at 120 s): the snapshot growth is taken from
+            _base.append(tracemalloc.take_snapshot())
+            return
         row = {"modules": sorted(sys.modules)}
         if _heap:
             snap = tracemalloc.take_snapshot()
+            row["growth"] = [(str(d.traceback[0]), d.size_diff, d.count_diff)
+                             for d in snap.compare_to(_base[0], "lineno")[:15]]  # fmt: skip
             row["top"] = [(str(s.traceback[0]), s.size, s.count)
                           for s in snap.statistics("lineno")[:25]]  # fmt: skip
             row["by_file"] = [(str(s.traceback[0].filename), s.size)
@@ -222,11 +229,16 @@ def main():
             "heap_MiB", "mods", "readings")
         print(head)
         rows = []
+        based = False
         end = t0 + args.minutes * 60
         while time.monotonic() < end and agent.poll() is None:
             time.sleep(min(args.every, max(0.0, end - time.monotonic())))
             if agent.poll() is not None:
                 break
+            if args.heap and not based and time.monotonic() - t0 >= 120:
+                agent.send_signal(signal.SIGUSR2)  # tracemalloc's baseline for the growth
+                based = True
+                time.sleep(3)
             agent.send_signal(signal.SIGUSR1)
             time.sleep(0.2)
             p = proc_figures(agent.pid)
@@ -309,6 +321,10 @@ def summarise(rows, final, readings, t0, args):
             print("\nlargest traced %s (KB):" % label)
             for entry in final[key]:
                 print("%9.1f  %s" % (entry[1] / 1024, entry[0]))
+    if final.get("growth"):
+        print("\ngrowth of the traced heap since 120 s, by allocation site (KB, blocks):")
+        for where, size, count in final["growth"]:
+            print("%+9.1f %+7d  %s" % (size / 1024, count, where))
 
 
 if __name__ == "__main__":
