@@ -24,66 +24,69 @@ allocation sites at the end and the 15 that grew most since 120 s. --driver snmp
 pysnmp driver instead of the portable client.
 """
 
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
 
-# Inside the agent's process (this file started again with --child): a SIGUSR1 handler that writes
-# one JSON line of heap figures, then the daemon's own entry point. Nothing else is imported here,
-# so the agent's memory is its own.
-if __name__ == "__main__" and sys.argv[1:2] == ["--child"]:
-    import json
-    import os
-    import signal
+# What runs inside the agent's process (python -c, so that the daemon compiles nothing more than
+# `site-agent run` does): a SIGUSR1 handler that writes one JSON line of heap figures, a SIGUSR2
+# handler for the final figures (with --heap the first SIGUSR2 takes tracemalloc's baseline),
+# then the daemon's own entry point. argv: heap file, "1" for tracemalloc, config.
+CHILD = """
+import json, os, signal, sys
 
-    _out, _heap = sys.argv[2], sys.argv[3] == "1"
-    if _heap:
-        import tracemalloc
+out, heap, base = sys.argv[1], sys.argv[2] == "1", []
+if heap:
+    import tracemalloc
 
-        tracemalloc.start(1)
+    tracemalloc.start(1)
 
-    def _report(_signum, _frame):
-        import threading
 
-        row = {"blocks": sys.getallocatedblocks(), "modules": len(sys.modules),
-               "threads": threading.active_count()}  # fmt: skip
-        if _heap:
-            row["traced"], row["traced_peak"] = tracemalloc.get_traced_memory()
-        with open(_out + ".tmp", "w") as f:
-            json.dump(row, f)
-        os.replace(_out + ".tmp", _out)
+def write(path, row):
+    with open(path + ".tmp", "w") as f:
+        json.dump(row, f)
+    os.replace(path + ".tmp", path)
 
-    _base = []
 
-    def _final(_signum, _frame):
-        if _heap and not _base:  # the first SIGUSR2 (at 120 s): the snapshot growth is taken from
-            _base.append(tracemalloc.take_snapshot())
-            return
-        row = {"modules": sorted(sys.modules)}
-        if _heap:
-            snap = tracemalloc.take_snapshot()
-            row["growth"] = [(str(d.traceback[0]), d.size_diff, d.count_diff)
-                             for d in snap.compare_to(_base[0], "lineno")[:15]]  # fmt: skip
-            row["top"] = [(str(s.traceback[0]), s.size, s.count)
-                          for s in snap.statistics("lineno")[:25]]  # fmt: skip
-            row["by_file"] = [(str(s.traceback[0].filename), s.size)
-                              for s in snap.statistics("filename")[:25]]  # fmt: skip
-        with open(_out + ".final.tmp", "w") as f:
-            json.dump(row, f)
-        os.replace(_out + ".final.tmp", _out + ".final")
+def report(_signum, _frame):
+    import threading
 
-    signal.signal(signal.SIGUSR1, _report)
-    signal.signal(signal.SIGUSR2, _final)
-    from agent.host.cli import main
+    row = {"blocks": sys.getallocatedblocks(), "modules": len(sys.modules),
+           "threads": threading.active_count()}
+    if heap:
+        row["traced"], row["traced_peak"] = tracemalloc.get_traced_memory()
+    write(out, row)
 
-    sys.exit(main(["run", "-c", sys.argv[4]]))
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+def final(_signum, _frame):
+    if heap and not base:
+        base.append(tracemalloc.take_snapshot())
+        return
+    row = {"modules": sorted(sys.modules)}
+    if heap:
+        snap = tracemalloc.take_snapshot()
+        row["top"] = [(str(s.traceback[0]), s.size, s.count)
+                      for s in snap.statistics("lineno")[:25]]
+        row["by_file"] = [(str(s.traceback[0].filename), s.size)
+                          for s in snap.statistics("filename")[:25]]
+        row["growth"] = [(str(d.traceback[0]), d.size_diff, d.count_diff)
+                         for d in snap.compare_to(base[0], "lineno")[:15]]
+    write(out + ".final", row)
+
+
+signal.signal(signal.SIGUSR1, report)
+signal.signal(signal.SIGUSR2, final)
+from agent.host.cli import main
+
+sys.exit(main(["run", "-c", sys.argv[3]]))
+"""
+
 
 MIB = 1024 * 1024  # the peers harness reports MiB as "MB"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -217,8 +220,7 @@ def main():
         log = open(os.path.join(tmp, "agent.log"), "w")
         t0 = time.monotonic()
         agent = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--child", heapfile,
-             "1" if args.heap else "0", conf],
+            [sys.executable, "-c", CHILD, heapfile, "1" if args.heap else "0", conf],
             stdout=log, stderr=log, cwd=tmp,
             env=dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1"),
         )  # fmt: skip
