@@ -26,6 +26,7 @@ from agent.host.watchdog import Watchdog
 EXIT_RESTART = 3  # run_agent's answer to a console `reboot`: start the agent again
 HEALTH_DEVICE = "agent"  # the device id under which the agent reports its own health
 CLOCK_CHECK_S = 60
+STOP_GRACE_S = 2.0  # at stop, how long a connected uplink may take to empty the queue
 
 
 def build_drivers(cfg):
@@ -201,9 +202,13 @@ async def run_agent(cfg, log, stop=None):
     loop.stop()
     await asyncio.gather(tasks[0], return_exceptions=True)
     if uplink is not None:
-        # Give the uplink a moment to send what the final commit confirmed.
+        # Give a connected uplink up to STOP_GRACE_S to send, and have acknowledged, what the
+        # final commit confirmed; what it cannot send stays stored for the next start.
         uplink.notify()
+        end = aloop.time() + STOP_GRACE_S
         await asyncio.sleep(0.2)
+        while queue.depth() and uplink.state()["connected"] and aloop.time() < end:
+            await asyncio.sleep(0.05)
     for t in tasks[1:]:
         t.cancel()
     await asyncio.gather(*tasks[1:], return_exceptions=True)
