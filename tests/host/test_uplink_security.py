@@ -32,6 +32,15 @@ def _secure(broker, p, **kw):
     return broker_cfg(broker, **opts)
 
 
+def _ops_upstream(broker, p):
+    """The operations centre's subscriber on the mutual-TLS broker, as user "ops"."""
+    up = Upstream(broker.host, broker.port, PREFIX, SITE, tls={
+        "ca_file": p["ca_file"], "cert_file": p["client_cert"],
+        "key_file": p["client_key"]})  # fmt: skip
+    up.client.username_pw_set("ops", "ops-pw")
+    return up.start()
+
+
 def _key_material(p):
     with open(p["client_key"]) as f:
         body = [ln for ln in f.read().splitlines() if ln and not ln.startswith("-----")]
@@ -48,11 +57,7 @@ def _no_secrets(agent, p):
 def test_mutual_tls_with_password_delivers_and_logs_no_secret():
     d, p = _pki()
     with _tls_broker(p, passwords={"agent": PASSWORD, "ops": "ops-pw"}) as broker:
-        up = Upstream(broker.host, broker.port, PREFIX, SITE, tls={
-            "ca_file": p["ca_file"], "cert_file": p["client_cert"],
-            "key_file": p["client_key"]})  # fmt: skip
-        up.client.username_pw_set("ops", "ops-pw")
-        up.start()
+        up = _ops_upstream(broker, p)
 
         async def main():
             cfg = _secure(broker, p, username="agent", password=PASSWORD)
@@ -157,11 +162,7 @@ def test_a_backlog_drains_over_tls_without_gaps():
     paho driven from the asyncio loop (mqtt_client.LoopDriver): every seq arrives, none stays."""
     d, p = _pki()
     with _tls_broker(p, passwords={"agent": PASSWORD, "ops": "ops-pw"}) as broker:
-        up = Upstream(broker.host, broker.port, PREFIX, SITE, tls={
-            "ca_file": p["ca_file"], "cert_file": p["client_cert"],
-            "key_file": p["client_key"]})  # fmt: skip
-        up.client.username_pw_set("ops", "ops-pw")
-        up.start()
+        up = _ops_upstream(broker, p)
 
         async def main():
             cfg = _secure(broker, p, username="agent", password=PASSWORD)
