@@ -29,124 +29,24 @@ The contract's rules, as this model keeps them:
 Bounded memory per site: a few current values, the active alarms, up to 32 seq ranges, the last
 RECENT_EVENTS alarm events and a History (about 2.2 KB). Sites beyond `max_sites` are ignored
 and counted. Nothing here raises on odd input: values of the wrong type are ignored.
+This module is the write side; a Site and the checks its values go through are in
+agent/fleet/site.py, the rows read out of it (Fleet.summary, rows, areas, detail) in
+agent/fleet/views.py.
 """
 
 import collections
 import threading
-import unicodedata
 
-from agent.fleet.history import History
-from agent.fleet.seqset import SeqSet
-from agent.fleet.urgency import SEVERITIES, urgency, urgency_key
+from agent.fleet.site import TRACKED, VOLTAGE, Site, clean, fold, number, seq_int
+from agent.fleet.views import FleetViews
 
-TRACKED = frozenset(("site.power_source", "site.battery_charge", "site.runtime",
-                     "site.runtime_estimated", "site.backhaul", "site.on_battery_s",
-                     "agent.clock.trusted"))  # fmt: skip
-VOLTAGE = "battery.voltage"
-# The row's fields that a metric gives (agent/fleet/urgency.py and the page read them).
-FIELDS = {"site.power_source": "power", "site.battery_charge": "charge",
-          "site.runtime": "runtime", "site.runtime_estimated": "runtime_est",
-          "site.backhaul": "backhaul", "site.on_battery_s": "on_battery_s",
-          VOLTAGE: "voltage"}  # fmt: skip
-DEFAULT_INTEGRITY_S = 600.0  # the agent's default uplink.integrity_period
 BANK_SWITCH = 1.3
 RECENT_EVENTS = 20
 MAX_ALARM_IDS = 256
 FUTURE_SLACK_S = 300.0  # a record time further ahead of our clock than this is not believed
 
 
-def fold(text):
-    """Lower case without diacritics, so "thuan hoa" finds "Thuận Hòa" (đ is not a combining
-    mark in Unicode: it is mapped by hand)."""
-    text = unicodedata.normalize("NFD", text.lower().replace("đ", "d"))
-    return "".join(c for c in text if not unicodedata.combining(c))
-
-
-def _num(v):
-    """v if it is a finite number (not a bool), else None."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in _INF:
-        return None
-    return v
-
-
-def _clean(v):
-    """A record's value as we keep it: a float that is not finite (JSON allows NaN through
-    Python's parser, browsers do not) becomes None."""
-    if isinstance(v, float) and (v != v or v in _INF):
-        return None
-    return v
-
-
-_INF = (float("inf"), float("-inf"))
-
-
-def _word(v):
-    """An enum value as published (a short string), or None for anything else."""
-    return v[:40] if isinstance(v, str) and v else None
-
-
-def _seq(v):
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-
-class Site:
-    __slots__ = ("id", "name", "kind", "location", "status", "reason", "status_time", "session",
-                 "agent", "cur", "volt_device", "newest_time", "newest_est", "last_msg", "seen",
-                 "alarms", "alarm_last", "events", "history", "records", "duplicates", "bad",
-                 "search", "row", "source", "source_birth", "contract", "unknown",
-                 "unknown_since", "dev_of", "integrity", "ctx", "elsewhere")  # fmt: skip
-
-    def __init__(self, site_id, history_step, history_size):
-        self.id = site_id
-        self.name = None
-        self.kind = None
-        self.location = {}
-        self.status = None  # "online", "offline" or None (no status seen)
-        self.reason = None
-        self.status_time = None
-        self.session = None
-        self.agent = None
-        self.cur = {}  # metric -> [value, seq, time, est]
-        self.volt_device = None  # the device whose battery.voltage is this site's
-        self.newest_time = None  # newest record time believed
-        self.newest_est = False  # ... and whether it was an estimate
-        self.last_msg = None  # our clock when a live (not retained) message last came
-        self.seen = SeqSet()
-        self.alarms = {}  # alarm id -> active alarm (trimmed event)
-        self.alarm_last = {}  # alarm id -> (seq, "raise"|"clear", time) of the newest event
-        self.events = None  # deque of recent alarm events, made on the first
-        self.history = History(history_step, history_size)
-        self.records = 0
-        self.duplicates = 0
-        self.bad = 0
-        self.search = fold(site_id)
-        self.row = None  # the static part of its summary, until the next message (Fleet.summary)
-        self.source = None  # the topic prefix whose status we show (the one it speaks under)
-        self.source_birth = None  # ... and the time of its birth there, when known
-        self.contract = None  # "v1 JSON", "v2 compact"...: the form of its last batch
-        self.unknown = None  # {metric: seq of its newest unresolved reading} (v2 compact)
-        self.unknown_since = None  # our clock when values first became unknown
-        self.dev_of = None  # {tracked metric: device}, from records and the series table
-        self.integrity = None  # the v2 compact stream's integrity period (series table)
-        self.ctx = None  # the contract decoder's context for this site (v2 compact)
-        self.elsewhere = None  # the partition whose instance reads this site's data, if not us
-
-    def value(self, metric):
-        c = self.cur.get(metric)
-        return None if c is None else c[0]
-
-    def last_heard(self):
-        """Our best knowledge of when the site last spoke: a live message's arrival, its newest
-        record's time, or its birth's time (it was connected then)."""
-        best = None
-        birth = self.status_time if self.status == "online" else None
-        for t in (self.last_msg, self.newest_time, birth):
-            if t is not None and (best is None or t > best):
-                best = t
-        return best
-
-
-class Fleet:
+class Fleet(FleetViews):
     def __init__(self, silent_after=300.0, history_step=300.0, history_size=288,
                  max_sites=100000, log=None):  # fmt: skip
         self.silent_after = float(silent_after)
@@ -311,7 +211,7 @@ class Fleet:
                 if rec.get("site", s.id) != s.id:
                     bad += 1
                     continue
-                seq = _seq(rec.get("seq"))
+                seq = seq_int(rec.get("seq"))
                 if seq is not None and not state and not s.seen.add(seq):
                     dups += 1
                     continue
@@ -336,10 +236,10 @@ class Fleet:
         self.counts["records_unresolved"] += n
         if rec.get("site", s.id) != s.id:
             return
-        seq = _seq(rec.get("seq"))
+        seq = seq_int(rec.get("seq"))
         if seq is None or seq in s.seen:
             return  # no order to judge by, or its value is already known (a duplicate)
-        t = _num(rec.get("time"))
+        t = number(rec.get("time"))
         if t is not None and t <= now + FUTURE_SLACK_S and (
                 s.newest_time is None or t > s.newest_time):  # fmt: skip
             s.newest_time = t
@@ -368,7 +268,7 @@ class Fleet:
     def _record(self, s, rec, seq, state, now):
         """One record that is not a duplicate: the site's clock, then its current value (newer
         wins) and its history (any order)."""
-        t = _num(rec.get("time"))
+        t = number(rec.get("time"))
         if t is not None and t > now + FUTURE_SLACK_S:
             t = None  # a clock far ahead: keep the value, not its time
         est = rec.get("quality") == "est" or rec.get("est") is True
@@ -380,7 +280,7 @@ class Fleet:
             return
         metric = rec.get("metric")
         if metric == VOLTAGE:
-            if not _main_bank(s, rec.get("device"), _num(rec.get("value"))):
+            if not _main_bank(s, rec.get("device"), number(rec.get("value"))):
                 return
         elif metric not in TRACKED:
             return
@@ -390,7 +290,7 @@ class Fleet:
             s.dev_of[metric] = rec["device"]
         if rec.get("quality") == "stale":
             return  # a device that did not answer: its last value is not news
-        value = _clean(rec.get("value"))
+        value = clean(rec.get("value"))
         cur = s.cur.get(metric)
         if cur is None or _later(seq, t, cur, state):
             s.cur[metric] = [value, seq, t, est]
@@ -421,85 +321,6 @@ class Fleet:
         else:
             s.alarms.pop(aid, None)
 
-    # --- output -----------------------------------------------------------------------------
-    def summary(self, s, now):
-        """One site as the page's table row (plain JSON-able dict). What does not depend on the
-        time is kept per site until its next message (Site.row); the rest is worked out here."""
-        base = s.row
-        if base is None:
-            base = s.row = _static_row(s)
-        row = dict(base)
-        if s.elsewhere is not None:
-            row["elsewhere"] = s.elsewhere
-        source = row["power"]
-        rt = s.cur.get("site.runtime")
-        runtime = row["runtime_reported"]
-        if runtime is not None and source == "battery" and rt[2] is not None:
-            row["runtime"] = max(0.0, runtime - max(0.0, now - rt[2]))
-        heard = row["last_heard"]
-        row["age"] = None if heard is None else max(0.0, now - heard)
-        # Silence by age is judged from when we began listening too: a site online since last
-        # week has a week-old retained state, and is silent only if it stays quiet now.
-        since = max(heard or 0.0, self.started or 0.0)
-        silent = s.status == "offline" or (since > 0 and now - since > self.silent_after
-                                           and s.elsewhere is None)  # fmt: skip
-        # (A site whose data another instance reads is silent here by its status only: its
-        # silence by age is that instance's to judge.)
-        row["silent"] = silent
-        on_batt = row["on_battery_s"]
-        ob = s.cur.get("site.on_battery_s")
-        if on_batt and source == "battery" and ob[2] is not None and not silent:
-            row["on_battery_s"] = on_batt + max(0.0, now - ob[2])  # still on battery, we know
-        row["rank"], row["level"], row["why"] = urgency(row)
-        return row
-
-    def rows(self, now, query=None, area=None):
-        """Every site matching the filter, most urgent first. `query`: words that must all
-        appear in the site's id, name or place (case and diacritics ignored); `area`: a commune
-        or province, exactly."""
-        words = fold(query).split() if query else ()
-        with self.lock:
-            out = []
-            for s in self.sites.values():
-                if words and not all(w in s.search for w in words):
-                    continue
-                if area and area not in (s.location.get("commune"), s.location.get("province")):
-                    continue
-                out.append(self.summary(s, now))
-        out.sort(key=urgency_key)
-        return out
-
-    def areas(self):
-        """{commune or province: number of sites}, for the page's filter list."""
-        out = collections.Counter()
-        with self.lock:
-            for s in self.sites.values():
-                for k in ("commune", "province"):
-                    v = s.location.get(k)
-                    if v:
-                        out[v] += 1
-        return dict(out)
-
-    def detail(self, site_id, now):
-        with self.lock:
-            s = self.sites.get(site_id)
-            if s is None:
-                return None
-            out = self.summary(s, now)
-            out["location"] = dict(s.location)
-            out["session"] = s.session
-            out["agent"] = s.agent
-            out["active_alarms"] = sorted(s.alarms.values(), key=_alarm_order)
-            out["events"] = list(s.events or ())[::-1]
-            out["history"] = s.history.series(now)
-            out["counts"] = {"records": s.records, "duplicates": s.duplicates, "bad": s.bad}
-            out["source"] = s.source
-            out["current"] = {m: {"value": c[0], "seq": c[1], "time": c[2], "est": c[3]}
-                              for m, c in s.cur.items()}  # fmt: skip
-            for m, seq in (s.unknown or {}).items():  # a newer reading whose value is unknown
-                out["current"][m] = {"value": None, "unknown": True, "seq": seq}
-        return out
-
 
 def _main_bank(s, dev, volts):
     """Is `dev` the site's main battery bank (the one whose voltage we keep)? The first device
@@ -512,59 +333,12 @@ def _main_bank(s, dev, volts):
         return True
     if dev == s.volt_device:
         return True
-    cur = _num(s.value(VOLTAGE))
+    cur = number(s.value(VOLTAGE))
     if cur is not None and abs(volts) > BANK_SWITCH * abs(cur):
         s.volt_device = dev
         s.cur.pop(VOLTAGE, None)
         return True
     return False
-
-
-def _static_row(s):
-    """The parts of a site's row that change only when a message from it arrives."""
-    cur = s.cur
-
-    def value(metric):
-        c = cur.get(metric)
-        return None if c is None else c[0]
-
-    counts = {k: 0 for k in SEVERITIES}
-    for a in s.alarms.values():
-        sev = a.get("severity")
-        if sev in counts:
-            counts[sev] += 1
-    loc = s.location
-    rt = cur.get("site.runtime")
-    runtime = _num(value("site.runtime"))
-    row = {
-        "id": s.id, "name": s.name, "kind": s.kind,
-        "commune": loc.get("commune"), "province": loc.get("province"),
-        "address": loc.get("address"), "lat": loc.get("lat"), "lon": loc.get("lon"),
-        "status": s.status or "unknown", "reason": s.reason, "status_time": s.status_time,
-        "silent": False, "power": _word(value("site.power_source")),
-        "on_battery_s": _num(value("site.on_battery_s")),
-        "charge": _num(value("site.battery_charge")),
-        "voltage": _num(value(VOLTAGE)), "voltage_device": s.volt_device,
-        "runtime": runtime, "runtime_reported": runtime,
-        "runtime_at": None if rt is None else rt[2],
-        "runtime_est": value("site.runtime_estimated") is True,
-        "backhaul": _word(value("site.backhaul")), "alarms": counts,
-        "last_heard": s.last_heard(), "age": None, "time_est": bool(s.newest_est),
-        "contract": s.contract, "unknown": None, "known_by": None,
-    }  # fmt: skip
-    if s.unknown:
-        # Newer readings than these values exist, whose values this consumer cannot rebuild
-        # yet (v2 compact, joined mid-stream): unknown, never the older value, until the
-        # stream's integrity refresh carries every series again.
-        fields = sorted({FIELDS[m] for m in s.unknown if m in FIELDS})
-        for f in fields:
-            row[f] = None
-        if "runtime" in fields:
-            row["runtime_reported"] = row["runtime_at"] = None
-        if fields:
-            row["unknown"] = fields
-            row["known_by"] = s.unknown_since + (s.integrity or DEFAULT_INTEGRITY_S)
-    return row
 
 
 def _later(seq, t, cur, state):
@@ -578,7 +352,7 @@ def _later(seq, t, cur, state):
 
 def _newer(last, ev, set_time):
     """Is our event `last` = (seq, kind, time) newer than the set's member ev?"""
-    seq = _seq(ev.get("seq"))
+    seq = seq_int(ev.get("seq"))
     if last[0] is not None and seq is not None:
         return last[0] > seq
     return set_time is not None and last[2] is not None and last[2] > set_time
@@ -589,9 +363,4 @@ _ALARM_KEYS = ("alarm", "event", "rule", "severity", "device", "metric", "value"
 
 
 def _trim(ev):
-    return {k: _clean(ev[k]) for k in _ALARM_KEYS if k in ev}
-
-
-def _alarm_order(a):
-    sev = a.get("severity")
-    return (SEVERITIES.index(sev) if sev in SEVERITIES else 9, str(a.get("alarm")))
+    return {k: clean(ev[k]) for k in _ALARM_KEYS if k in ev}
