@@ -35,9 +35,10 @@ drill: such a site got no estimate at all; now within 3 % until its last half ho
 The long default window (two hours) and span (20 min) trade a slower answer to a load change for
 an estimate that does not jump with every reading: with an hour, a 48 V plant read with +-0.05 V of
 noise every 60 s gave an estimate past 10 % somewhere in the last half of a 5-hour discharge in
-9.5 % of discharges, with two hours in 1.3 % (bench/runtime_noise.py, 1,500 runs each). The method assumes the fall is near linear in
-time, as it is for lead-acid at UPS rates until the last minutes; an end point off by d volts per
-cell shifts the estimate by d / (fall per second), which is why the device's own is preferred.
+9.5 % of discharges, with two hours in 1.3 % (bench/runtime_noise.py, 1,500 runs each).
+The method assumes the fall is near linear in time, as it is for lead-acid at UPS rates until the
+last minutes; an end point off by d volts per cell shifts the estimate by d / (fall per second),
+which is why the device's own is preferred.
 Measured in tests/host/test_typhoon.py, every estimate made with at least 5 minutes left: the
 Wi-Fi night (Megatec UPS, voltage trend) within 2.1 % of the time to shutdown, the BTS night
 (emulated Eltek plant over SNMP, voltage trend with +-0.05 V noise) within 5.0 %.
