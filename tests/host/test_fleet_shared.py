@@ -154,7 +154,10 @@ def test_a_reconnect_loses_nothing_the_broker_queued_meanwhile():
             pub.publish("site-agent/v1/s1/data", batch(first, 10), qos=1).wait_for_publish(10)
         wait(lambda: sub.connected, what="the reconnect")
         wait(lambda: fleet.counts["records_data"] == 50, what="the batches queued meanwhile")
-        assert fleet.counts["duplicates"] == 0
+        # Nothing counted twice. The first batch's PUBACK may not have left when the link was
+        # cut (paho acks after the callback): then the broker redelivers it under QoS 1 and the
+        # fleet must take it as a duplicate, not as data (seen once in CI under load).
+        assert fleet.counts["duplicates"] in (0, 10), fleet.counts
         sub.stop()
         pub.disconnect()
         pub.loop_stop()

@@ -1,6 +1,7 @@
 # MegatecDriver + host SerialPort against the pty emulator: readings follow the model, every
 # fault mode makes the device stale with a reason, and it recovers when the fault clears.
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -205,6 +206,7 @@ def _open_fds():
 
 
 def test_stop_leaves_nothing_behind():
+    gc.collect()  # earlier tests' garbage (event loops, sockets) closes its fds now, not during
     before = _open_fds()
     ups = MegatecEmulator()
     path = ups.start()
@@ -220,7 +222,9 @@ def test_stop_leaves_nothing_behind():
     ups.stop()
     ups.stop()
     assert ups._thread is None
-    assert _open_fds() == before
+    # Nothing of ours is left open. (A subset, not equality: an earlier test's thread may still
+    # close an fd of its own meanwhile, as one did in a CI run.)
+    assert _open_fds() <= before
     assert not os.path.exists(path)  # the pty is gone once both ends are closed
 
 
